@@ -1,0 +1,52 @@
+# fairprune-lite: the two commands a newcomer needs are `make book` and `make test`.
+# Each creates .venv (Python 3.10+) and installs the project into it when missing or stale.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch/torchvision are pinned here (not in pyproject) so the book's numbers come from one
+# known build; override on other machines, e.g. `make test TORCH="torch torchvision"`.
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.installed
+PYTEST_NB := --nbval-lax --nbval-current-env --nbval-sanitize-with book/sanitize.cfg
+
+.PHONY: help install test test-unit test-book book book-execute bench clean
+
+help:
+	@echo "make book          build the executed book (HTML in _build/html)"
+	@echo "make test          unit tests + every notebook under nbval"
+	@echo "make test-unit     unit tests only"
+	@echo "make book-execute  re-run every chapter in place (default profile), then build"
+	@echo "make bench         the cost benchmark (benchmarks/README.md)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests book $(PYTEST_NB)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-book: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider book $(PYTEST_NB)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+
+book-execute: $(STAMP)
+	$(BIN)/python benchmarks/execute_book.py --inplace
+	$(MAKE) book
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/cost.py
+
+clean:
+	rm -rf _build book/_build .pytest_cache

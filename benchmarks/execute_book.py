@@ -1,0 +1,90 @@
+"""Execute every chapter of the book top to bottom and record how long each took.
+
+    python benchmarks/execute_book.py [--inplace] [--profile cpu] [chapter.ipynb ...]
+
+With ``--inplace`` the executed notebooks (outputs included) replace the committed ones: this is
+how the book's outputs are refreshed (``make book-execute``). Without it nothing in ``book/`` is
+changed. Either way ``benchmarks/results/book_cost.json`` records, per chapter, the wall time and
+the peak resident memory of its kernel, with the machine and versions that produced them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _peak_child_rss_mb() -> float:
+    # ru_maxrss of terminated children is in KiB on Linux; the kernel is our child.
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+
+
+def execute(path: Path, *, inplace: bool, timeout: int) -> dict:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    wall = time.perf_counter() - start
+    if inplace:
+        tmp = path.with_suffix(".ipynb.tmp")
+        nbformat.write(nb, tmp)
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written chapter
+    return {"chapter": path.name, "wall_time_s": round(wall, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("chapters", nargs="*", type=Path)
+    ap.add_argument("--inplace", action="store_true", help="write executed notebooks back")
+    ap.add_argument("--profile", default=os.environ.get("FAIRPRUNE_PROFILE", "cpu"))
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "book_cost.json")
+    args = ap.parse_args(argv)
+    os.environ["FAIRPRUNE_PROFILE"] = args.profile
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    chapters = args.chapters or sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+    rows = []
+    for ch in chapters:
+        before = _peak_child_rss_mb()
+        row = execute(ch, inplace=args.inplace, timeout=args.timeout)
+        row["peak_rss_mb_upper_bound"] = round(max(before, _peak_child_rss_mb()), 1)
+        rows.append(row)
+        print(f"{row['chapter']:<40} {row['wall_time_s']:8.1f} s", flush=True)
+    total = sum(r["wall_time_s"] for r in rows)
+    print(f"{'total':<40} {total:8.1f} s")
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:  # pragma: no cover
+        torch_version = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    record = {"profile": args.profile, "chapters": rows, "total_wall_time_s": round(total, 2),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "python": platform.python_version(), "torch": torch_version},
+              "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if not args.chapters:  # only a whole-book run replaces the stored record
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
