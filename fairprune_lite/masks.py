@@ -1,0 +1,804 @@
+"""Mask parameterization: scores in [0, 1], exact top-k binary masks, straight-through estimator.
+
+A pruned model is ``f(m * theta)``: ``theta`` are the dense weights, ``m`` a binary mask of the
+same shape (unstructured) or one entry per output channel (structured). The mask is the top-k
+of real-valued *scores* kept in ``[0, 1]`` (BiP's relaxation). The forward pass uses the exact
+binary mask; gradients reach the scores through the straight-through estimator (STE)::
+
+    m = m_bin.detach() + (s - s.detach())      # value m_bin, derivative d m / d s = 1
+    d loss / d s = d loss / d z * theta         # z = m * theta; summed over a filter if structured
+
+Everything here is a small function over modules, in the style of ``torch.nn.utils.prune`` and
+``torch.nn.utils.parametrize``: :func:`apply_masks` registers a parametrization on each masked
+weight, so the model is not copied, the dense weights stay at
+``layer.parametrizations.weight.original`` and the scores are *not* parameters of the model
+(a weight optimizer built from ``model.parameters()`` never sees them).
+
+Counting rule (same as ``torch.nn.utils.prune``): the number pruned is ``round(sparsity * n)``
+over the scope (all masked units for ``scope="global"``, each layer for ``scope="layer"``); a
+unit is a weight (unstructured) or an output channel (structured). Ties are broken by position:
+among equal scores, the earlier position (layer order, then flattened index) is pruned first.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+from torch.nn.utils import parametrize
+from torch.nn.utils import prune as torch_prune
+
+__all__ = [
+    "prunable_layers",
+    "MaskScores",
+    "apply_masks",
+    "remove_masks",
+    "is_masked",
+    "weight_parameters",
+    "masked_weights",
+    "model_masks",
+    "sparsity_report",
+    "count_pruned",
+    "to_torch_prune",
+    "to_dense",
+    "to_smaller",
+]
+
+_INITS = ("magnitude", "uniform", "constant")
+_SCOPES = ("global", "layer")
+#: relative size of the magnitude tie-break added to scores initialised from a given mask
+_TIE_BREAK = 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# layer discovery
+# ---------------------------------------------------------------------------------------------
+def prunable_layers(
+    model: nn.Module,
+    *,
+    layer_types: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear),
+    exclude: Iterable[str] = (),
+    prune_last: bool = True,
+) -> dict[str, nn.Module]:
+    """Layers whose ``weight`` is pruned, ``{qualified name: module}`` in module order.
+
+    ``exclude`` lists qualified names to leave dense. ``prune_last=False`` also leaves the last
+    matching layer (in ``named_modules`` order, the output layer of every model in this
+    package) dense: on tabular data pruning the output layer moves fairness a lot, so this is a
+    choice, not a default hidden in a method.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    layer_types = tuple(layer_types)
+    if not layer_types or not all(isinstance(t, type) for t in layer_types):
+        raise ValueError(f"layer_types must be a non-empty tuple of module classes, got {layer_types!r}")
+    exclude = set([exclude] if isinstance(exclude, str) else exclude)
+    names = {n for n, _ in model.named_modules()}
+    unknown = sorted(exclude - names)
+    if unknown:
+        raise ValueError(f"exclude names layers not in the model: {unknown}")
+    found = {
+        n: m
+        for n, m in model.named_modules()
+        if isinstance(m, layer_types) and isinstance(getattr(m, "weight", None), Tensor)
+    }
+    if not prune_last and found:
+        found.pop(list(found)[-1])
+    found = {n: m for n, m in found.items() if n not in exclude}
+    if not found:
+        raise ValueError(
+            f"model has no prunable layers (layer_types={[t.__name__ for t in layer_types]}, "
+            f"exclude={sorted(exclude)}, prune_last={prune_last})"
+        )
+    return found
+
+
+def _weight_of(module: nn.Module) -> Tensor:
+    """The dense weight theta of a layer, whether or not it is parametrized."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return module.weight
+
+
+def _check_structured(name: str, module: nn.Module) -> None:
+    w = _weight_of(module)
+    if w.dim() < 2:
+        raise ValueError(f"structured masks need a weight with >= 2 dims; layer {name!r} has shape {tuple(w.shape)}")
+    transposed = getattr(module, "transposed", False)
+    if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)) or transposed:
+        raise ValueError(
+            f"structured masks support nn.Linear and (non-transposed) convolutions; "
+            f"layer {name!r} is {type(module).__name__}"
+        )
+
+
+def _check_sparsity(sparsity: Any) -> float:
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
+        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    s = float(sparsity)
+    if not 0.0 <= s < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+    return s
+
+
+def _topk_keep(flat: Tensor, sparsity: float) -> Tensor:
+    """Boolean keep-mask of a 1-D score vector: prune exactly round(sparsity * n) lowest scores.
+
+    Ties at the threshold are pruned in order of position (earliest first); O(n) via kthvalue.
+    """
+    n = flat.numel()
+    k = round(sparsity * n)
+    keep = torch.ones(n, dtype=torch.bool, device=flat.device)
+    if k == 0:
+        return keep
+    if torch.isnan(flat).any():
+        raise ValueError("scores contain NaN; cannot rank them")
+    v = flat.kthvalue(k).values
+    less = flat < v
+    need = k - int(less.sum())
+    eq = flat == v
+    prune_eq = eq & (torch.cumsum(eq.to(torch.int64), 0) <= need)
+    keep &= ~(less | prune_eq)
+    return keep
+
+
+# ---------------------------------------------------------------------------------------------
+# scores
+# ---------------------------------------------------------------------------------------------
+class MaskScores(nn.Module):
+    """Real-valued mask scores in ``[0, 1]``, one per weight or per output channel.
+
+    Args:
+        model: the model whose layers are masked (only read, never modified).
+        sparsity: target fraction pruned, in ``[0, 1)``; settable later (schedules). May be
+            ``None`` only with ``mask=``, then it is the mask's overall fraction of pruned units.
+        structured: one score per output channel / filter (shape ``[out]``) instead of one per
+            weight. For ``Linear`` and non-transposed convolutions only.
+        scope: ``"global"`` (one top-k over all masked units) or ``"layer"`` (the same
+            sparsity within each layer).
+        init: how the scores start (the binary mask at step 0 follows from this):
+
+            * ``"magnitude"`` (default): ``|w|`` divided by the largest ``|w|`` in the scope
+              (structured: a filter's L2 norm divided by the largest filter norm in the scope),
+              so the first mask is exactly magnitude pruning (global or per layer), the mask
+              BiP starts from.
+            * ``"uniform"``: i.i.d. ``U(0, 1)`` from a generator seeded with ``seed`` (the
+              global torch RNG when ``seed`` is None): a random first mask.
+            * ``"constant"``: all scores 0.5; the first mask then prunes by position, useful
+              only to study the role of initialisation.
+        layers: which layers: ``None`` means :func:`prunable_layers` (with ``prune_last=False``
+            when ``structured``, since removing the output unit(s) of the classifier removes
+            outputs); or a dict ``{name: module}`` / list of names.
+        mask: start from a given binary mask ``{name: tensor}`` (weight-shaped; structured also
+            accepts ``[out]``). Scores are ``(1 - eps) * mask + eps * magnitude`` with
+            ``eps = 1e-3``: the mask decides the ranking, weight magnitude breaks ties within
+            the kept and the pruned sets, so top-k at the mask's own sparsity reproduces the mask
+            exactly (for ``scope="layer"`` when every layer has that sparsity).
+        seed: seed of ``init="uniform"``.
+
+    Attributes:
+        names: qualified layer names in module order.
+        scores: ``nn.ParameterDict``; use :meth:`score` / :meth:`items` to address by layer name.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sparsity: float | None,
+        *,
+        structured: bool = False,
+        scope: str = "global",
+        init: str = "magnitude",
+        layers: Mapping[str, nn.Module] | Iterable[str] | None = None,
+        mask: Mapping[str, Tensor] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if scope not in _SCOPES:
+            raise ValueError(f"scope must be one of {_SCOPES}, got {scope!r}")
+        if init not in _INITS:
+            raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+        self.structured = bool(structured)
+        self.scope = scope
+        self.init = init if mask is None else "mask"
+        self._fixed: dict[str, Tensor] | None = None
+        self._cache_key: tuple | None = None
+        self._cache: dict[str, Tensor] | None = None
+
+        if layers is None:
+            mods = prunable_layers(model, prune_last=not self.structured)
+        else:
+            mods = self._resolve_layers(model, layers)
+        if self.structured:
+            for n, m in mods.items():
+                _check_structured(n, m)
+        self.names: list[str] = list(mods)
+        self._keys = {n: n.replace(".", "__") for n in self.names}
+        if len(set(self._keys.values())) != len(self._keys):
+            raise ValueError(f"layer names collide after replacing '.' by '__': {self.names}")
+        self.weight_shapes: dict[str, torch.Size] = {n: _weight_of(m).shape for n, m in mods.items()}
+
+        with torch.no_grad():
+            mag = self._magnitude(mods)
+            if mask is not None:
+                unit = self._check_mask_dict(mask)
+                init_scores = {n: (1 - _TIE_BREAK) * unit[n] + _TIE_BREAK * mag[n] for n in self.names}
+                if sparsity is None:
+                    pruned = sum(int((unit[n] == 0).sum()) for n in self.names)
+                    total = sum(unit[n].numel() for n in self.names)
+                    sparsity = pruned / total
+            elif init == "magnitude":
+                init_scores = mag
+            elif init == "uniform":
+                gen = None
+                if seed is not None:
+                    gen = torch.Generator().manual_seed(int(seed))
+                init_scores = {n: torch.rand(mag[n].shape, generator=gen).to(mag[n]) for n in self.names}
+            else:
+                init_scores = {n: torch.full_like(mag[n], 0.5) for n in self.names}
+        if sparsity is None:
+            raise ValueError("sparsity is required unless mask= is given")
+        self._sparsity = _check_sparsity(sparsity)
+        self.scores = nn.ParameterDict(
+            {self._keys[n]: nn.Parameter(init_scores[n].clone().clamp_(0, 1)) for n in self.names}
+        )
+
+    # -- construction helpers ----------------------------------------------------------------
+    @staticmethod
+    def _resolve_layers(model: nn.Module, layers: Any) -> dict[str, nn.Module]:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+        modules = dict(model.named_modules())
+        if isinstance(layers, Mapping):
+            names = list(layers)
+        elif isinstance(layers, str):
+            names = [layers]
+        else:
+            names = list(layers)
+        if not names:
+            raise ValueError("layers is empty: no prunable layers")
+        out = {}
+        for n in names:
+            if n not in modules:
+                raise ValueError(f"layers names {n!r}, which is not a module of the model")
+            if not isinstance(getattr(modules[n], "weight", None), Tensor):
+                raise ValueError(f"layer {n!r} ({type(modules[n]).__name__}) has no weight tensor")
+            out[n] = modules[n]
+        return out
+
+    def _magnitude(self, mods: Mapping[str, nn.Module]) -> dict[str, Tensor]:
+        """Magnitude scores in [0, 1], normalised by the maximum over the scope."""
+        raw = {}
+        for n, m in mods.items():
+            w = _weight_of(m).detach().float()
+            raw[n] = w.flatten(1).norm(dim=1) if self.structured else w.abs()
+        if self.scope == "global":
+            top = max(float(r.max()) if r.numel() else 0.0 for r in raw.values())
+            tops = {n: top for n in raw}
+        else:
+            tops = {n: float(r.max()) if r.numel() else 0.0 for n, r in raw.items()}
+        return {n: r / tops[n] if tops[n] > 0 else torch.zeros_like(r) for n, r in raw.items()}
+
+    def _unit_shape(self, name: str) -> torch.Size:
+        ws = self.weight_shapes[name]
+        return torch.Size([ws[0]]) if self.structured else ws
+
+    def _check_mask_dict(self, mask: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Validate a user mask and return it at unit level (weight-shaped or ``[out]``), float."""
+        if not isinstance(mask, Mapping):
+            raise ValueError(f"mask must be a dict name -> tensor, got {type(mask).__name__}")
+        missing = [n for n in self.names if n not in mask]
+        unknown = [n for n in mask if n not in self.weight_shapes]
+        if missing:
+            raise ValueError(f"mask is missing layers {missing}")
+        if unknown:
+            raise ValueError(f"mask names unknown layers {unknown} (masked layers: {self.names})")
+        out = {}
+        for n in self.names:
+            t = torch.as_tensor(mask[n]).detach()
+            ws, us = self.weight_shapes[n], self._unit_shape(n)
+            if t.shape != ws and t.shape != us:
+                raise ValueError(f"mask for layer {n!r} has shape {tuple(t.shape)}, expected {tuple(us)}")
+            if not bool(((t == 0) | (t == 1)).all()):
+                raise ValueError(f"mask for layer {n!r} has values other than 0 and 1")
+            t = t.float()
+            if self.structured and t.shape == ws and t.shape != us:
+                ch = t.flatten(1)
+                if not bool((ch == ch[:, :1]).all()):
+                    raise ValueError(f"structured mask for layer {n!r} is not constant within each output channel")
+                t = ch[:, 0].clone()
+            out[n] = t
+        return out
+
+    @classmethod
+    def from_masks(
+        cls,
+        model: nn.Module,
+        masks: Mapping[str, Tensor],
+        *,
+        structured: bool = False,
+    ) -> "MaskScores":
+        """Fixed binary masks (no trainable scores), e.g. the output of a baseline pruner.
+
+        :meth:`binary_masks` returns exactly ``masks`` whatever their per-layer sparsities;
+        ``sparsity`` is their overall fraction of pruned units and cannot be changed. The
+        scores exist (mask plus a tiny magnitude tie-break) with ``requires_grad=False``.
+        """
+        if not isinstance(masks, Mapping) or not masks:
+            raise ValueError("masks must be a non-empty dict name -> tensor")
+        self = cls(model, None, structured=structured, layers=list(masks), mask=masks)
+        unit = self._check_mask_dict(masks)
+        for p in self.scores.values():
+            p.requires_grad_(False)
+        self._fixed = {n: unit[n].to(self.score(n).device).bool() for n in self.names}
+        self.init = "fixed"
+        return self
+
+    # -- accessors ---------------------------------------------------------------------------
+    @property
+    def fixed(self) -> bool:
+        """True for masks from :meth:`from_masks` (no top-k, no trainable scores)."""
+        return self._fixed is not None
+
+    @property
+    def sparsity(self) -> float:
+        """Target fraction of pruned units in the scope, in ``[0, 1)``."""
+        return self._sparsity
+
+    @sparsity.setter
+    def sparsity(self, value: float) -> None:
+        if self._fixed is not None:
+            raise ValueError("sparsity of fixed masks (MaskScores.from_masks) cannot be changed")
+        self._sparsity = _check_sparsity(value)
+
+    def score(self, name: str) -> nn.Parameter:
+        """The score Parameter of layer ``name`` (qualified module name)."""
+        if name not in self._keys:
+            raise ValueError(f"no scores for layer {name!r} (masked layers: {self.names})")
+        return self.scores[self._keys[name]]
+
+    def items(self) -> list[tuple[str, nn.Parameter]]:
+        """``[(qualified name, score Parameter)]`` in module order."""
+        return [(n, self.scores[self._keys[n]]) for n in self.names]
+
+    def extra_repr(self) -> str:
+        return (
+            f"layers={len(self.names)}, sparsity={self._sparsity:.4g}, structured={self.structured}, "
+            f"scope={self.scope!r}, init={self.init!r}"
+        )
+
+    # -- masks -------------------------------------------------------------------------------
+    def _unit_masks(self) -> dict[str, Tensor]:
+        """Boolean masks at unit level (weight-shaped, or ``[out]`` when structured), cached.
+
+        The cache key is every score's ``_version`` and storage plus the sparsity, so an
+        optimizer step, ``clamp_()`` or a new sparsity triggers one recomputation; repeated
+        forward passes in between cost nothing.
+        """
+        if self._fixed is not None:
+            return self._fixed
+        params = [p for _, p in self.items()]
+        key = (self._sparsity, tuple((p._version, p.data_ptr(), p.device) for p in params))
+        if key != self._cache_key or self._cache is None:
+            with torch.no_grad():
+                if self.scope == "global":
+                    flat = torch.cat([p.detach().reshape(-1) for p in params])
+                    keep = _topk_keep(flat, self._sparsity)
+                    parts = keep.split([p.numel() for p in params])
+                    cache = {n: k.view(p.shape) for n, k, p in zip(self.names, parts, params)}
+                else:
+                    cache = {
+                        n: _topk_keep(p.detach().reshape(-1), self._sparsity).view(p.shape)
+                        for n, p in zip(self.names, params)
+                    }
+            self._cache, self._cache_key = cache, key
+        return self._cache
+
+    def channel_masks(self) -> dict[str, Tensor]:
+        """Structured only: float ``{0, 1}`` masks of shape ``[out]`` per layer."""
+        if not self.structured:
+            raise ValueError("channel_masks() needs structured=True scores")
+        return {n: m.float() for n, m in self._unit_masks().items()}
+
+    def binary_masks(self) -> dict[str, Tensor]:
+        """Weight-shaped float ``{0, 1}`` masks, exactly ``round(sparsity * n)`` units pruned.
+
+        Fresh tensors each call (safe to modify); the top-k itself is cached.
+        """
+        out = {}
+        for n, m in self._unit_masks().items():
+            out[n] = _expand(m, self.weight_shapes[n]).to(torch.float32).clone()
+        return out
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Project the scores back into ``[0, 1]`` (in place)."""
+        for p in self.scores.values():
+            p.clamp_(0.0, 1.0)
+
+
+def _expand(unit_mask: Tensor, weight_shape: torch.Size) -> Tensor:
+    """Broadcast a unit-level mask (weight-shaped or ``[out]``) to the weight shape (a view)."""
+    if unit_mask.shape == weight_shape:
+        return unit_mask
+    return unit_mask.view(-1, *([1] * (len(weight_shape) - 1))).expand(weight_shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# parametrization
+# ---------------------------------------------------------------------------------------------
+class _Mask(nn.Module):
+    """Parametrization ``theta -> m * theta`` with the STE on the scores of one layer.
+
+    The scores object is held in a plain attribute (not a submodule), so it never becomes a
+    parameter of the model.
+    """
+
+    def __init__(self, scores: MaskScores, name: str, *, bias: bool = False) -> None:
+        super().__init__()
+        object.__setattr__(self, "mask_scores", scores)
+        self.layer_name = name
+        self.is_bias = bias
+
+    def forward(self, theta: Tensor) -> Tensor:
+        ms: MaskScores = self.mask_scores  # type: ignore[assignment]
+        unit = ms._unit_masks()[self.layer_name]
+        m = unit.to(device=theta.device, dtype=theta.dtype)
+        if self.is_bias:  # structured: the bias channel follows the weight's channel mask
+            return theta * m
+        score = ms.score(self.layer_name)
+        if score.requires_grad and torch.is_grad_enabled():
+            sc = score.to(dtype=theta.dtype)
+            m = m + (sc - sc.detach())
+        if ms.structured:
+            m = m.view(-1, *([1] * (theta.dim() - 1)))
+        return theta * m
+
+    def extra_repr(self) -> str:
+        return f"layer={self.layer_name!r}, bias={self.is_bias}"
+
+
+def _our_param(module: nn.Module, tensor_name: str) -> _Mask | None:
+    if not parametrize.is_parametrized(module, tensor_name):
+        return None
+    plist = getattr(module.parametrizations, tensor_name)
+    for p in plist:
+        if isinstance(p, _Mask):
+            return p
+    return None
+
+
+def is_masked(module: nn.Module) -> bool:
+    """True if ``module.weight`` carries a mask from :func:`apply_masks`."""
+    return _our_param(module, "weight") is not None
+
+
+def apply_masks(model: nn.Module, scores: MaskScores) -> None:
+    """Make ``model`` compute with ``m * theta`` on every layer of ``scores`` (in place, no copy).
+
+    Registers a ``torch.nn.utils.parametrize`` parametrization on each layer's ``weight`` (and,
+    for structured masks, on its ``bias``, masked by the same channel mask but without an STE
+    term, so ``d loss / d score = sum over the filter of d loss / d z * theta``). The dense
+    weights stay trainable at ``layer.parametrizations.weight.original`` (see
+    :func:`weight_parameters`); the scores are not registered in the model.
+    """
+    if not isinstance(scores, MaskScores):
+        raise ValueError(f"scores must be a MaskScores, got {type(scores).__name__}")
+    modules = dict(model.named_modules())
+    for n in scores.names:
+        if n not in modules:
+            raise ValueError(f"scores name layer {n!r}, which is not a module of the model")
+        mod = modules[n]
+        if is_masked(mod):
+            raise ValueError(f"layer {n!r} is already masked; call remove_masks(model) first")
+        w = getattr(mod, "weight", None)
+        if not isinstance(w, Tensor) or w.shape != scores.weight_shapes[n]:
+            raise ValueError(
+                f"layer {n!r} weight shape {None if w is None else tuple(w.shape)} does not match "
+                f"the scores ({tuple(scores.weight_shapes[n])})"
+            )
+    for n in scores.names:
+        mod = modules[n]
+        parametrize.register_parametrization(mod, "weight", _Mask(scores, n), unsafe=True)
+        if scores.structured and isinstance(getattr(mod, "bias", None), Tensor):
+            parametrize.register_parametrization(mod, "bias", _Mask(scores, n, bias=True), unsafe=True)
+
+
+def remove_masks(model: nn.Module, *, bake: bool = True) -> None:
+    """Remove the masks of :func:`apply_masks`; ``bake=True`` keeps ``m * theta`` as the weight,
+    ``bake=False`` restores the dense ``theta``.
+
+    The weight Parameter object is kept (an optimizer holding it stays valid). Removal restores
+    each module's own class rather than editing the parametrized class, so it is also safe on a
+    ``copy.deepcopy`` of a masked model (which shares that class with the original).
+    """
+    found = False
+    for n, mod in model.named_modules():
+        if _our_param(mod, "weight") is None:
+            continue
+        names = list(mod.parametrizations.keys())
+        for t in names:
+            plist = getattr(mod.parametrizations, t)
+            if len(plist) != 1 or not isinstance(plist[0], _Mask):
+                raise ValueError(f"layer {n!r} {t} has other parametrizations besides the mask; remove them first")
+        with torch.no_grad():
+            values = {t: getattr(mod, t).detach().clone() for t in names} if bake else {}
+            originals = {t: getattr(mod.parametrizations, t).original for t in names}
+            del mod._modules["parametrizations"]
+            mod.__class__ = mod.__class__.__bases__[0]
+            for t in names:
+                if bake:
+                    originals[t].copy_(values[t])
+                mod.register_parameter(t, originals[t])
+        found = True
+    if not found:
+        raise ValueError("model has no masks to remove (apply_masks was not called on it)")
+
+
+def _masked_modules(model: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules() if is_masked(m)}
+
+
+def weight_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The dense weights theta of the masked layers, ``{name: original weight Parameter}``."""
+    mods = _masked_modules(model)
+    if not mods:
+        raise ValueError("model has no masked layers (call apply_masks first)")
+    return {n: m.parametrizations.weight.original for n, m in mods.items()}
+
+
+def masked_weights(model: nn.Module) -> dict[str, Tensor]:
+    """The effective weights ``z = m * theta`` of the masked layers (differentiable)."""
+    mods = _masked_modules(model)
+    if not mods:
+        raise ValueError("model has no masked layers (call apply_masks first)")
+    return {n: m.weight for n, m in mods.items()}
+
+
+def model_masks(model: nn.Module) -> MaskScores:
+    """The :class:`MaskScores` attached to ``model`` by :func:`apply_masks`."""
+    found = {id(_our_param(m, "weight").mask_scores): _our_param(m, "weight").mask_scores
+             for m in _masked_modules(model).values()}
+    if not found:
+        raise ValueError("model has no masked layers (call apply_masks first)")
+    if len(found) > 1:
+        raise ValueError("model carries masks from more than one MaskScores")
+    return next(iter(found.values()))  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# reporting
+# ---------------------------------------------------------------------------------------------
+def count_pruned(masks: Mapping[str, Tensor]) -> tuple[int, int]:
+    """``(pruned, total)`` entries of a dict of {0, 1} masks."""
+    pruned = sum(int((m == 0).sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    return pruned, total
+
+
+def sparsity_report(model_or_masks: nn.Module | MaskScores | Mapping[str, Tensor]) -> dict:
+    """Weight-level sparsity from the actual masks.
+
+    Accepts a :class:`MaskScores`, a dict of weight-shaped masks, a model carrying masks from
+    :func:`apply_masks` (its masked layers), or a plain model (zero weights of its
+    :func:`prunable_layers`, which also covers ``torch.nn.utils.prune`` and dense exports).
+    Returns ``{"overall", "layers": {name: sparsity}, "pruned", "total",
+    "counts": {name: {"pruned", "total"}}}``.
+    """
+    if isinstance(model_or_masks, MaskScores):
+        masks = model_or_masks.binary_masks()
+    elif isinstance(model_or_masks, nn.Module):
+        if _masked_modules(model_or_masks):
+            masks = model_masks(model_or_masks).binary_masks()
+        else:
+            masks = {n: (m.weight.detach() != 0).float() for n, m in prunable_layers(model_or_masks).items()}
+    elif isinstance(model_or_masks, Mapping):
+        if not model_or_masks:
+            raise ValueError("model_or_masks is an empty dict")
+        masks = {n: torch.as_tensor(m) for n, m in model_or_masks.items()}
+    else:
+        raise ValueError(f"model_or_masks must be a model, MaskScores or dict, got {type(model_or_masks).__name__}")
+    counts = {n: {"pruned": int((m == 0).sum()), "total": m.numel()} for n, m in masks.items()}
+    pruned = sum(c["pruned"] for c in counts.values())
+    total = sum(c["total"] for c in counts.values())
+    return {
+        "overall": pruned / total if total else 0.0,
+        "layers": {n: c["pruned"] / c["total"] if c["total"] else 0.0 for n, c in counts.items()},
+        "pruned": pruned,
+        "total": total,
+        "counts": counts,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------------------------
+def _resolve_masks(
+    model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None
+) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    """``(weight-shaped float masks, channel masks or None)`` from any accepted mask form.
+
+    ``None`` takes the masks attached to ``model``; a dict is structured when every value has
+    shape ``[out]`` (and unstructured when every value is weight-shaped).
+    """
+    if masks is None:
+        masks = model_masks(model)
+    modules = dict(model.named_modules())
+    if isinstance(masks, MaskScores):
+        for n in masks.names:
+            if n not in modules:
+                raise ValueError(f"masks name layer {n!r}, which is not a module of the model")
+        wm = masks.binary_masks()
+        return wm, (masks.channel_masks() if masks.structured else None)
+    if not isinstance(masks, Mapping) or not masks:
+        raise ValueError("masks must be a MaskScores, a non-empty dict name -> tensor, or None")
+    weight, channel = {}, {}
+    for n, t in masks.items():
+        if n not in modules or not isinstance(getattr(modules[n], "weight", None), Tensor):
+            raise ValueError(f"masks name layer {n!r}, which is not a layer with a weight in the model")
+        t = torch.as_tensor(t).detach()
+        ws = _weight_of(modules[n]).shape
+        if not bool(((t == 0) | (t == 1)).all()):
+            raise ValueError(f"mask for layer {n!r} has values other than 0 and 1")
+        if t.shape == ws:
+            weight[n] = t.float()
+        elif t.shape == ws[:1]:
+            _check_structured(n, modules[n])
+            channel[n] = t.float()
+            weight[n] = _expand(t.float(), ws).clone()
+        else:
+            raise ValueError(f"mask for layer {n!r} has shape {tuple(t.shape)}; expected {tuple(ws)} or {tuple(ws[:1])}")
+    if channel and len(channel) != len(weight):
+        raise ValueError("masks mix channel-shaped ([out]) and weight-shaped tensors")
+    return weight, (channel or None)
+
+
+def _plain_copy(model: nn.Module) -> nn.Module:
+    """Deep copy with our parametrizations removed, keeping the dense weights theta."""
+    out = copy.deepcopy(model)
+    if _masked_modules(out):
+        remove_masks(out, bake=False)
+    return out
+
+
+def to_torch_prune(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None = None) -> nn.Module:
+    """Deep copy in ``torch.nn.utils.prune`` form (``weight_orig`` + ``weight_mask`` buffers).
+
+    ``masks=None`` uses the masks attached to ``model``. Structured masks also prune the bias
+    channels (``bias_orig`` / ``bias_mask``), as :func:`apply_masks` does.
+    """
+    weight, channel = _resolve_masks(model, masks)
+    out = _plain_copy(model)
+    modules = dict(out.named_modules())
+    for n, wm in weight.items():
+        mod = modules[n]
+        torch_prune.custom_from_mask(mod, "weight", wm.to(mod.weight.device))
+        if channel is not None and isinstance(getattr(mod, "bias", None), Tensor):
+            torch_prune.custom_from_mask(mod, "bias", channel[n].to(mod.bias.device))
+    return out
+
+
+def to_dense(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None = None) -> nn.Module:
+    """Deep copy as a plain model whose pruned weights (and structured bias channels) are zero."""
+    weight, channel = _resolve_masks(model, masks)
+    out = _plain_copy(model)
+    modules = dict(out.named_modules())
+    with torch.no_grad():
+        for n, wm in weight.items():
+            mod = modules[n]
+            mod.weight.mul_(wm.to(mod.weight))
+            if channel is not None and isinstance(getattr(mod, "bias", None), Tensor):
+                mod.bias.mul_(channel[n].to(mod.bias))
+    return out
+
+
+def _dead_out_channels(module: nn.Module, idxs: list[int]) -> set[int]:
+    """Which of ``idxs`` are output channels whose output is exactly zero for a zero input.
+
+    Conv / Linear: weight slice and bias zero. BatchNorm: shift zero in both modes
+    (``beta == 0`` and ``gamma * running_mean == 0``). Any other module: none (conservative).
+    """
+    if not idxs:
+        return set()
+    ix = torch.as_tensor(idxs, dtype=torch.long)
+    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)) and not getattr(module, "transposed", False):
+        w = module.weight.detach()[ix].flatten(1)
+        dead = (w == 0).all(dim=1)
+        if module.bias is not None:
+            dead &= module.bias.detach()[ix] == 0
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        dead = torch.ones(len(idxs), dtype=torch.bool)
+        if module.affine:
+            dead &= module.bias.detach()[ix] == 0
+            gamma = module.weight.detach()[ix]
+        else:
+            gamma = torch.ones(len(idxs))
+        if module.running_mean is not None:
+            dead &= (gamma * module.running_mean.detach()[ix]) == 0
+        elif module.affine:  # no running stats: batch statistics, output beta for a zero channel
+            pass
+    else:
+        return set()
+    return {i for i, d in zip(idxs, dead.tolist()) if d}
+
+
+def to_smaller(
+    model: nn.Module,
+    masks: MaskScores | Mapping[str, Tensor] | None,
+    example_input: Tensor | tuple,
+    *,
+    atol: float = 1e-5,
+) -> nn.Module:
+    """A physically smaller copy for STRUCTURED masks, built with torch-pruning's DependencyGraph.
+
+    Starts from :func:`to_dense` and removes each masked output channel together with everything
+    coupled to it (following BatchNorm channels, input channels of the next layers, coupled
+    residual channels), but only where removal is exact: every coupled producer of that channel
+    must output exactly zero for it (Conv/Linear: zero filter and bias; BatchNorm: zero shift,
+    ``beta == 0`` and ``gamma * running_mean == 0``). Other masked channels stay in the model as
+    zeros, so the result always computes the same function as the masked model.
+
+    When equality holds: a removed channel of the masked model feeds zeros downstream, so its
+    removal changes nothing as long as every op between it and the next channel-mixing layer
+    maps 0 to 0 (ReLU, pooling, zero padding, addition). A BatchNorm after a masked convolution
+    breaks this: the masked channel leaves the BN as the constant ``beta - gamma * mean / std``
+    (``beta`` in training mode), which removal would drop; such channels are kept (zero filter)
+    unless the BN shift of that channel is zero. The result is checked on ``example_input``
+    (in ``eval`` mode) and a ``ValueError`` is raised if outputs differ by more than ``atol``.
+    Unstructured masks are refused.
+    """
+    import torch_pruning as tp
+
+    if isinstance(masks, MaskScores) and not masks.structured:
+        raise ValueError("to_smaller needs structured masks (one per output channel); these masks are unstructured")
+    weight, channel = _resolve_masks(model, masks)
+    if channel is None:
+        raise ValueError("to_smaller needs structured masks (one per output channel); these masks are unstructured")
+    for n, c in channel.items():
+        if not bool(c.any()):
+            raise ValueError(f"structured mask prunes every output channel of layer {n!r}; cannot build a smaller model")
+    dense = to_dense(model, masks)
+    was_training = dense.training
+    dense.eval()
+    reference = copy.deepcopy(dense)
+    inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
+    dg = tp.DependencyGraph().build_dependency(dense, example_inputs=example_input, verbose=False)
+    modules = dict(dense.named_modules())
+    for n, c in channel.items():
+        mod = modules[n]
+        # masked channels in the *current* indexing (earlier groups may have removed some)
+        cand = sorted(_dead_out_channels(mod, list(range(_weight_of(mod).shape[0]))))
+        pruner = dg.get_pruner_of_module(mod)
+        while cand:
+            group = dg.get_pruning_group(mod, pruner.prune_out_channels, cand)
+            ok = set(cand)
+            for item in group:
+                dep = item.dep
+                if not dg.is_out_channel_pruning_fn(dep.handler):
+                    continue
+                target = dep.target.module
+                dead = _dead_out_channels(target, list(item.idxs))
+                ok &= {r for i, r in zip(item.idxs, item.root_idxs) if i in dead}
+            if ok == set(cand):
+                if not dg.check_pruning_group(group):
+                    raise ValueError(f"removing the masked channels of layer {n!r} would leave a layer empty")
+                group.prune()
+                break
+            cand = sorted(ok)
+    dense.train(was_training)
+    with torch.no_grad():
+        reference.eval()
+        dense_mode = dense.training
+        dense.eval()
+        a, b = reference(*inputs), dense(*inputs)
+        dense.train(dense_mode)
+    if a.shape != b.shape or not torch.allclose(a, b, atol=atol, rtol=0):
+        raise ValueError(
+            f"to_smaller: the smaller model differs from the masked model on example_input "
+            f"(max abs difference {float((a - b).abs().max()) if a.shape == b.shape else 'shape mismatch'})"
+        )
+    return dense
