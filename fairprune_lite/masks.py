@@ -696,6 +696,18 @@ def to_dense(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None =
     return out
 
 
+#: element-wise ops (autograd names, lower case) with f(0) = 0 channel by channel: a zero channel
+#: stays zero through them, so removing it does not change what follows
+_ZERO_PRESERVING = {
+    "relu", "leakyrelu", "hardtanh", "gelu", "silu", "hardswish", "tanh", "elu", "mish",
+    "add", "sub", "mul", "neg", "clone", "alias", "view", "unsafeview", "permute", "transpose", "t",
+    "reshape", "reshapealias", "squeeze", "unsqueeze", "expand", "flatten", "contiguous",
+    "adaptiveavgpool1d", "adaptiveavgpool2d", "adaptiveavgpool3d", "avgpool1d", "avgpool2d", "avgpool3d",
+    "adaptivemaxpool1d", "adaptivemaxpool2d", "maxpool2dwithindices", "maxpool3dwithindices",
+    "mean", "sum", "amax", "max", "nativedropout", "dropout",
+}
+
+
 def _dead_out_channels(module: nn.Module, idxs: list[int]) -> set[int]:
     """Which of ``idxs`` are output channels whose output is exactly zero for a zero input.
 
@@ -722,7 +734,19 @@ def _dead_out_channels(module: nn.Module, idxs: list[int]) -> set[int]:
         elif module.affine:  # no running stats: batch statistics, output beta for a zero channel
             pass
     else:
-        return set()
+        from torch_pruning import ops as tp_ops
+
+        index_ops = (tp_ops._ConcatOp, tp_ops._SplitOp, tp_ops._UnbindOp, tp_ops._ReshapeOp,
+                     tp_ops._SliceOp, tp_ops._ExpandOp)
+        if isinstance(module, index_ops):  # move channels around: zero stays zero
+            return set(idxs)
+        if isinstance(module, tp_ops._ElementWiseOp):
+            fn = module._grad_fn
+            name = fn.name() if callable(getattr(fn, "name", None)) else str(fn)
+            name = name.lower().split("backward")[0]
+            if name in _ZERO_PRESERVING:
+                return set(idxs)
+        return set()  # anything else (outputs, unknown ops, norms of other kinds): keep
     return {i for i, d in zip(idxs, dead.tolist()) if d}
 
 

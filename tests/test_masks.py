@@ -1,0 +1,570 @@
+"""Tests of fairprune_lite.masks: exact top-k, STE gradients, parametrization, report, exports."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import prune
+
+from fairprune_lite.masks import (
+    MaskScores,
+    apply_masks,
+    is_masked,
+    masked_weights,
+    model_masks,
+    prunable_layers,
+    remove_masks,
+    sparsity_report,
+    to_dense,
+    to_smaller,
+    to_torch_prune,
+    weight_parameters,
+)
+
+SPARSITIES = [0.0, 0.1, 0.2, 0.33, 0.5, 0.512, 0.7, 0.9, 0.99]
+
+
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(7, 13), nn.ReLU(), nn.Linear(13, 9), nn.ReLU(), nn.Linear(9, 1))
+
+
+def cnn(seed=0, bn=False):
+    torch.manual_seed(seed)
+    layers = [nn.Conv2d(3, 6, 3, padding=1)]
+    if bn:
+        layers.append(nn.BatchNorm2d(6))
+    layers += [nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1)]
+    if bn:
+        layers.append(nn.BatchNorm2d(8))
+    layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 1)]
+    return nn.Sequential(*layers)
+
+
+def n_units(scores, name):
+    p = scores.score(name)
+    return p.numel()
+
+
+# --------------------------------------------------------------------------------------------
+# prunable_layers
+# --------------------------------------------------------------------------------------------
+def test_prunable_layers_order_and_prune_last():
+    m = cnn()
+    assert list(prunable_layers(m)) == ["0", "2", "6", "8"]
+    assert list(prunable_layers(m, prune_last=False)) == ["0", "2", "6"]
+    assert list(prunable_layers(m, exclude=["0"])) == ["2", "6", "8"]
+    assert list(prunable_layers(m, layer_types=(nn.Linear,))) == ["6", "8"]
+
+
+def test_prunable_layers_errors():
+    with pytest.raises(ValueError, match="no prunable layers"):
+        prunable_layers(nn.Sequential(nn.ReLU()))
+    with pytest.raises(ValueError, match="no prunable layers"):
+        prunable_layers(nn.Sequential(nn.Linear(2, 1)), prune_last=False)
+    with pytest.raises(ValueError, match="exclude"):
+        prunable_layers(mlp(), exclude=["nope"])
+
+
+# --------------------------------------------------------------------------------------------
+# exact counts
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("structured", [False, True])
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("init", ["magnitude", "uniform", "constant"])
+def test_exact_counts(structured, scope, init):
+    model = cnn()
+    sc = MaskScores(model, 0.0, structured=structured, scope=scope, init=init, seed=1,
+                    layers=prunable_layers(model))
+    for s in SPARSITIES:
+        sc.sparsity = s
+        masks = sc.binary_masks()
+        assert set(masks) == set(sc.names)
+        for n, m in masks.items():
+            assert m.shape == sc.weight_shapes[n]
+            assert set(m.unique().tolist()) <= {0.0, 1.0}
+        if structured:
+            ch = {n: m.flatten(1)[:, 0] for n, m in masks.items()}
+            for n, m in masks.items():  # constant within a filter
+                assert torch.equal(m, ch[n].view(-1, *[1] * (m.dim() - 1)).expand_as(m))
+            units = ch
+        else:
+            units = masks
+        if scope == "global":
+            total = sum(u.numel() for u in units.values())
+            assert sum(int((u == 0).sum()) for u in units.values()) == round(s * total)
+        else:
+            for n, u in units.items():
+                assert int((u == 0).sum()) == round(s * u.numel()), n
+
+
+def test_ties_broken_by_position():
+    model = mlp()
+    sc = MaskScores(model, 0.3, init="constant")
+    masks = sc.binary_masks()
+    flat = torch.cat([masks[n].flatten() for n in sc.names])
+    k = round(0.3 * flat.numel())
+    assert torch.equal(flat[:k], torch.zeros(k)) and bool((flat[k:] == 1).all())
+    # ties only at the threshold: lower scores are pruned first, then the earliest tied
+    with torch.no_grad():
+        sc.score("0").fill_(0.5)
+        sc.score("2").fill_(0.2)
+        sc.score("4").fill_(0.5)
+    sc.sparsity = (117 + 10) / (91 + 117 + 9)
+    m = sc.binary_masks()
+    assert m["2"].sum() == 0
+    assert m["0"].flatten()[:10].sum() == 0 and m["0"].flatten()[10:].sum() == 81
+    assert m["4"].sum() == 9
+
+
+def test_global_magnitude_matches_torch_prune():
+    for s in [0.1, 0.37, 0.5, 0.8, 0.95]:
+        model = mlp(seed=3)
+        sc = MaskScores(model, s, scope="global", init="magnitude")
+        ref = copy.deepcopy(model)
+        params = [(ref[i], "weight") for i in (0, 2, 4)]
+        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=s)
+        mine = sc.binary_masks()
+        for i in (0, 2, 4):
+            assert torch.equal(mine[str(i)], ref[i].weight_mask), (s, i)
+
+
+def test_layer_magnitude_matches_torch_prune():
+    for s in [0.1, 0.37, 0.5, 0.8, 0.95]:
+        model = mlp(seed=4)
+        sc = MaskScores(model, s, scope="layer", init="magnitude")
+        mine = sc.binary_masks()
+        for i in (0, 2, 4):
+            ref = copy.deepcopy(model[i])
+            prune.l1_unstructured(ref, "weight", amount=s)
+            assert torch.equal(mine[str(i)], ref.weight_mask), (s, i)
+
+
+def test_structured_magnitude_prunes_smallest_filters():
+    model = cnn(seed=5)
+    sc = MaskScores(model, 0.5, structured=True, scope="layer")
+    ch = sc.channel_masks()
+    for n in sc.names:
+        norms = model.get_submodule(n).weight.detach().flatten(1).norm(dim=1)
+        k = round(0.5 * norms.numel())
+        pruned = set(torch.argsort(norms)[:k].tolist())
+        assert set((ch[n] == 0).nonzero().flatten().tolist()) == pruned
+
+
+def test_uniform_init_is_seeded():
+    a = MaskScores(mlp(), 0.5, init="uniform", seed=7).binary_masks()
+    b = MaskScores(mlp(), 0.5, init="uniform", seed=7).binary_masks()
+    c = MaskScores(mlp(), 0.5, init="uniform", seed=8).binary_masks()
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert not all(torch.equal(a[n], c[n]) for n in a)
+
+
+def test_scores_in_unit_interval_and_clamp():
+    sc = MaskScores(mlp(), 0.5, init="magnitude")
+    for _, p in sc.items():
+        assert float(p.detach().min()) >= 0 and float(p.detach().max()) <= 1
+    assert max(float(p.detach().max()) for _, p in sc.items()) == 1.0  # normalised by the global max
+    with torch.no_grad():
+        sc.score("0").add_(5.0)
+        sc.score("2").sub_(5.0)
+    sc.clamp_()
+    assert float(sc.score("0").detach().min()) == 1.0 and float(sc.score("2").detach().max()) == 0.0
+
+
+def test_structured_default_excludes_output_layer():
+    sc = MaskScores(cnn(), 0.5, structured=True)
+    assert sc.names == ["0", "2", "6"]
+    assert MaskScores(cnn(), 0.5).names == ["0", "2", "6", "8"]
+
+
+# --------------------------------------------------------------------------------------------
+# masks from a given mask, fixed masks
+# --------------------------------------------------------------------------------------------
+def _random_mask(model, s, seed, structured=False):
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for n, mod in prunable_layers(model).items():
+        shape = mod.weight.shape[:1] if structured else mod.weight.shape
+        out[n] = (torch.rand(shape, generator=g) >= s).float()
+    return out
+
+
+@pytest.mark.parametrize("structured", [False, True])
+def test_init_from_mask_reproduces_it(structured):
+    model = cnn(seed=2)
+    given = _random_mask(model, 0.6, seed=3, structured=structured)
+    sc = MaskScores(model, None, mask=given, structured=structured, layers=prunable_layers(model))
+    got = sc.channel_masks() if structured else sc.binary_masks()
+    assert all(torch.equal(got[n], given[n]) for n in given)
+    pruned = sum(int((m == 0).sum()) for m in given.values())
+    assert sc.sparsity == pruned / sum(m.numel() for m in given.values())
+    # the scores still rank by magnitude within the kept set: raising sparsity prunes the
+    # smallest kept weights next
+    if not structured:
+        sc.sparsity = min(0.99, sc.sparsity + 0.05)
+        more = sc.binary_masks()
+        assert all(bool((more[n] <= given[n]).all()) for n in given)
+
+
+def test_from_masks_is_fixed():
+    model = mlp()
+    given = _random_mask(model, 0.5, seed=0)
+    given["4"] = torch.ones(1, 9)  # per-layer sparsities differ: top-k could not reproduce it
+    sc = MaskScores.from_masks(model, given)
+    assert sc.fixed
+    assert all(not p.requires_grad for _, p in sc.items())
+    assert all(torch.equal(sc.binary_masks()[n], given[n]) for n in given)
+    with pytest.raises(ValueError, match="fixed"):
+        sc.sparsity = 0.3
+    apply_masks(model, sc)
+    x = torch.randn(4, 7)
+    model(x).sum().backward()
+    assert all(p.grad is None for _, p in sc.items())
+    assert sparsity_report(model)["pruned"] == sum(int((m == 0).sum()) for m in given.values())
+
+
+# --------------------------------------------------------------------------------------------
+# parametrization and straight-through gradients
+# --------------------------------------------------------------------------------------------
+def test_scores_are_not_model_parameters():
+    model = mlp()
+    sc = MaskScores(model, 0.5)
+    n_before = len(list(model.parameters()))
+    apply_masks(model, sc)
+    ids = {id(p) for p in model.parameters()}
+    assert len(ids) == n_before
+    assert not any(id(p) in ids for _, p in sc.items())
+    assert not any("score" in k for k in model.state_dict())
+    theta = weight_parameters(model)
+    assert list(theta) == ["0", "2", "4"]
+    assert all(id(p) in ids for p in theta.values())
+    assert all(is_masked(model[i]) for i in (0, 2, 4))
+    assert model_masks(model) is sc
+
+
+def _manual_forward(model, masks, x, channel=None):
+    h = x
+    for i, layer in enumerate(model):
+        if isinstance(layer, nn.Linear):
+            w = weight_parameters(model)[str(i)] * masks[str(i)]
+            b = layer.bias if channel is None else layer.parametrizations.bias.original * channel[str(i)]
+            h = F.linear(h, w, b)
+        else:
+            h = layer(h)
+    return h
+
+
+@pytest.mark.parametrize("structured", [False, True])
+def test_forward_equals_manual(structured):
+    model = mlp()
+    sc = MaskScores(model, 0.4, structured=structured, layers=prunable_layers(model))
+    x = torch.randn(5, 7)
+    apply_masks(model, sc)
+    ch = sc.channel_masks() if structured else None
+    assert torch.allclose(model(x), _manual_forward(model, sc.binary_masks(), x, ch), atol=0, rtol=0)
+    for n, z in masked_weights(model).items():
+        assert torch.equal(z, weight_parameters(model)[n] * sc.binary_masks()[n])
+
+
+def test_ste_gradient_unstructured():
+    torch.manual_seed(0)
+    lin = nn.Linear(6, 4)
+    model = nn.Sequential(lin)
+    sc = MaskScores(model, 0.5, init="uniform", seed=0)
+    apply_masks(model, sc)
+    x, t = torch.randn(8, 6), torch.randn(8, 4)
+    loss = ((model(x) - t) ** 2).sum()
+    loss.backward()
+    # by hand: z = m * theta, out = x z^T + b, d loss / d z = 2 (out - t)^T x
+    theta = lin.parametrizations.weight.original.detach()
+    m = sc.binary_masks()["0"]
+    out = x @ (m * theta).T + lin.bias.detach()
+    grad_z = 2 * (out - t).T @ x
+    assert torch.allclose(sc.score("0").grad, grad_z * theta, atol=1e-5)
+    assert torch.allclose(lin.parametrizations.weight.original.grad, grad_z * m, atol=1e-5)
+
+
+def test_ste_gradient_structured_sums_over_filter():
+    torch.manual_seed(1)
+    conv = nn.Conv2d(2, 5, 3)
+    model = nn.Sequential(conv)
+    sc = MaskScores(model, 0.4, structured=True, init="uniform", seed=2, layers=["0"])
+    apply_masks(model, sc)
+    x = torch.randn(3, 2, 6, 6)
+    w_out = torch.randn(3, 5, 4, 4)
+    (model(x) * w_out).sum().backward()
+    # by hand with autograd on z directly
+    theta = conv.parametrizations.weight.original.detach()
+    bias = conv.parametrizations.bias.original.detach()
+    ch = sc.channel_masks()["0"]
+    z = (theta * ch.view(-1, 1, 1, 1)).requires_grad_(True)
+    (F.conv2d(x, z, bias * ch) * w_out).sum().backward()
+    expected = (z.grad * theta).flatten(1).sum(1)
+    assert torch.allclose(sc.score("0").grad, expected, atol=1e-4)
+    # masked channels also lose their bias
+    out = model(x)
+    for j in (ch == 0).nonzero().flatten().tolist():
+        assert float(out[:, j].detach().abs().max()) == 0.0
+
+
+def test_cache_recomputes_once_per_update():
+    model = mlp()
+    sc = MaskScores(model, 0.5, init="uniform", seed=0)
+    apply_masks(model, sc)
+    calls = []
+    orig = MaskScores._unit_masks
+
+    import fairprune_lite.masks as masks_mod
+
+    real_topk = masks_mod._topk_keep
+
+    def counting(flat, s):
+        calls.append(1)
+        return real_topk(flat, s)
+
+    masks_mod._topk_keep = counting
+    try:
+        x = torch.randn(4, 7)
+        for _ in range(3):
+            model(x)
+        assert len(calls) == 1  # global scope: one top-k for all layers and all passes
+        before = sc.binary_masks()
+        opt = torch.optim.SGD([p for _, p in sc.items()], lr=10.0)
+        model(x).sum().backward()
+        opt.step()
+        model(x)
+        assert len(calls) == 2
+        after = sc.binary_masks()
+        assert any(not torch.equal(before[n], after[n]) for n in before)
+        sc.clamp_()
+        model(x)
+        assert len(calls) == 3
+        sc.sparsity = 0.7
+        model(x)
+        model(x)
+        assert len(calls) == 4
+    finally:
+        masks_mod._topk_keep = real_topk
+    assert orig is MaskScores._unit_masks
+
+
+def test_remove_masks_bake_and_restore():
+    model = mlp()
+    theta = {n: m.weight.detach().clone() for n, m in prunable_layers(model).items()}
+    sc = MaskScores(model, 0.6)
+    apply_masks(model, sc)
+    x = torch.randn(5, 7)
+    ref = model(x).detach()
+    twin = copy.deepcopy(model)
+    remove_masks(twin, bake=False)  # a copy shares the parametrized class: the original must survive
+    assert is_masked(model[0]) and torch.equal(model(x), ref)
+    assert all(torch.equal(twin.get_submodule(n).weight, theta[n]) for n in theta)
+    remove_masks(model, bake=True)
+    assert not is_masked(model[0]) and type(model[0]) is nn.Linear
+    assert torch.equal(model(x), ref)
+    assert sparsity_report(model)["pruned"] == round(0.6 * sum(t.numel() for t in theta.values()))
+    with pytest.raises(ValueError, match="no masks"):
+        remove_masks(model)
+
+
+def test_weight_optimizer_trains_theta_under_mask():
+    model = mlp()
+    sc = MaskScores(model, 0.5)
+    apply_masks(model, sc)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(16, 7)
+    scores_before = {n: p.detach().clone() for n, p in sc.items()}
+    theta_before = {n: p.detach().clone() for n, p in weight_parameters(model).items()}
+    model(x).pow(2).mean().backward()
+    opt.step()
+    assert all(torch.equal(scores_before[n], p) for n, p in sc.items())
+    changed = [not torch.equal(theta_before[n], p) for n, p in weight_parameters(model).items()]
+    assert all(changed)
+    # pruned weights get no gradient through the mask
+    for n, p in weight_parameters(model).items():
+        m = sc.binary_masks()[n]
+        assert torch.equal(p.detach()[m == 0], theta_before[n][m == 0])
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("structured", [False, True])
+def test_sparsity_report_agrees_with_counts(structured):
+    model = cnn()
+    sc = MaskScores(model, 0.5, structured=structured, scope="layer", layers=prunable_layers(model))
+    masks = sc.binary_masks()
+    rep = sparsity_report(sc)
+    pruned = {n: int((m == 0).sum()) for n, m in masks.items()}
+    total = {n: m.numel() for n, m in masks.items()}
+    assert rep["pruned"] == sum(pruned.values()) and rep["total"] == sum(total.values())
+    assert rep["overall"] == pytest.approx(sum(pruned.values()) / sum(total.values()))
+    assert rep["layers"] == {n: pruned[n] / total[n] for n in masks}
+    assert sparsity_report(masks) == rep
+    apply_masks(model, sc)
+    assert sparsity_report(model) == rep
+    assert sparsity_report(to_dense(model)) == rep  # zeros of a plain model
+    assert sparsity_report(to_torch_prune(model))["pruned"] == rep["pruned"]
+
+
+def test_sparsity_report_plain_model_counts_zeros():
+    model = mlp()
+    with torch.no_grad():
+        model[0].weight[:2].zero_()
+    rep = sparsity_report(model)
+    assert rep["pruned"] == 14 and rep["total"] == 91 + 117 + 9
+    assert rep["layers"]["0"] == 14 / 91 and rep["layers"]["2"] == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# exports
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("structured", [False, True])
+def test_exports_match_masked_model(structured):
+    model = cnn(seed=3)
+    sc = MaskScores(model, 0.5, structured=structured, init="uniform", seed=4,
+                    layers=prunable_layers(model, prune_last=not structured))
+    apply_masks(model, sc)
+    x = torch.randn(4, 3, 8, 8)
+    ref = model(x).detach()
+    tp_form = to_torch_prune(model)
+    assert hasattr(tp_form[0], "weight_orig") and hasattr(tp_form[0], "weight_mask")
+    assert torch.equal(tp_form[0].weight_mask, sc.binary_masks()["0"])
+    assert torch.allclose(tp_form(x), ref, atol=1e-6)
+    dense = to_dense(model, sc)
+    assert not any(is_masked(m) for m in dense.modules())
+    assert not any("parametrizations" in k for k in dense.state_dict())
+    assert torch.allclose(dense(x), ref, atol=1e-6)
+    assert torch.equal(model(x), ref)  # the masked model is untouched
+    # a plain dict of masks works too (channel-shaped for structured)
+    as_dict = sc.channel_masks() if structured else sc.binary_masks()
+    assert torch.allclose(to_dense(dense, as_dict)(x), ref, atol=1e-6)
+
+
+def _param_count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_to_smaller_without_bn():
+    model = cnn(seed=6)
+    sc = MaskScores(model, 0.5, structured=True, scope="layer")
+    apply_masks(model, sc)
+    x = torch.randn(3, 3, 8, 8)
+    ref = model(x).detach()
+    small = to_smaller(model, sc, x)
+    assert small[0].out_channels == 3 and small[2].out_channels == 4 and small[6].out_features == 3
+    assert small[2].in_channels == 3 and small[6].in_features == 4 and small[8].in_features == 3
+    assert _param_count(small) < _param_count(to_dense(model))
+    assert torch.allclose(small(x), ref, atol=1e-5)
+    x2 = torch.randn(2, 3, 8, 8)  # also on inputs other than the tracing example
+    assert torch.allclose(small(x2), model(x2), atol=1e-5)
+
+
+def test_to_smaller_with_bn_zero_shift_removes_channels():
+    model = cnn(seed=7, bn=True).eval()
+    with torch.no_grad():  # BN with zero shift: beta = 0 and running_mean = 0
+        for bn in (model[1], model[4]):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.bias.zero_()
+    sc = MaskScores(model, 0.5, structured=True, scope="layer")
+    apply_masks(model, sc)
+    x = torch.randn(3, 3, 8, 8)
+    ref = model(x).detach()
+    small = to_smaller(model, sc, x)
+    assert small[0].out_channels == 3 and small[1].num_features == 3 and small[3].out_channels == 4
+    assert torch.allclose(small(x), ref, atol=1e-5)
+
+
+def test_to_smaller_with_bn_shift_keeps_channels_exact():
+    model = cnn(seed=8, bn=True).eval()
+    with torch.no_grad():
+        for bn in (model[1], model[4]):
+            bn.bias.uniform_(0.1, 0.5)  # a masked channel leaves the BN as a nonzero constant
+            bn.running_mean.uniform_(-1, 1)
+    sc = MaskScores(model, 0.5, structured=True, scope="layer")
+    apply_masks(model, sc)
+    x = torch.randn(3, 3, 8, 8)
+    ref = model(x).detach()
+    small = to_smaller(model, sc, x)
+    # the conv channels feeding a shifted BN cannot be removed exactly: kept (as zeros)
+    assert small[0].out_channels == 6 and small[3].out_channels == 8
+    assert small[8].out_features == 3  # the Linear layer's channels can go
+    assert torch.allclose(small(x), ref, atol=1e-5)
+    # dropping the shift (what a naive removal does) would change the output
+    naive = to_dense(model)
+    with torch.no_grad():
+        ch = sc.channel_masks()["0"]
+        naive[1].bias.mul_(ch)
+        naive[1].running_mean.mul_(ch)
+    assert not torch.allclose(naive(x), ref, atol=1e-3)
+
+
+def test_to_smaller_refuses_unstructured():
+    model = cnn()
+    sc = MaskScores(model, 0.5)
+    with pytest.raises(ValueError, match="structured"):
+        to_smaller(model, sc, torch.randn(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="structured"):
+        to_smaller(model, sc.binary_masks(), torch.randn(1, 3, 8, 8))
+
+
+# --------------------------------------------------------------------------------------------
+# bad input
+# --------------------------------------------------------------------------------------------
+def test_bad_input_raises():
+    model = mlp()
+    for s in (-0.1, 1.0, 1.5, "0.5", None, True):
+        with pytest.raises(ValueError, match="sparsity"):
+            MaskScores(model, s)
+    sc = MaskScores(model, 0.5)
+    with pytest.raises(ValueError, match="sparsity"):
+        sc.sparsity = 1.0
+    with pytest.raises(ValueError, match="scope"):
+        MaskScores(model, 0.5, scope="net")
+    with pytest.raises(ValueError, match="init"):
+        MaskScores(model, 0.5, init="kaiming")
+    with pytest.raises(ValueError, match="no prunable layers"):
+        MaskScores(nn.Sequential(nn.ReLU()), 0.5)
+    with pytest.raises(ValueError, match="'9'"):
+        MaskScores(model, 0.5, layers=["9"])
+    good = _random_mask(model, 0.5, seed=0)
+    bad_shape = dict(good, **{"2": torch.ones(3, 3)})
+    with pytest.raises(ValueError, match="'2'.*shape"):
+        MaskScores(model, None, mask=bad_shape)
+    missing = {k: v for k, v in good.items() if k != "4"}
+    with pytest.raises(ValueError, match="missing.*'4'"):
+        MaskScores(model, None, mask=missing)
+    unknown = dict(good, extra=torch.ones(1))
+    with pytest.raises(ValueError, match="unknown.*extra"):
+        MaskScores(model, None, mask=unknown)
+    with pytest.raises(ValueError, match="0 and 1"):
+        MaskScores(model, None, mask=dict(good, **{"4": torch.full((1, 9), 0.5)}))
+    with pytest.raises(ValueError, match="'4'.*shape"):
+        to_dense(model, dict(good, **{"4": torch.ones(2, 9)}))
+    with pytest.raises(ValueError, match="score"):
+        apply_masks(model, good)
+
+
+def test_structured_unsupported_layers():
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    with pytest.raises(ValueError, match="dims.*'1'"):
+        MaskScores(m, 0.5, structured=True, layers=["0", "1"])
+    t = nn.Sequential(nn.ConvTranspose2d(2, 3, 3), nn.Conv2d(3, 1, 1))
+    with pytest.raises(ValueError, match="'0'.*ConvTranspose2d"):
+        MaskScores(t, 0.5, structured=True, layers=prunable_layers(t, layer_types=(nn.ConvTranspose2d, nn.Conv2d)))
+
+
+def test_apply_twice_and_mismatch():
+    model = mlp()
+    sc = MaskScores(model, 0.5)
+    apply_masks(model, sc)
+    with pytest.raises(ValueError, match="already masked"):
+        apply_masks(model, sc)
+    other = nn.Sequential(nn.Linear(7, 12), nn.ReLU(), nn.Linear(12, 9), nn.ReLU(), nn.Linear(9, 1))
+    with pytest.raises(ValueError, match="'0'.*shape"):
+        apply_masks(other, sc)
+    with pytest.raises(ValueError, match="no masked layers"):
+        weight_parameters(mlp())
