@@ -568,3 +568,45 @@ def test_apply_twice_and_mismatch():
         apply_masks(other, sc)
     with pytest.raises(ValueError, match="no masked layers"):
         weight_parameters(mlp())
+
+
+class _Res(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.a = nn.Conv2d(6, 5, 3, padding=1)
+        self.b = nn.Conv2d(5, 6, 3, padding=1)
+        self.head = nn.Linear(6, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        h = torch.relu(h + self.b(torch.relu(self.a(h))))
+        return self.head(h.mean(dim=(2, 3))).squeeze(1)
+
+
+def test_to_smaller_residual_coupling_is_exact():
+    torch.manual_seed(9)
+    model = _Res()
+    # stem and b share the residual channels; mask channel 0 in both (removable), channel 1
+    # only in b (not removable: the stem still writes it); a's channels are free
+    masks = {
+        "stem": torch.tensor([0.0, 1, 1, 1, 1, 1]),
+        "a": torch.tensor([1.0, 0, 1, 0, 1]),
+        "b": torch.tensor([0.0, 0, 1, 1, 1, 1]),
+    }
+    sc = MaskScores.from_masks(model, masks, structured=True)
+    apply_masks(model, sc)
+    x = torch.randn(2, 3, 8, 8)
+    small = to_smaller(model, sc, x)
+    assert small.a.out_channels == 3 and small.b.in_channels == 3
+    assert small.stem.out_channels == 5 and small.b.out_channels == 5 and small.head.in_features == 5
+    x2 = torch.randn(3, 3, 8, 8)
+    assert torch.allclose(small(x2), model(x2), atol=1e-5)
+
+
+def test_to_smaller_refuses_empty_layer():
+    model = cnn()
+    masks = {n: torch.ones(m.weight.shape[0]) for n, m in prunable_layers(model, prune_last=False).items()}
+    masks["2"] = torch.zeros(8)
+    with pytest.raises(ValueError, match="every output channel of layer '2'"):
+        to_smaller(model, masks, torch.randn(1, 3, 8, 8))
