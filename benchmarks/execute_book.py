@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "book_cost.json")
     args = ap.parse_args(argv)
     os.environ["FAIRPRUNE_PROFILE"] = args.profile
-    os.environ.setdefault("MPLBACKEND", "Agg")
     chapters = args.chapters or sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
     rows = []
     for ch in chapters:
