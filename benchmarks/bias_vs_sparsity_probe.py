@@ -1,7 +1,7 @@
 """Does magnitude pruning make the "fashion" benchmark less fair as sparsity grows?
 
 Protocol (one run per seed and minority share): train the small CNN on ``train``; for each
-sparsity, prune a copy with ``torch.nn.utils.prune.global_unstructured`` (L1 magnitude over all
+sparsity (0 included), prune a copy with ``torch.nn.utils.prune.global_unstructured`` (L1 magnitude over all
 conv and linear weights), fine-tune it for ``--finetune-epochs`` on ``--finetune-split``
 (default ``val``, the paper's protocol) and evaluate on ``test``. Prints mean and standard
 deviation over seeds of accuracy, per-group accuracy and the accuracy gap |acc(s=1) - acc(s=0)|,
@@ -36,7 +36,10 @@ def batches(ds, batch_size, shuffle, gen=None):
 
 
 def train_epochs(model, ds, epochs, lr, seed):
+    """Adam with a cosine learning-rate decay to 0 over ``epochs``, batch size 128."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * ((len(ds) + 127) // 128)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
@@ -44,6 +47,7 @@ def train_epochs(model, ds, epochs, lr, seed):
             opt.zero_grad()
             F.binary_cross_entropy_with_logits(model(x), y.float()).backward()
             opt.step()
+            sched.step()
 
 
 @torch.no_grad()
@@ -62,17 +66,19 @@ def run(seed, share, sparsities, args):
     dense = make_model("cnn", in_shape=splits.input_shape, width=args.width, seed=seed)
     t = time.time()
     train_epochs(dense, splits.train, args.epochs, 1e-3, seed)
+    dense_test = evaluate(dense, splits.test)
     epoch_s = (time.time() - t) / args.epochs
     rows = []
     ft = getattr(splits, args.finetune_split)
     for sp in sparsities:
         model = copy.deepcopy(dense)
-        if sp > 0:
-            params = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-            prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=sp)
-            train_epochs(model, ft, args.finetune_epochs, 1e-3, seed + 1000)
+        # sparsity 0 gets the same fine-tuning, so every row has had the same training
+        params = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=sp)
+        train_epochs(model, ft, args.finetune_epochs, args.finetune_lr, seed + 1000)
         rows.append({"seed": seed, "share": share, "sparsity": sp, **evaluate(model, splits.test)})
     base = max(splits.test.y.float().mean().item(), 1 - splits.test.y.float().mean().item())
+    rows.append({"seed": seed, "share": share, "sparsity": "dense, no fine-tune", **dense_test})
     return rows, base, epoch_s
 
 
@@ -82,9 +88,10 @@ def main() -> None:
     p.add_argument("--shares", type=float, nargs="+", default=[0.05, 0.1])
     p.add_argument("--sparsities", type=float, nargs="+", default=[0, 0.5, 0.8, 0.9, 0.95, 0.98])
     p.add_argument("--correlation", type=float, default=0.0)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-lr", type=float, default=1e-3)
     p.add_argument("--finetune-split", choices=["train", "val"], default="val")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("runs/bias_vs_sparsity_probe.json"))
@@ -104,7 +111,7 @@ def main() -> None:
     print("| minority share | sparsity | accuracy | acc s=1 (inverted) | acc s=0 | gap (points) | majority baseline |")
     print("|---|---|---|---|---|---|---|")
     for share in args.shares:
-        for sp in args.sparsities:
+        for sp in ["dense, no fine-tune"] + args.sparsities:
             sel = [r for r in rows if r["share"] == share and r["sparsity"] == sp]
             m = {k: (np.mean([r[k] for r in sel]), np.std([r[k] for r in sel])) for k in ("acc", "acc_s1", "acc_s0", "gap")}
             print(f"| {share} | {sp} | {100*m['acc'][0]:.1f} ± {100*m['acc'][1]:.1f} | {100*m['acc_s1'][0]:.1f} ± {100*m['acc_s1'][1]:.1f} "

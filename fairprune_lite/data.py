@@ -339,18 +339,15 @@ def load_adult(
     categories = {c: sorted({r[col[c]] for r in raw["adult.data"]}) for c in categorical}
 
     def encode(rows: list[list[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        num = np.array([[float(r[col[c]]) for c in numeric] for r in rows], dtype=np.float64)
+        table = np.array(rows, dtype=object)
+        num = table[:, [col[c] for c in numeric]].astype(np.float64)
         blocks = []
         for c in categorical:
-            lookup = {v: j for j, v in enumerate(categories[c])}
-            oh = np.zeros((len(rows), len(lookup)), dtype=np.float32)
-            for i, r in enumerate(rows):
-                j = lookup.get(r[col[c]])
-                if j is not None:  # a category unseen in adult.data stays all-zero
-                    oh[i, j] = 1.0
-            blocks.append(oh)
-        y = np.array([r[col["income"]] == ">50K" for r in rows], dtype=np.int64)
-        s = np.array([r[col[sensitive]] == s_value for r in rows], dtype=np.int64)
+            values = table[:, col[c]]
+            # a category unseen in adult.data stays all-zero
+            blocks.append((values[:, None] == np.array(categories[c], dtype=object)[None, :]).astype(np.float32))
+        y = (table[:, col["income"]] == ">50K").astype(np.int64)
+        s = (table[:, col[sensitive]] == s_value).astype(np.int64)
         return num, np.concatenate(blocks, axis=1), y, s
 
     num_tr, cat_tr, y_tr, s_tr = encode(raw["adult.data"])
@@ -542,7 +539,7 @@ def _pil_load(path: Path, size: int, crop: int | None) -> np.ndarray:
         side = min(w, h) if crop is None else min(crop, w, h)
         left, top = (w - side) // 2, (h - side) // 2
         im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)  # [3, H, W]
+        return np.ascontiguousarray(np.array(im, dtype=np.uint8).transpose(2, 0, 1))  # [3, H, W]
 
 
 class ImageFiles:

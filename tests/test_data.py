@@ -1,0 +1,472 @@
+"""Datasets: shipped Adult and Fashion, generated CelebA/LFW fixtures, the .npz format, errors."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fairprune_lite import data
+from fairprune_lite.data import FairDataset, Splits, from_tensors, load_dataset, load_npz
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------------------------
+# shared checks
+# --------------------------------------------------------------------------------------------
+def check_splits(sp: Splits) -> None:
+    assert isinstance(sp, Splits)
+    for split, ds in sp.items():
+        x, y, s = ds[0]
+        assert x.dtype == torch.float32 and tuple(x.shape) == ds.input_shape
+        assert y.dtype == torch.long and s.dtype == torch.long
+        assert set(torch.unique(ds.y).tolist()) <= {0, 1}
+        assert set(torch.unique(ds.s).tolist()) == {0, 1}, split
+        counts = ds.group_counts()
+        assert set(counts) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+        assert sum(counts.values()) == len(ds)
+        assert counts[(1, 1)] == int(((ds.s == 1) & (ds.y == 1)).sum())
+    table = sp.summary()
+    assert all(k in table for k in ("train", "val", "test"))
+
+
+# --------------------------------------------------------------------------------------------
+# Adult
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def adult() -> Splits:
+    return load_dataset("adult")
+
+
+def _cell_total(sp: Splits, splits: tuple[str, ...], *, s=None, y=None) -> int:
+    total = 0
+    for name in splits:
+        ds = getattr(sp, name)
+        sel = torch.ones(len(ds), dtype=torch.bool)
+        if s is not None:
+            sel &= ds.s == s
+        if y is not None:
+            sel &= ds.y == y
+        total += int(sel.sum())
+    return total
+
+
+def test_adult_counts_match_published(adult):
+    check_splits(adult)
+    assert adult.meta["raw_rows"] == {"adult.data": 32561, "adult.test": 16281}
+    assert len(adult.train) + len(adult.val) == 32561 and len(adult.test) == 16281
+    assert abs(len(adult.val) - 0.2 * 32561) < 1
+    # published: adult.data 21,790 Male / 10,771 Female, 7,841 >50K; adult.test 10,860 / 5,421, 3,846
+    tv = ("train", "val")
+    assert _cell_total(adult, tv, s=1) == 21790 and _cell_total(adult, tv, s=0) == 10771
+    assert _cell_total(adult, tv, y=1) == 7841
+    assert _cell_total(adult, ("test",), s=1) == 10860 and _cell_total(adult, ("test",), s=0) == 5421
+    assert _cell_total(adult, ("test",), y=1) == 3846
+
+
+def test_adult_features(adult):
+    names = adult.meta["feature_names"]
+    assert adult.train.x.shape[1] == len(names) == adult.input_shape[0]
+    assert not any(n.startswith("sex") for n in names), "sex must be dropped by default"
+    assert "workclass=?" in names and "occupation=?" in names  # '?' kept as a category
+    k = len(adult.meta["standardisation"]["columns"])
+    num = adult.train.x[:, :k].double()
+    assert torch.allclose(num.mean(0), torch.zeros(k, dtype=torch.double), atol=1e-5)
+    assert torch.allclose(num.std(0, unbiased=False), torch.ones(k, dtype=torch.double), atol=1e-4)
+    assert not torch.allclose(adult.val.x[:, :k].double().mean(0), torch.zeros(k, dtype=torch.double), atol=1e-4)
+    onehot = adult.train.x[:, k:]
+    assert set(torch.unique(onehot).tolist()) == {0.0, 1.0}
+
+
+def test_adult_options_and_seed():
+    kept = load_dataset("adult", keep_sensitive=True)
+    assert "sex=Male" in kept.meta["feature_names"] and "sex=Female" in kept.meta["feature_names"]
+    dropped = load_dataset("adult", missing="drop")
+    assert len(dropped.train) + len(dropped.val) == 30162 and len(dropped.test) == 15060
+    race = load_dataset("adult", sensitive="race")
+    assert "White" in race.meta["sensitive"]
+    a, b, c = (load_dataset("adult", seed=k) for k in (1, 1, 2))
+    assert torch.equal(a.val.x, b.val.x) and torch.equal(a.val.y, b.val.y)
+    assert not torch.equal(a.val.y[:200], c.val.y[:200]) or not torch.equal(a.val.x[:50], c.val.x[:50])
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"target": "age"}, "target"),
+        ({"sensitive": "gender"}, "sensitive"),
+        ({"missing": "impute"}, "missing"),
+        ({"val_fraction": 1.5}, "val_fraction"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_adult_bad_input(kw, match):
+    with pytest.raises(ValueError, match=match):
+        load_dataset("adult", **kw)
+
+
+def test_adult_corrupt_copy(tmp_path):
+    import gzip
+
+    lines = [l for l in gzip.open(data.data_dir() / "adult.data.gz", "rt").read().splitlines() if l.strip()]
+    with gzip.open(tmp_path / "adult.data.gz", "wt") as f:
+        f.write("\n".join(lines[:-5]) + "\n")
+    (tmp_path / "adult.test.gz").write_bytes((data.data_dir() / "adult.test.gz").read_bytes())
+    with pytest.raises(ValueError, match="32556 rows, expected 32561"):
+        load_dataset("adult", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="adult.data"):
+        load_dataset("adult", root=tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------------------------
+# Shipped files and data/README.md agree
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fname", ["adult.data.gz", "adult.test.gz", "fashion_subset.npz"])
+def test_shipped_sha256_documented(fname):
+    readme = (ROOT / "data" / "README.md").read_text()
+    digest = hashlib.sha256((ROOT / "data" / fname).read_bytes()).hexdigest()
+    line = next((l for l in readme.splitlines() if f"data/{fname}" in l and re.search(r"[0-9a-f]{64}", l)), None)
+    assert line is not None, f"data/README.md has no SHA-256 line for data/{fname}"
+    assert digest in line
+
+
+def test_adult_gzip_holds_the_original():
+    import gzip
+
+    readme = (ROOT / "data" / "README.md").read_text()
+    for fname in ("adult.data", "adult.test"):
+        digest = hashlib.sha256(gzip.open(ROOT / "data" / f"{fname}.gz").read()).hexdigest()
+        assert re.search(rf"{re.escape(fname)}\b(?!\.gz).*{digest}", readme), fname
+
+
+def test_data_dir_env_override(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIRPRUNE_DATA", str(tmp_path))
+    assert data.data_dir() == tmp_path
+    with pytest.raises(FileNotFoundError, match="fashion_subset.npz"):
+        load_dataset("fashion")
+    monkeypatch.setenv("FAIRPRUNE_DATA", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="FAIRPRUNE_DATA"):
+        data.data_dir()
+
+
+# --------------------------------------------------------------------------------------------
+# Fashion
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fashion() -> Splits:
+    return load_dataset("fashion")
+
+
+def test_fashion_shapes_and_groups(fashion):
+    check_splits(fashion)
+    assert [len(d) for d in fashion] == [12000, 3000, 5000]
+    assert fashion.input_shape == (1, 28, 28)
+    share = fashion.meta["minority_share"]
+    for ds in fashion:
+        assert 0.0 <= float(ds.x.min()) and float(ds.x.max()) <= 1.0
+        assert abs(float(ds.s.float().mean()) - share) < 2 / len(ds) + 1e-9
+        # independence (correlation 0): the minority share is the same in both classes
+        p1 = ds.s[ds.y == 1].float().mean().item()
+        p0 = ds.s[ds.y == 0].float().mean().item()
+        assert abs(p1 - p0) < 0.005
+        # tops vs rest: y follows the stored Fashion-MNIST labels
+        labels = torch.as_tensor(ds.meta["labels"].astype(np.int64))
+        assert torch.equal(ds.y, torch.isin(labels, torch.tensor([0, 2, 4, 6])).long())
+
+
+def test_fashion_minority_is_inverted(fashion):
+    ds = fashion.train
+    corner = ds.x[:, 0, 0, 0]  # Fashion-MNIST backgrounds are black: inverted ones white
+    assert bool((corner[ds.s == 1] > 0.5).all()) and bool((corner[ds.s == 0] < 0.5).all())
+    with np.load(data.data_dir() / "fashion_subset.npz") as z:
+        raw = torch.from_numpy(z["images"][z["split"] == 0]).float() / 255
+    i1 = int(torch.nonzero(ds.s == 1)[0])
+    i0 = int(torch.nonzero(ds.s == 0)[0])
+    assert torch.allclose(ds.x[i1, 0], 1 - raw[i1]) and torch.allclose(ds.x[i0, 0], raw[i0])
+
+
+def test_fashion_parameters():
+    sp = load_dataset("fashion", minority_share=0.2, correlation=0.3, target="footwear", seed=3, limit=1000)
+    check_splits(sp)
+    assert max(len(d) for d in sp) <= 1000
+    full = load_dataset("fashion", minority_share=0.2, correlation=0.3, seed=3)
+    s, y = full.train.s.double(), full.train.y.double()
+    phi = float(torch.corrcoef(torch.stack([s, y]))[0, 1])
+    assert abs(phi - 0.3) < 0.01
+    assert abs(float(s.mean()) - 0.2) < 1e-3
+    custom = load_dataset("fashion", target=[1, 3], limit=500)
+    assert abs(float(custom.train.y.float().mean()) - 0.2) < 0.08
+
+
+def test_fashion_seed_reproducible():
+    a, b, c = (load_dataset("fashion", seed=k, limit=2000) for k in (5, 5, 6))
+    assert torch.equal(a.train.s, b.train.s) and torch.equal(a.train.x, b.train.x)
+    assert not torch.equal(a.train.s, c.train.s)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"target": "shoes"}, "target"),
+        ({"target": [0, 11]}, "target"),
+        ({"target": list(range(10))}, "target"),
+        ({"sensitive": "colour"}, "sensitive"),
+        ({"minority_share": 0.0}, "minority_share"),
+        ({"correlation": 2.0}, "correlation"),
+        ({"correlation": 0.9}, "not reachable"),
+    ],
+)
+def test_fashion_bad_input(kw, match):
+    with pytest.raises(ValueError, match=match):
+        load_dataset("fashion", **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Bring your own data
+# --------------------------------------------------------------------------------------------
+def _toy(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    y = rng.integers(0, 2, n)
+    s = np.arange(n) % 2
+    return x, y, s
+
+
+def test_npz_roundtrip(tmp_path):
+    x, y, s = _toy()
+    split = np.array(["train"] * 30 + ["val"] * 14 + ["test"] * 16)
+    np.savez(tmp_path / "mine.npz", x=x, y=y, s=s, split=split)
+    sp = load_dataset(tmp_path / "mine.npz")
+    check_splits(sp)
+    assert [len(d) for d in sp] == [30, 14, 16]
+    assert torch.equal(sp.val.x, torch.from_numpy(x[30:44]))
+    assert sp.name == "mine"
+    np.savez(tmp_path / "nosplit.npz", x=x, y=y.astype(bool), s=s.astype(np.float64))
+    a = load_npz(tmp_path / "nosplit.npz", seed=1)
+    b = load_dataset(str(tmp_path / "nosplit.npz"), seed=1)
+    check_splits(a)
+    assert [len(d) for d in a] == [36, 12, 12]
+    assert torch.equal(a.test.x, b.test.x)
+    assert not torch.equal(a.test.x, load_npz(tmp_path / "nosplit.npz", seed=2).test.x)
+
+
+def test_from_tensors():
+    x, y, s = _toy()
+    sp = from_tensors(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(s), seed=0)
+    check_splits(sp)
+    assert sum(len(d) for d in sp) == 60
+    images = from_tensors(np.zeros((40, 1, 8, 8), np.uint8), np.arange(40) % 2, (np.arange(40) // 2) % 2)
+    assert images.input_shape == (1, 8, 8) and images.train.x.dtype == torch.float32
+
+
+def _bad_npz_cases() -> dict[str, tuple[dict, str]]:
+    x, y, s = _toy()
+    split = np.array(["train"] * 30 + ["val"] * 14 + ["test"] * 16)
+    x_nan = x.copy()
+    x_nan[0, 0] = np.nan
+    return {
+        "no y": ({"x": x, "s": s}, "'y' missing"),
+        "no x": ({"y": y, "s": s}, "'x' missing"),
+        "no s": ({"x": x, "y": y}, "'s' missing"),
+        "y=2": ({"x": x, "y": np.where(np.arange(60) == 3, 2, y), "s": s}, r"y must hold binary values 0/1, found \[2\]"),
+        "s=3": ({"x": x, "y": y, "s": s * 3}, "s must hold binary"),
+        "split value": ({"x": x, "y": y, "s": s, "split": np.where(split == "val", "valid", split)}, "split holds values"),
+        "split length": ({"x": x, "y": y, "s": s, "split": split[:-1]}, "one entry per example"),
+        "one group": ({"x": x, "y": y, "s": np.where(split == "test", 1, s), "split": split},
+                      "split 'test' contains only sensitive group s=1"),
+        "no test": ({"x": x, "y": y, "s": s, "split": np.where(split == "test", "val", split)}, "no 'test'"),
+        "length": ({"x": x[:-1], "y": y, "s": s}, "same length"),
+        "nan": ({"x": x_nan, "y": y, "s": s}, "NaN"),
+        "1-d x": ({"x": x[:, 0], "y": y, "s": s}, "x must have shape"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_npz_cases()))
+def test_npz_bad_input(tmp_path, case):
+    arrays, match = _bad_npz_cases()[case]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=match):
+        load_npz(tmp_path / "bad.npz")
+
+
+def test_registry_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        load_dataset("mnist")
+    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+        load_dataset(tmp_path / "nothing.npz")
+    x, y, s = _toy()
+    np.savez(tmp_path / "t.npz", x=x, y=y, s=s)
+    with pytest.raises(ValueError, match="target"):
+        load_dataset(tmp_path / "t.npz", target="y2")
+    with pytest.raises(ValueError, match="unknown argument 'limit'"):
+        load_dataset(tmp_path / "t.npz", limit=3)
+    with pytest.raises(ValueError, match="same length"):
+        FairDataset(torch.zeros(3, 2), [0, 1], [0, 1, 1])
+
+
+# --------------------------------------------------------------------------------------------
+# CelebA fixture (torchvision layout), generated here
+# --------------------------------------------------------------------------------------------
+def _jpeg(path: Path, rng: np.random.Generator, size=(22, 26)) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, quality=90)
+
+
+def make_celeba(root: Path, n_per_split: int = 4, single_group_test: bool = False) -> Path:
+    """A tiny CelebA folder: 3 x ``n_per_split`` random JPEGs, both Male values and both
+    Blond_Hair values in every split."""
+    rng = np.random.default_rng(0)
+    folder = root / "celeba"
+    names = list(data.CELEBA_ATTRIBUTES)
+    files, rows, parts = [], [], []
+    for part in range(3):
+        for j in range(n_per_split):
+            f = f"{len(files) + 1:06d}.jpg"
+            _jpeg(folder / "img_align_celeba" / f, rng)
+            attrs = rng.choice([-1, 1], size=40)
+            attrs[names.index("Male")] = 1 if (j % 2 == 0 or (single_group_test and part == 2)) else -1
+            attrs[names.index("Blond_Hair")] = 1 if j // 2 % 2 == 0 else -1
+            files.append(f), rows.append(attrs), parts.append(part)
+    lines = [str(len(files)), " ".join(names)]
+    lines += [f + " " + " ".join(f"{v:2d}" for v in r) for f, r in zip(files, rows)]
+    (folder / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    (folder / "list_eval_partition.txt").write_text("".join(f"{f} {p}\n" for f, p in zip(files, parts)))
+    (folder / "identity_CelebA.txt").write_text("".join(f"{f} {i % 3 + 1}\n" for i, f in enumerate(files)))
+    return root
+
+
+def test_celeba_fixture_loads(tmp_path):
+    root = make_celeba(tmp_path)
+    with pytest.warns(UserWarning, match="not the official files"):
+        sp = load_dataset("celeba", root=root, image_size=16, crop=None)
+    check_splits(sp)
+    assert [len(d) for d in sp] == [4, 4, 4]
+    assert sp.input_shape == (3, 16, 16)
+    x, _, _ = sp.test[1]
+    assert x.shape == (3, 16, 16) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert sp.train.group_counts() == {(0, 0): 1, (0, 1): 1, (1, 0): 1, (1, 1): 1}
+    findings = sp.meta["verification"]
+    assert any("list_attr_celeba.txt: MD5" in f and "differs" in f for f in findings)
+    assert any("list_bbox_celeba.txt: absent" in f for f in findings)
+    other = load_dataset("celeba", root=root, target="bags under eyes", sensitive="Young", verify="off",
+                         image_size=16)
+    assert "Bags_Under_Eyes" in other.meta["target"] and other.meta["verification"] == ["verification off"]
+
+
+def test_celeba_verify_modes(tmp_path, monkeypatch):
+    root = make_celeba(tmp_path)
+    with pytest.raises(ValueError, match="list_attr_celeba.txt.*differ from the official"):
+        load_dataset("celeba", root=root, verify="strict")
+    # files that claim to be official (the official row count) must match the official MD5s
+    monkeypatch.setattr(data, "CELEBA_OFFICIAL_ROWS", 12)
+    with pytest.raises(ValueError, match="identity_CelebA.txt"):
+        load_dataset("celeba", root=root)
+    with pytest.raises(ValueError, match="verify"):
+        load_dataset("celeba", root=root, verify="maybe")
+
+
+def test_celeba_cache_matches_decoding(tmp_path):
+    root = make_celeba(tmp_path)
+    lazy = load_dataset("celeba", root=root, image_size=16, verify="off")
+    cached = load_dataset("celeba", root=root, image_size=16, verify="off", cache=True)
+    cache_file = root / "celeba" / "fairprune_cache" / "celeba_16_178.npy"
+    assert cache_file.is_file()
+    stamp = cache_file.stat().st_mtime_ns
+    for a, b in zip(lazy, cached):
+        assert torch.equal(torch.stack([a[i][0] for i in range(len(a))]), torch.stack([b[i][0] for i in range(len(b))]))
+        assert torch.equal(a.y, b.y) and torch.equal(a.s, b.s)
+    load_dataset("celeba", root=root, image_size=16, verify="off", cache=True)
+    assert cache_file.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    load_dataset("celeba", root=root, image_size=12, verify="off", cache=cache_file)
+    assert np.load(cache_file, mmap_mode="r").shape[-1] == 12  # a mismatching cache is rebuilt
+
+
+def test_celeba_errors(tmp_path):
+    root = make_celeba(tmp_path)
+    with pytest.raises(ValueError, match="unknown target attribute 'Blonde'.*Blond_Hair.*Wavy_Hair"):
+        load_dataset("celeba", root=root, target="Blonde", verify="off")
+    with pytest.raises(ValueError, match="unknown sensitive attribute 'Gender'"):
+        load_dataset("celeba", root=root, sensitive="Gender", verify="off")
+    with pytest.raises(ValueError, match="same attribute"):
+        load_dataset("celeba", root=root, target="Male", verify="off")
+    with pytest.raises(ValueError, match="root is required"):
+        load_dataset("celeba")
+    (root / "celeba" / "list_eval_partition.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="list_eval_partition.txt.*(?s:.*)Kaggle"):
+        load_dataset("celeba", root=root)
+    one = make_celeba(tmp_path / "one", single_group_test=True)
+    with pytest.raises(ValueError, match="split 'test' contains only sensitive group s=1"):
+        load_dataset("celeba", root=one, verify="off")
+
+
+# --------------------------------------------------------------------------------------------
+# LFW fixture
+# --------------------------------------------------------------------------------------------
+LFW_ATTRS = ["Male", "Asian", "White", "Wavy Hair", "Big Nose", "Smiling"]
+
+
+def make_lfw(root: Path, people: int = 12, per_person: int = 2) -> Path:
+    rng = np.random.default_rng(1)
+    lines = ["# fixture in the layout of Kumar et al.'s lfw_attributes.txt",
+             "\t".join(["#", "person", "imagenum"] + LFW_ATTRS)]
+    for p in range(people):
+        person = f"Person {chr(65 + p)} Test"
+        folder = person.replace(" ", "_")
+        for k in range(1, per_person + 1):
+            _jpeg(root / "lfw" / folder / f"{folder}_{k:04d}.jpg", rng, size=(40, 40))
+            vals = rng.normal(size=len(LFW_ATTRS))
+            vals[0] = 1.3 if k % 2 else -0.7  # both groups in every person's images
+            vals[3] = 0.5 if p % 2 else -0.5
+            lines.append("\t".join([person, str(k)] + [f"{v:.6f}" for v in vals]))
+    (root / "lfw_attributes.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_lfw_fixture_loads(tmp_path):
+    root = make_lfw(tmp_path)
+    sp = load_dataset("lfw", root=root, image_size=16, crop=30)
+    check_splits(sp)
+    assert sum(len(d) for d in sp) == 24
+    assert [len(d) for d in sp] == [16, 4, 4]  # by identity: 8 / 2 / 2 people
+    assert sp.input_shape == (3, 16, 16) and sp.test[0][0].shape == (3, 16, 16)
+    assert "Wavy Hair" in sp.meta["target"]
+    people = [{Path(p).parent.name for p in ds.x.paths} for ds in sp]
+    assert not (people[0] & people[1]) and not (people[0] & people[2]) and not (people[1] & people[2])
+    wavy = {Path(p).parent.name: int(yv) for ds in sp for p, yv in zip(ds.x.paths, ds.y)}
+    assert all(v == (ord(name.split("_")[1]) - 65) % 2 for name, v in wavy.items())
+    again = load_dataset("lfw", root=root, image_size=16, crop=30)
+    assert torch.equal(again.test.y, sp.test.y) and again.test.x.paths == sp.test.x.paths
+    nose = load_dataset("lfw", root=root, target="Big_Nose", seed=3, by_identity=False, image_size=16)
+    assert "Big Nose" in nose.meta["target"] and [len(d) for d in nose] == [16, 4, 4]
+    rows = [l.split("\t") for l in (root / "lfw_attributes.txt").read_text().splitlines()[2:]]
+    big = {(r[0].replace(" ", "_"), int(r[1])): int(float(r[2 + LFW_ATTRS.index("Big Nose")]) > 0) for r in rows}
+    for ds in nose:
+        for path, yv in zip(ds.x.paths, ds.y.tolist()):
+            assert big[(Path(path).parent.name, int(Path(path).stem[-4:]))] == yv
+    cached = load_dataset("lfw", root=root, image_size=16, crop=30, cache=True)
+    assert torch.equal(cached.val[1][0], sp.val[1][0])
+
+
+def test_lfw_errors(tmp_path):
+    root = make_lfw(tmp_path)
+    with pytest.raises(ValueError, match="unknown target attribute 'Curly'.*Wavy Hair"):
+        load_dataset("lfw", root=root, target="Curly")
+    with pytest.raises(ValueError, match="val_fraction"):
+        load_dataset("lfw", root=root, val_fraction=0)
+    with pytest.raises(FileNotFoundError, match="lfw_attributes.txt"):
+        load_dataset("lfw", root=tmp_path / "empty")
+    (root / "lfw" / "Person_A_Test" / "Person_A_Test_0001.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match="Person_A_Test_0001.jpg"):
+        load_dataset("lfw", root=root, cache=True)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "lfw").mkdir()
+    (bad / "lfw_attributes.txt").write_text("person\tMale\nA\t1\n")
+    with pytest.raises(ValueError, match="no header line"):
+        load_dataset("lfw", root=bad)
