@@ -1,0 +1,309 @@
+"""Tests of the BiFP / BiP solver and of the implicit gradient against exact hypergradients.
+
+Exact references: (a) ridge regression on masked weights, theta*(m) by torch.linalg.solve and the
+hypergradient by autograd through the solve; (b) logistic regression on masked weights, the lower
+problem solved by Newton's method to machine precision and the hypergradient by the implicit
+function theorem with the full Hessian (torch.func). The error of the "paper" approximation is
+checked against the bound that follows from dropping the Hessian (see bilevel's docstring):
+
+    d theta*/dm  exact  = -A^{-1} (diag(g) + D H diag(theta)),   A = D H D + gamma I >= gamma I
+    d theta*/dm  approx = -diag(g) / gamma
+    ||exact - approx|| <= ||H|| max|m|^2 ||g||_inf / gamma^2 + ||H|| max|m| ||theta||_inf / gamma
+
+so ||IG_approx - IG_exact|| <= that bound times ||m * g_up||: first order in ||H|| / gamma.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.func import grad, hessian, jacrev
+
+from fairprune_lite import bilevel, train
+from fairprune_lite.bilevel import implicit_gradient, implicit_gradient_z
+from fairprune_lite.data import FairDataset
+from fairprune_lite.masks import MaskScores, apply_masks, weight_parameters
+
+RATIOS = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]  # gamma / ||H||
+
+
+def _cmp(exact, approx):
+    cos = torch.nn.functional.cosine_similarity(exact, approx, dim=0).item()
+    return cos, ((approx - exact).norm() / exact.norm()).item()
+
+
+def _bound(H, m, g_low, theta, m_g_up, gamma):
+    h = torch.linalg.matrix_norm(H, ord=2).item()
+    mm = m.abs().max().item()
+    return (h * mm**2 * g_low.abs().max().item() / gamma**2 + h * mm * theta.abs().max().item() / gamma) * m_g_up.norm().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) closed form: ridge regression
+# ---------------------------------------------------------------------------------------------
+def _ridge_problem():
+    g = torch.Generator().manual_seed(0)
+    n, d = 40, 6
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = X @ torch.randn(d, generator=g, dtype=torch.float64) + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    X2 = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y2 = X2 @ torch.randn(d, generator=g, dtype=torch.float64) + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    m = 0.5 + 0.5 * torch.rand(d, generator=g, dtype=torch.float64)  # relaxed mask in [0.5, 1]
+    return X, y, X2, y2, m
+
+
+def _ridge_case(gamma_ratio):
+    X, y, X2, y2, m0 = _ridge_problem()
+    n, d = X.shape
+    H = X.T @ X / n
+    gamma = gamma_ratio * torch.linalg.matrix_norm(H, ord=2).item()
+
+    def l_low(z):
+        return 0.5 * ((X @ z - y) ** 2).mean()
+
+    def l_up(z):
+        return 0.5 * ((X2 @ z - y2) ** 2).mean()
+
+    def theta_star(m):
+        D = torch.diag(m)
+        return torch.linalg.solve(D @ H @ D + gamma * torch.eye(d, dtype=H.dtype), m * (X.T @ y) / n)
+
+    m = m0.clone().requires_grad_(True)
+    exact, = torch.autograd.grad(l_up(m * theta_star(m)), m)
+    theta = theta_star(m0).detach()
+    z = m0 * theta
+    g_up, g_low = grad(l_up)(z), grad(l_low)(z)
+    approx = {ig: implicit_gradient_z(g_up, theta, m0, gamma=gamma, g_low=g_low, ig=ig)
+              for ig in bilevel.IG_VARIANTS}
+    bound = _bound(H, m0, g_low, theta, m0 * g_up, gamma)
+    return exact, approx, bound
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_ridge_paper_ig_within_the_dropped_hessian_bound(ratio):
+    exact, approx, bound = _ridge_case(ratio)
+    err = (approx["paper"] - exact).norm().item()
+    assert err <= bound * (1 + 1e-9) + 1e-12
+
+
+def test_ridge_ig_holds_for_large_gamma_and_fails_for_small_gamma():
+    rel = {r: _cmp(*(lambda c: (c[0], c[1]["paper"]))(_ridge_case(r)))[1] for r in RATIOS}
+    cos_big, _ = _cmp(*(lambda c: (c[0], c[1]["paper"]))(_ridge_case(100.0)))
+    # large gamma: error first order in ||H||/gamma, so 10x gamma gives ~10x smaller error
+    assert rel[1000.0] < 0.2 * rel[100.0]
+    assert rel[100.0] < 0.05 and cos_big > 0.999
+    # small gamma: z* -> least-squares solution independent of m, exact hypergradient -> 0 while
+    # the approximation tends to 2 g_up * theta != 0: relative error above 1
+    assert rel[1e-3] > 1.0
+    # first-order and repo variants: at the lower optimum theta = -m*g_low/gamma, so dropping the
+    # correction (first_order) halves the hypergradient: relative error -> 1/2 for large gamma
+    exact, approx, _ = _ridge_case(1000.0)
+    assert _cmp(exact, approx["first_order"])[1] == pytest.approx(0.5, abs=0.05)
+    assert _cmp(exact, approx["paper"])[1] < 0.1 * _cmp(exact, approx["first_order"])[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) nonlinear: logistic regression, lower level by Newton, exact IG by the implicit function thm
+# ---------------------------------------------------------------------------------------------
+def _logistic_case(gamma_ratio):
+    g = torch.Generator().manual_seed(1)
+    n, d = 60, 5
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w = torch.randn(d, generator=g, dtype=torch.float64)
+    y = (torch.rand(n, generator=g, dtype=torch.float64) < torch.sigmoid(2 * X @ w)).double() * 2 - 1
+    Xu = torch.randn(n, d, generator=g, dtype=torch.float64)
+    yu = (torch.rand(n, generator=g, dtype=torch.float64) < torch.sigmoid(2 * Xu @ w)).double() * 2 - 1
+    m0 = 0.5 + 0.5 * torch.rand(d, generator=g, dtype=torch.float64)
+
+    def l_low(z):
+        return torch.nn.functional.softplus(-y * (X @ z)).mean()
+
+    def l_up(z):
+        return torch.nn.functional.softplus(-yu * (Xu @ z)).mean()
+
+    h_scale = torch.linalg.matrix_norm(X.T @ X / n, ord=2).item() / 4  # sup of ||H||: sigmoid' <= 1/4
+    gamma = gamma_ratio * h_scale
+
+    def obj(th, m):
+        return l_low(m * th) + 0.5 * gamma * (th ** 2).sum()
+
+    th = torch.zeros(d, dtype=torch.float64)
+    for _ in range(100):  # Newton: the objective is gamma-strongly convex
+        gr = grad(obj)(th, m0)
+        if gr.norm() < 1e-14:
+            break
+        th = th - torch.linalg.solve(hessian(obj)(th, m0), gr)
+    assert grad(obj)(th, m0).norm() < 1e-10
+    d_theta = -torch.linalg.solve(hessian(obj, argnums=0)(th, m0), jacrev(grad(obj, argnums=0), argnums=1)(th, m0))
+    z = m0 * th
+    g_up, g_low = grad(l_up)(z), grad(l_low)(z)
+    exact = th * g_up + d_theta.T @ (m0 * g_up)
+    approx = {ig: implicit_gradient_z(g_up, th, m0, gamma=gamma, g_low=g_low, ig=ig) for ig in bilevel.IG_VARIANTS}
+    bound = _bound(hessian(l_low)(z), m0, g_low, th, m0 * g_up, gamma)
+    return exact, approx, bound
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_logistic_paper_ig_within_the_dropped_hessian_bound(ratio):
+    exact, approx, bound = _logistic_case(ratio)
+    assert (approx["paper"] - exact).norm().item() <= bound * (1 + 1e-9) + 1e-12
+
+
+def test_logistic_ig_trend_over_gamma():
+    rel = {}
+    for r in (0.1, 100.0, 1000.0):
+        exact, approx, _ = _logistic_case(r)
+        rel[r] = _cmp(exact, approx["paper"])
+    assert rel[1000.0][1] < 0.2 * rel[100.0][1]  # first order in 1/gamma
+    assert rel[100.0][1] < 0.05 and rel[100.0][0] > 0.999
+    assert rel[0.1][1] > rel[100.0][1] * 10
+
+
+# ---------------------------------------------------------------------------------------------
+# the one-backward form used by the solver equals the formula in z
+# ---------------------------------------------------------------------------------------------
+class Net(nn.Module):
+    def __init__(self, d=6, h=8, bn=False):
+        super().__init__()
+        layers = [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if bn else []) + [nn.Tanh(), nn.Linear(h, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x).reshape(-1)
+
+
+@pytest.mark.parametrize("structured", [False, True])
+def test_one_backward_form_matches_formula_in_z(structured):
+    torch.manual_seed(0)
+    model = Net()
+    x, y = torch.randn(32, 6), (torch.rand(32) < 0.5).long()
+    ms = MaskScores(model, 0.4, structured=structured, layers=["net.0", "net.2"] if not structured else ["net.0"])
+    apply_masks(model, ms)
+    names = ms.names
+    thetas = [weight_parameters(model)[n] for n in names]
+    scores = [ms.score(n) for n in names]
+    loss = train.task_loss(model(x), y)
+    gs = torch.autograd.grad(loss, scores + thetas)
+    hyper = implicit_gradient(dict(zip(names, gs[:len(names)])), dict(zip(names, gs[len(names):])), gamma=0.7)
+    # reference: g_z by differentiating the same function of z directly
+    masks = ms.binary_masks()
+    zs = [(masks[n] * t).detach().requires_grad_(True) for n, t in zip(names, thetas)]
+
+    def f_of_z(zs_):
+        out = x
+        for i, layer in enumerate(model.net):
+            nm = f"net.{i}"
+            if nm in names:
+                z = zs_[names.index(nm)]
+                out = torch.nn.functional.linear(out, z, layer.bias)
+            else:
+                out = layer(out)
+        return train.task_loss(out.reshape(-1), y)
+
+    g_z = torch.autograd.grad(f_of_z(zs), zs)
+    for n, t, gz in zip(names, thetas, g_z):
+        ref = implicit_gradient_z(gz, t.detach(), masks[n], gamma=0.7)
+        if structured:
+            ref = ref.sum(1)
+        assert torch.allclose(hyper[n], ref, atol=1e-6), n
+    # first_order and repo from the same outputs
+    fo = implicit_gradient(dict(zip(names, gs[:len(names)])), None, gamma=0.7, ig="first_order")
+    assert all(torch.equal(fo[n], gs[i]) for i, n in enumerate(names))
+    with pytest.raises(ValueError, match="gamma"):
+        implicit_gradient(fo, None, gamma=0.0)
+    with pytest.raises(ValueError, match="ig"):
+        implicit_gradient(fo, None, gamma=1.0, ig="exact")
+
+
+# ---------------------------------------------------------------------------------------------
+# solver
+# ---------------------------------------------------------------------------------------------
+def _data(n=256, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    s = (torch.rand(n, generator=g) < 0.3).long()
+    y = ((x[:, 0] + 0.7 * s + 0.3 * torch.randn(n, generator=g)) > 0.3).long()
+    return FairDataset(x, y, s, name="toy")
+
+
+def _pretrained(ds, seed=0, bn=True):
+    train.set_seed(seed)
+    m = Net(bn=bn)
+    train.fit(m, train.make_loader(ds, 64, shuffle=True, seed=seed), epochs=3, lr=0.1)
+    return m
+
+
+@pytest.mark.parametrize("kw", [
+    dict(sparsity=0.7),
+    dict(sparsity=0.5, structured=True),
+    dict(sparsity=0.6, scope="layer", schedule="cubic"),
+    dict(sparsity=0.7, update="joint", ig="repo"),
+    dict(sparsity=0.3, mask_init="uniform", ig="first_order", lower_steps=2),
+])
+def test_solver_reaches_exact_sparsity_and_counts(kw):
+    ds = _data()
+    model = _pretrained(ds)
+    dense = [p.detach().clone() for p in model.parameters()]
+    res = bilevel.bip(model, train.make_loader(ds, 64, shuffle=True), steps=12, weight_decay=1e-4, **kw)
+    assert all(torch.equal(a, p) for a, p in zip(dense, model.parameters()))  # caller's model untouched
+    ms = MaskScores(model, kw["sparsity"], structured=kw.get("structured", False), scope=kw.get("scope", "global"))
+    units = {n: (m.flatten(1)[:, 0] if ms.structured else m) for n, m in res.masks.items()}
+    if kw.get("scope") == "layer":
+        for n, u in units.items():
+            assert int((u == 0).sum()) == round(kw["sparsity"] * u.numel())
+    else:
+        total = sum(u.numel() for u in units.values())
+        assert sum(int((u == 0).sum()) for u in units.values()) == round(kw["sparsity"] * total)
+    assert set(res.masks) == set(ms.names)
+    for n, mod in dict(res.model.named_modules()).items():
+        if n in res.masks:
+            assert bool((mod.weight.detach()[res.masks[n] == 0] == 0).all())  # baked: pruned weights are 0
+    per_step = 1 if kw.get("update") == "joint" else kw.get("lower_steps", 1) + 1
+    assert res.cost["forward_passes"] == 12 * per_step
+    assert res.cost["iterations"] == 12 and len(res.history) == 12
+    if kw.get("schedule") == "cubic":
+        sp = [h["sparsity"] for h in res.history]
+        assert sp[0] == 0 and all(a <= b for a, b in zip(sp, sp[1:])) and sp[-1] == kw["sparsity"]
+    res.to_dict()
+
+
+def test_solver_is_deterministic_under_seed():
+    ds = _data()
+    model = _pretrained(ds)
+    runs = [bilevel.bip(model, ds, sparsity=0.6, steps=15, batch_size=64, seed=3, weight_decay=1e-4) for _ in range(2)]
+    assert all(torch.equal(runs[0].masks[n], runs[1].masks[n]) for n in runs[0].masks)
+    for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters()):
+        assert torch.equal(a, b)
+    assert [h["upper_loss"] for h in runs[0].history] == [h["upper_loss"] for h in runs[1].history]
+
+
+def test_solver_moves_the_mask():
+    # the scores are trained: after enough steps the mask differs from magnitude pruning
+    ds = _data()
+    model = _pretrained(ds)
+    res = bilevel.bip(model, ds, sparsity=0.6, steps=60, beta=1.0, batch_size=64, weight_decay=1e-4)
+    start = MaskScores(model, 0.6).binary_masks()
+    assert any(not torch.equal(start[n], res.masks[n]) for n in start)
+
+
+def test_nan_guard_and_bad_inputs():
+    ds = _data()
+    model = _pretrained(ds)
+    bad = FairDataset.__new__(FairDataset)
+    bad.__dict__.update(ds.__dict__)
+    bad.x = ds.x.clone()
+    bad.x[:] = float("nan")
+    with pytest.raises(FloatingPointError, match="step 0"):
+        bilevel.bip(model, train.make_loader(bad, 64, shuffle=False), sparsity=0.5, steps=3)
+    loader = train.make_loader(ds, 64, shuffle=True)
+    for kw, word in [(dict(sparsity=1.0), "sparsity"), (dict(sparsity=-0.1), "sparsity"),
+                     (dict(sparsity=0.5, gamma=0), "gamma"), (dict(sparsity=0.5, ig="hessian"), "ig"),
+                     (dict(sparsity=0.5, schedule="linear"), "schedule"),
+                     (dict(sparsity=0.5, update="joint", lower_steps=2), "lower_steps"),
+                     (dict(sparsity=0.5, mask_init="random"), "mask_init"),
+                     (dict(sparsity=0.5, alpha=-1.0), "alpha")]:
+        with pytest.raises(ValueError, match=word):
+            bilevel.bip(model, loader, steps=2, **kw)
+    with pytest.raises(ValueError, match="steps or epochs"):
+        bilevel.bip(model, loader, sparsity=0.5)
