@@ -360,7 +360,9 @@ def bifp(
         task = task_loss(logits, y)
         if fair_up or fair_low:
             term = constraint.term(logits, y, s)  # type: ignore[union-attr]
-            return task, (task + term if fair_up else task), (task + term if fair_low else task)
+            both = task + term
+            # the same tensor object when the levels agree: one backward serves both
+            return task, (both if fair_up else task), (both if fair_low else task)
         return task, task, task
 
     def set_scores_grad(flag: bool) -> None:
