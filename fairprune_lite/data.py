@@ -468,7 +468,7 @@ def load_fashion(
     target: str | Sequence[int] | None = None,
     sensitive: str | None = None,
     seed: int = 0,
-    minority_share: float = 0.05,
+    minority_share: float = 0.1,
     correlation: float = 0.0,
     limit: int | None = None,
 ) -> Splits:
@@ -1043,13 +1043,11 @@ def load_dataset(
     if key.endswith(".npz"):
         if target is not None or sensitive is not None or root is not None:
             raise ValueError("a .npz file defines its own x, y, s: target, sensitive and root do not apply")
-        loader: Callable[..., Splits] = load_npz
-        args: dict[str, Any] = {"seed": seed}
-        params = inspect.signature(load_npz).parameters
+        accepted = ("val_fraction", "test_fraction", "name")
         for k in kw:
-            if k not in params or k == "path":
-                raise ValueError(f"load_npz: unknown argument {k!r}; accepted: seed, val_fraction, test_fraction, name")
-        return load_npz(key, **args, **kw)
+            if k not in accepted:
+                raise ValueError(f"load_npz: unknown argument {k!r}; accepted: seed, {', '.join(accepted)}")
+        return load_npz(key, seed=seed, **kw)
     if key.lower() not in DATASETS:
         raise ValueError(f"unknown dataset {key!r}; choose one of {sorted(DATASETS)} or a path ending in .npz")
     loader = DATASETS[key.lower()]
