@@ -1,354 +1,518 @@
-"""Fairness metrics for compressed models, and smooth surrogates of fairness constraints.
+"""Group fairness metrics (Defs. 1-3, DP, EO, EOpp) and smooth surrogates of the constraints.
 
-Metrics follow fairlearn's convention, ``metric(y_true, y_pred, *, sensitive_features=...)``:
-numpy arrays, lists or torch tensors in (any device), a Python ``float`` out. Per-group
-functions return ``{group value: float}``. With more than two groups a *difference* is
-``max - min`` over groups (fairlearn's ``method="between_groups"``).
+Two halves:
 
-Definitions (Dai et al., arXiv:2312.10181):
+* **Metrics** on 0/1 predictions, in fairlearn's style ``metric(y_true, y_pred, *,
+  sensitive_features=...)``: numpy arrays, lists or torch tensors (any device) in, a Python
+  ``float`` out; ``*_by_group`` functions return ``{group value: float}``. A difference over
+  more than two groups is ``max - min`` (fairlearn's ``between_groups``). They agree with
+  fairlearn to rounding, except that an undefined rate (TPR of a group without positives, FPR of
+  a group without negatives) raises ``ValueError`` where fairlearn silently returns 0.
+* **Constraints** for training, :func:`constraint_values`: the one-sided constraints
+  ``c_i <= tau`` of a fairness notion on a batch of logits, either exactly (indicators) or with
+  each indicator replaced by a differentiable surrogate ``u`` (:func:`surrogate`), which for
+  ``hinge``, ``logistic`` and ``ramp`` gives upper bounds ``c~_i >= c_i``.
 
-* Def. 1, performance fairness: ``accuracy_gap = |A(f_c, D+) - A(f_c, D-)|``.
-* Def. 2, compressed-model degradation: ``degradation = A(f, D) - A(f_c, D)`` (signed).
-* Def. 3, degradation fairness: ``degradation_gap = |R(f, f_c, D+) - R(f, f_c, D-)|``.
+Inputs are checked: empty input, mismatched lengths, a single group, non-binary labels or NaN
+raise ``ValueError`` naming the argument. No function returns a silent NaN.
 
-Edge cases, shared by every function: empty input, mismatched lengths, NaN values, labels or
-predictions outside {0, 1}, and a sensitive attribute with a single group all raise
-``ValueError`` naming the argument. A group with no positive labels has an undefined true
-positive rate (no negatives: undefined false positive rate); the rate-based functions raise
-``ValueError`` naming the group rather than return fairlearn's silent 0.
-
-The second half of the module turns the exact (indicator) quantities into differentiable upper
-bounds, :func:`constraint_values`, used by the constrained solvers.
+This module imports nothing else from the package.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 __all__ = [
-    "CONSTRAINT_KINDS", "SURROGATES",
-    "accuracy_by_group", "selection_rate_by_group", "true_positive_rate_by_group",
-    "false_positive_rate_by_group", "accuracy_gap", "degradation", "degradation_gap",
-    "demographic_parity_difference", "equalized_odds_difference",
-    "equal_opportunity_difference", "fairness_report", "surrogate", "constraint_values",
+    "CONSTRAINT_KINDS",
+    "SURROGATES",
+    "accuracy",
+    "accuracy_by_group",
+    "selection_rate_by_group",
+    "true_positive_rate_by_group",
+    "false_positive_rate_by_group",
+    "group_counts",
+    "accuracy_gap",
+    "degradation",
+    "degradation_by_group",
+    "degradation_gap",
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "equal_opportunity_difference",
+    "majority_baseline",
+    "fairness_report",
+    "surrogate",
+    "constraint_values",
 ]
 
+#: the fairness notions :func:`constraint_values` knows, and how many one-sided entries each has
 CONSTRAINT_KINDS = ("accuracy_gap", "demographic_parity", "equalized_odds")
+#: the surrogate names :func:`surrogate` knows
 SURROGATES = ("hinge", "logistic", "sigmoid", "ramp")
 
+ArrayLike = Union[np.ndarray, Tensor, list, tuple]
+Group = Any  # a group value: int, bool, str, ... (a Python scalar, never a numpy scalar)
 
-# --------------------------------------------------------------------------- input checking
-def _as_array(a: Any, name: str) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    arr = np.asarray(a)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
+
+# ---------------------------------------------------------------------------------------------
+# input handling
+# ---------------------------------------------------------------------------------------------
+def _as_numpy(x: Any, name: str) -> np.ndarray:
+    """1-D numpy view of an array-like (tensors are detached and moved to the CPU)."""
+    if x is None:
+        raise ValueError(f"{name} is None")
+    if isinstance(x, Tensor):
+        t = x.detach().cpu()
+        if t.is_complex():
+            raise ValueError(f"{name} must be real, got a complex tensor")
+        if t.is_floating_point():
+            t = t.double()  # also makes float16/bfloat16 convertible
+        arr = t.numpy()
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise ValueError(f"{name} could not be read as an array: {exc}") from exc
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+        raise ValueError(f"{name} must be 1-D (one value per example), got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty")
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        raise ValueError(f"{name} contains NaN")
     return arr
 
 
-def _binary(a: Any, name: str) -> np.ndarray:
-    arr = _as_array(a, name)
-    if arr.dtype == bool:
+def _has_nan(arr: np.ndarray) -> bool:
+    if arr.dtype.kind in "fc":
+        return bool(np.isnan(arr).any())
+    if arr.dtype.kind == "O":
+        return any(v is None or (isinstance(v, float) and math.isnan(v)) for v in arr)
+    return False
+
+
+def _binary(x: Any, name: str) -> np.ndarray:
+    """``x`` as an int64 array of 0/1; bools and 0.0/1.0 floats are accepted, nothing else."""
+    arr = _as_numpy(x, name)
+    if _has_nan(arr):
+        raise ValueError(f"{name} contains NaN")
+    if arr.dtype.kind == "b":
         return arr.astype(np.int64)
-    values = np.unique(arr)
-    if not np.isin(values, (0, 1)).all():
-        raise ValueError(f"{name} must be binary with values in {{0, 1}}, got values {values[:6].tolist()}")
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be binary (0/1 or bool), got dtype {arr.dtype}")
+    bad = (arr != 0) & (arr != 1)
+    if bad.any():
+        found = np.unique(arr[bad])[:5].tolist()
+        raise ValueError(f"{name} must be binary (values in {{0, 1}} or bool), found {found}")
     return arr.astype(np.int64)
 
 
-def _groups(sensitive_features: Any, n: int) -> tuple[np.ndarray, list]:
-    s = _as_array(sensitive_features, "sensitive_features")
-    if len(s) != n:
-        raise ValueError(f"sensitive_features has length {len(s)} but y_true has length {n}")
-    groups = np.unique(s).tolist()
-    if len(groups) < 2:
-        raise ValueError(f"sensitive_features has a single group ({groups[0]!r}); "
-                         "fairness needs at least two")
-    return s, groups
+def _groups(sensitive_features: Any, n: int, ref: str = "y_true") -> tuple[list[Group], np.ndarray]:
+    """Sorted distinct group values (as Python scalars) and each example's group index."""
+    name = "sensitive_features"
+    arr = _as_numpy(sensitive_features, name)
+    if len(arr) != n:
+        raise ValueError(f"{name} has {len(arr)} entries but {ref} has {n}")
+    if _has_nan(arr):
+        raise ValueError(f"{name} contains NaN/None")
+    try:
+        values, index = np.unique(arr, return_inverse=True)
+    except TypeError as exc:  # mixed, unorderable types
+        raise ValueError(f"{name} values must be mutually comparable: {exc}") from exc
+    if len(values) < 2:
+        raise ValueError(
+            f"{name} has a single group ({values[0].item()!r}); fairness needs at least two groups"
+        )
+    return [v.item() for v in values], index.reshape(-1)
 
 
-def _check(y_true: Any, y_pred: Any, sensitive_features: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+def _pair(y_true: Any, y_pred: Any, pred_name: str = "y_pred") -> tuple[np.ndarray, np.ndarray]:
     yt = _binary(y_true, "y_true")
-    yp = _binary(y_pred, "y_pred")
-    if len(yp) != len(yt):
-        raise ValueError(f"y_pred has length {len(yp)} but y_true has length {len(yt)}")
-    s, groups = _groups(sensitive_features, len(yt))
-    return yt, yp, s, groups
+    yp = _binary(y_pred, pred_name)
+    if len(yt) != len(yp):
+        raise ValueError(f"{pred_name} has {len(yp)} entries but y_true has {len(yt)}")
+    return yt, yp
 
 
-def _key(g: Any) -> Any:
-    return g.item() if isinstance(g, np.generic) else g
-
-
-def _spread(values: dict) -> float:
-    v = list(values.values())
-    return float(max(v) - min(v))
-
-
-# --------------------------------------------------------------------------- per-group rates
-def accuracy_by_group(y_true, y_pred, *, sensitive_features) -> dict:
-    """Accuracy of ``y_pred`` within each group of ``sensitive_features``."""
-    yt, yp, s, groups = _check(y_true, y_pred, sensitive_features)
-    return {_key(g): float(np.mean(yt[s == g] == yp[s == g])) for g in groups}
-
-
-def selection_rate_by_group(y_true, y_pred, *, sensitive_features) -> dict:
-    """Fraction predicted positive, P(y_pred = 1 | group). ``y_true`` is only validated."""
-    yt, yp, s, groups = _check(y_true, y_pred, sensitive_features)
-    return {_key(g): float(np.mean(yp[s == g])) for g in groups}
-
-
-def _conditional_rate(yt, yp, s, groups, label: int, what: str) -> dict:
-    out = {}
-    for g in groups:
-        cell = (s == g) & (yt == label)
-        if not cell.any():
-            raise ValueError(f"{what} is undefined for group {_key(g)!r}: it has no examples "
-                             f"with y_true == {label}")
-        out[_key(g)] = float(np.mean(yp[cell]))
+def _rate_by_group(
+    values: np.ndarray, keep: np.ndarray, groups: list[Group], index: np.ndarray, what: str, cond: str
+) -> dict[Group, float]:
+    """Mean of ``values`` over the examples of each group where ``keep`` holds."""
+    out: dict[Group, float] = {}
+    for g_i, g in enumerate(groups):
+        sel = (index == g_i) & keep
+        count = int(sel.sum())
+        if count == 0:
+            raise ValueError(
+                f"{what} is undefined for sensitive_features group {g!r}: it has no examples with {cond}"
+            )
+        out[g] = float(values[sel].sum() / count)
     return out
 
 
-def true_positive_rate_by_group(y_true, y_pred, *, sensitive_features) -> dict:
-    """P(y_pred = 1 | y_true = 1, group). A group without positives raises ``ValueError``."""
-    yt, yp, s, groups = _check(y_true, y_pred, sensitive_features)
-    return _conditional_rate(yt, yp, s, groups, 1, "true positive rate")
+def _spread(rates: dict[Group, float]) -> float:
+    vals = list(rates.values())
+    return float(max(vals) - min(vals))
 
 
-def false_positive_rate_by_group(y_true, y_pred, *, sensitive_features) -> dict:
-    """P(y_pred = 1 | y_true = 0, group). A group without negatives raises ``ValueError``."""
-    yt, yp, s, groups = _check(y_true, y_pred, sensitive_features)
-    return _conditional_rate(yt, yp, s, groups, 0, "false positive rate")
+# ---------------------------------------------------------------------------------------------
+# per-group rates
+# ---------------------------------------------------------------------------------------------
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Fraction of examples with ``y_pred == y_true`` (both binary)."""
+    yt, yp = _pair(y_true, y_pred)
+    return float((yt == yp).mean())
 
 
-# --------------------------------------------------------------------------- differences
-def accuracy_gap(y_true, y_pred, *, sensitive_features) -> float:
-    """Def. 1: ``|A(D+) - A(D-)|``, the largest accuracy difference between groups."""
+def group_counts(sensitive_features: ArrayLike) -> dict[Group, int]:
+    """Number of examples in each group (at least two groups are required)."""
+    arr = _as_numpy(sensitive_features, "sensitive_features")
+    groups, index = _groups(arr, len(arr))
+    return {g: int((index == i).sum()) for i, g in enumerate(groups)}
+
+
+def accuracy_by_group(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> dict[Group, float]:
+    """Accuracy within each group, ``{group: acc}``. Every group has examples, so never undefined."""
+    yt, yp = _pair(y_true, y_pred)
+    groups, index = _groups(sensitive_features, len(yt))
+    return _rate_by_group((yt == yp).astype(np.float64), np.ones(len(yt), bool), groups, index, "accuracy", "")
+
+
+def selection_rate_by_group(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike
+) -> dict[Group, float]:
+    """Fraction predicted positive (``y_pred == 1``) in each group. ``y_true`` is only validated."""
+    yt, yp = _pair(y_true, y_pred)
+    groups, index = _groups(sensitive_features, len(yt))
+    return _rate_by_group(yp.astype(np.float64), np.ones(len(yt), bool), groups, index, "selection rate", "")
+
+
+def true_positive_rate_by_group(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike
+) -> dict[Group, float]:
+    """``P(y_pred = 1 | y_true = 1, group)`` for each group.
+
+    A group without positive examples has no TPR: this raises ``ValueError`` naming the group.
+    (fairlearn's ``true_positive_rate`` returns 0.0 there, indistinguishable from a classifier
+    that misses every positive, and it would inflate the equalized-odds difference.)
+    """
+    yt, yp = _pair(y_true, y_pred)
+    groups, index = _groups(sensitive_features, len(yt))
+    return _rate_by_group(yp.astype(np.float64), yt == 1, groups, index, "true positive rate", "y_true == 1")
+
+
+def false_positive_rate_by_group(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike
+) -> dict[Group, float]:
+    """``P(y_pred = 1 | y_true = 0, group)`` for each group.
+
+    A group without negative examples has no FPR: this raises ``ValueError`` naming the group
+    (fairlearn returns 0.0 silently).
+    """
+    yt, yp = _pair(y_true, y_pred)
+    groups, index = _groups(sensitive_features, len(yt))
+    return _rate_by_group(yp.astype(np.float64), yt == 0, groups, index, "false positive rate", "y_true == 0")
+
+
+# ---------------------------------------------------------------------------------------------
+# differences (Defs. 1-3, DP, EO, EOpp)
+# ---------------------------------------------------------------------------------------------
+def accuracy_gap(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> float:
+    """Def. 1, performance fairness: ``|acc(s+) - acc(s-)|``; ``max - min`` over >2 groups."""
     return _spread(accuracy_by_group(y_true, y_pred, sensitive_features=sensitive_features))
 
 
-def degradation(y_true, y_pred_dense, y_pred_pruned) -> float:
-    """Def. 2: accuracy lost by compression, ``A(dense) - A(pruned)`` (negative if it gained)."""
-    yt = _binary(y_true, "y_true")
-    yd = _binary(y_pred_dense, "y_pred_dense")
-    yp = _binary(y_pred_pruned, "y_pred_pruned")
-    for arr, name in ((yd, "y_pred_dense"), (yp, "y_pred_pruned")):
-        if len(arr) != len(yt):
-            raise ValueError(f"{name} has length {len(arr)} but y_true has length {len(yt)}")
-    return float(np.mean(yd == yt) - np.mean(yp == yt))
+def degradation(y_true: ArrayLike, y_pred_dense: ArrayLike, y_pred_pruned: ArrayLike) -> float:
+    """Def. 2, compressed-model degradation ``R = acc(dense) - acc(pruned)``.
+
+    Signed: positive when pruning lost accuracy, negative when it gained some.
+    """
+    yt, yd = _pair(y_true, y_pred_dense, "y_pred_dense")
+    _, yq = _pair(yt, y_pred_pruned, "y_pred_pruned")
+    return float((yt == yd).mean() - (yt == yq).mean())
 
 
-def degradation_by_group(y_true, y_pred_dense, y_pred_pruned, *, sensitive_features) -> dict:
-    """Def. 2 within each group: ``R(f, f_c, D_g)``."""
-    dense = accuracy_by_group(y_true, y_pred_dense, sensitive_features=sensitive_features)
-    pruned = accuracy_by_group(y_true, y_pred_pruned, sensitive_features=sensitive_features)
+def degradation_by_group(
+    y_true: ArrayLike, y_pred_dense: ArrayLike, y_pred_pruned: ArrayLike, *, sensitive_features: ArrayLike
+) -> dict[Group, float]:
+    """Def. 2 within each group: ``{group: acc_g(dense) - acc_g(pruned)}`` (signed)."""
+    yt, yd = _pair(y_true, y_pred_dense, "y_pred_dense")
+    _, yq = _pair(yt, y_pred_pruned, "y_pred_pruned")
+    dense = accuracy_by_group(yt, yd, sensitive_features=sensitive_features)
+    pruned = accuracy_by_group(yt, yq, sensitive_features=sensitive_features)
     return {g: dense[g] - pruned[g] for g in dense}
 
 
-def degradation_gap(y_true, y_pred_dense, y_pred_pruned, *, sensitive_features) -> float:
-    """Def. 3: ``|R(D+) - R(D-)|``, how unevenly compression cost the groups accuracy."""
-    return _spread(degradation_by_group(y_true, y_pred_dense, y_pred_pruned,
-                                        sensitive_features=sensitive_features))
+def degradation_gap(
+    y_true: ArrayLike, y_pred_dense: ArrayLike, y_pred_pruned: ArrayLike, *, sensitive_features: ArrayLike
+) -> float:
+    """Def. 3, degradation fairness: ``|R(s+) - R(s-)|``; ``max - min`` over >2 groups."""
+    return _spread(degradation_by_group(y_true, y_pred_dense, y_pred_pruned, sensitive_features=sensitive_features))
 
 
-def demographic_parity_difference(y_true, y_pred, *, sensitive_features) -> float:
-    """Largest difference in selection rate P(y_pred = 1 | group) between groups."""
+def demographic_parity_difference(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> float:
+    """``max - min`` over groups of the selection rate ``P(y_pred = 1 | group)`` (as fairlearn)."""
     return _spread(selection_rate_by_group(y_true, y_pred, sensitive_features=sensitive_features))
 
 
-def equal_opportunity_difference(y_true, y_pred, *, sensitive_features) -> float:
-    """Largest difference in true positive rate between groups (Hardt et al., 2016)."""
+def equal_opportunity_difference(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> float:
+    """``max - min`` over groups of the TPR. Raises if a group has no positives."""
     return _spread(true_positive_rate_by_group(y_true, y_pred, sensitive_features=sensitive_features))
 
 
-def equalized_odds_difference(y_true, y_pred, *, sensitive_features) -> float:
-    """``max(TPR difference, FPR difference)``, fairlearn's default aggregation."""
+def equalized_odds_difference(y_true: ArrayLike, y_pred: ArrayLike, *, sensitive_features: ArrayLike) -> float:
+    """``max(TPR difference, FPR difference)``, each ``max - min`` over groups.
+
+    This is fairlearn's default (``agg="worst_case"``, ``method="between_groups"``). Raises if a
+    group has no positives or no negatives (its TPR or FPR is undefined).
+    """
     tpr = true_positive_rate_by_group(y_true, y_pred, sensitive_features=sensitive_features)
     fpr = false_positive_rate_by_group(y_true, y_pred, sensitive_features=sensitive_features)
     return max(_spread(tpr), _spread(fpr))
 
 
-def fairness_report(y_true, y_pred, *, sensitive_features, y_pred_dense=None) -> dict[str, Any]:
-    """Every metric of this module in one JSON-ready dict.
+def majority_baseline(y_true: ArrayLike) -> float:
+    """Accuracy of always predicting the most frequent label of ``y_true``: ``max(p, 1 - p)``.
 
-    Always carries ``majority_baseline`` (accuracy of predicting the majority class): a
-    constant predictor is "fair" by every metric, so a gap means little without it. Rates that
-    are undefined for some group (no positives or no negatives in it) are reported as ``None``.
-    With ``y_pred_dense`` the degradation entries (Defs. 2 and 3) are added.
+    A constant predictor has zero DP and EO differences, so "fair" numbers mean little unless
+    the accuracy is clearly above this baseline.
     """
-    yt, yp, s, groups = _check(y_true, y_pred, sensitive_features)
-    kw = {"sensitive_features": s}
-    counts = {str(_key(g)): int((s == g).sum()) for g in groups}
-    pos = float(yt.mean())
+    yt = _binary(y_true, "y_true")
+    p = float(yt.mean())
+    return max(p, 1.0 - p)
+
+
+def fairness_report(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    sensitive_features: ArrayLike,
+    y_pred_dense: ArrayLike | None = None,
+) -> dict[str, Any]:
+    """Every metric of this module on one set of predictions.
+
+    Keys (floats unless said otherwise): ``accuracy``, ``accuracy_gap`` (Def. 1),
+    ``demographic_parity_difference``, ``equalized_odds_difference``,
+    ``equal_opportunity_difference``, ``accuracy_by_group``, ``selection_rate_by_group``,
+    ``true_positive_rate_by_group``, ``false_positive_rate_by_group`` (dicts group -> float),
+    ``group_counts`` (dict group -> int), ``majority_baseline`` (accuracy of the constant
+    majority-label predictor, which is "fair" by DP and EO) and ``majority_baseline_gap`` (that
+    constant predictor's accuracy gap; ties of the majority go to label 1). With
+    ``y_pred_dense`` (predictions of the unpruned model on the same examples) it adds
+    ``degradation`` (Def. 2), ``degradation_by_group`` and ``degradation_gap`` (Def. 3).
+
+    Raises ``ValueError`` like the metrics it calls, in particular when a group has no positive
+    or no negative examples (TPR / FPR undefined).
+    """
+    yt, yp = _pair(y_true, y_pred)
+    sf = _as_numpy(sensitive_features, "sensitive_features")
+    _groups(sf, len(yt))  # validate once, with the clearest message
+    kw = {"sensitive_features": sf}
+    acc_g = accuracy_by_group(yt, yp, **kw)
+    sel_g = selection_rate_by_group(yt, yp, **kw)
+    tpr_g = true_positive_rate_by_group(yt, yp, **kw)
+    fpr_g = false_positive_rate_by_group(yt, yp, **kw)
+    majority_label = int(yt.mean() >= 0.5)
     report: dict[str, Any] = {
-        "n": int(len(yt)),
-        "accuracy": float(np.mean(yt == yp)),
-        "majority_baseline": max(pos, 1.0 - pos),
-        "positive_rate": pos,
-        "accuracy_gap": accuracy_gap(yt, yp, **kw),
-        "demographic_parity_difference": demographic_parity_difference(yt, yp, **kw),
-        "group_counts": counts,
-        "group_accuracy": {str(k): v for k, v in accuracy_by_group(yt, yp, **kw).items()},
-        "group_selection_rate": {str(k): v for k, v in selection_rate_by_group(yt, yp, **kw).items()},
-        "group_base_rate": {str(_key(g)): float(yt[s == g].mean()) for g in groups},
+        "accuracy": accuracy(yt, yp),
+        "accuracy_gap": _spread(acc_g),
+        "demographic_parity_difference": _spread(sel_g),
+        "equalized_odds_difference": max(_spread(tpr_g), _spread(fpr_g)),
+        "equal_opportunity_difference": _spread(tpr_g),
+        "accuracy_by_group": acc_g,
+        "selection_rate_by_group": sel_g,
+        "true_positive_rate_by_group": tpr_g,
+        "false_positive_rate_by_group": fpr_g,
+        "group_counts": group_counts(sf),
+        "majority_baseline": majority_baseline(yt),
+        "majority_baseline_gap": accuracy_gap(yt, np.full_like(yt, majority_label), **kw),
     }
-    for name, fn in (("true_positive_rate", true_positive_rate_by_group),
-                     ("false_positive_rate", false_positive_rate_by_group)):
-        try:
-            report[f"group_{name}"] = {str(k): v for k, v in fn(yt, yp, **kw).items()}
-        except ValueError:
-            report[f"group_{name}"] = None
-    tpr, fpr = report["group_true_positive_rate"], report["group_false_positive_rate"]
-    report["equal_opportunity_difference"] = _spread(tpr) if tpr else None
-    report["equalized_odds_difference"] = max(_spread(tpr), _spread(fpr)) if tpr and fpr else None
     if y_pred_dense is not None:
-        yd = _binary(y_pred_dense, "y_pred_dense")
-        report["degradation"] = degradation(yt, yd, yp)
-        report["group_degradation"] = {str(k): v for k, v in
-                                       degradation_by_group(yt, yd, yp, **kw).items()}
-        report["degradation_gap"] = degradation_gap(yt, yd, yp, **kw)
+        report["degradation"] = degradation(yt, y_pred_dense, yp)
+        report["degradation_by_group"] = degradation_by_group(yt, y_pred_dense, yp, **kw)
+        report["degradation_gap"] = _spread(report["degradation_by_group"])
     return report
 
 
-# --------------------------------------------------------------------------- surrogates
-def _hinge(t: torch.Tensor) -> torch.Tensor:
-    return torch.clamp(1.0 + t, min=0.0)
+# ---------------------------------------------------------------------------------------------
+# surrogates of the indicator 1(t > 0)
+# ---------------------------------------------------------------------------------------------
+_LN2 = math.log(2.0)
 
 
-def _logistic(t: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.softplus(t) / math.log(2.0)
+def surrogate(name: str, *, temperature: float = 1.0) -> Callable[[Tensor], Tensor]:
+    """Smooth stand-in ``u(t)`` for the step ``1(t > 0)``, evaluated as ``u(t / temperature)``.
 
+    ============ ============================== ======== ============== ===========
+    name         u(t)                           convex   upper bound    u(0)
+    ============ ============================== ======== ============== ===========
+    ``hinge``    ``max(0, 1 + t)``              yes      yes            1
+    ``logistic`` ``log2(1 + e^t)``              yes      yes            1
+    ``ramp``     ``clamp(1 + t, 0, 1)``         no       yes            1
+    ``sigmoid``  ``1 / (1 + e^-t)``             no       no             1/2
+    ============ ============================== ======== ============== ===========
 
-def _sigmoid(t: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(t)
+    *Upper bound* means ``u(t) >= 1(t >= 0) >= 1(t > 0)`` for every ``t``; since ``u(0) = 1``
+    this holds whatever way a tie ``t = 0`` is counted, so replacing each indicator of a
+    constraint by ``u`` bounds the constraint from above (:func:`constraint_values`). A convex
+    ``u`` with ``u'(0) > 0`` bounds the step (Wu, Zhang & Wu, WWW 2019) and makes the surrogate
+    constraint convex in a model's score, hence hinge and logistic. The ramp is a bound but
+    not convex (its gradient vanishes outside ``-1 < t < 0``). The sigmoid is neither convex nor a
+    bound: it is the smooth midpoint approximation, ``u(t) + u(-t) = 1``, tighter but it can
+    under-estimate a violation. ``temperature > 0`` rescales ``t``: bounds and convexity are kept,
+    and smaller temperatures approach the step.
 
-
-def _ramp(t: torch.Tensor) -> torch.Tensor:
-    return torch.clamp(1.0 + t, min=0.0, max=1.0)
-
-
-_SURROGATE_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "hinge": _hinge, "logistic": _logistic, "sigmoid": _sigmoid, "ramp": _ramp,
-}
-
-
-def surrogate(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A smooth stand-in ``u(t)`` for the indicator ``1(t > 0)``.
-
-    ========  ======================  =======  ====================
-    name      u(t)                    convex   u(t) >= 1(t > 0)
-    ========  ======================  =======  ====================
-    hinge     max(0, 1 + t)           yes      yes
-    logistic  log2(1 + e^t)           yes      yes (u(0) = 1)
-    ramp      min(1, max(0, 1 + t))   no       yes (tightest of the three)
-    sigmoid   1 / (1 + e^-t)          no       no  (u(0) = 1/2; smooth, not a bound)
-    ========  ======================  =======  ====================
-
-    Convex surrogates with ``u'(0) > 0`` make the relaxed constraint convex in the logits and an
-    upper bound of the true one (Wu, Zhang & Wu, WWW 2019); the others trade that guarantee
-    for a closer fit.
+    Logistic is computed as ``softplus(t) / ln 2`` (no overflow for large ``|t|``).
     """
-    try:
-        return _SURROGATE_FNS[name]
-    except KeyError:
-        raise ValueError(f"unknown surrogate {name!r}; choose one of {SURROGATES}") from None
+    if name not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {SURROGATES}, got {name!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+        math.isfinite(temperature) and temperature > 0
+    ):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    inv = 1.0 / float(temperature)
+
+    if name == "hinge":
+        def u(t: Tensor) -> Tensor:
+            return torch.relu(1.0 + t * inv)
+    elif name == "logistic":
+        def u(t: Tensor) -> Tensor:
+            return F.softplus(t * inv) / _LN2
+    elif name == "ramp":
+        def u(t: Tensor) -> Tensor:
+            return torch.clamp(1.0 + t * inv, 0.0, 1.0)
+    else:
+        def u(t: Tensor) -> Tensor:
+            return torch.sigmoid(t * inv)
+    u.__name__ = name
+    u.__doc__ = f"{name} surrogate of 1(t > 0), temperature {temperature}"
+    return u
 
 
-def _tensor(a: Any, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
-    t = a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
-    if like is not None:
-        t = t.to(like.device)
-    if t.dim() == 2 and t.shape[1] == 1:
-        t = t[:, 0]
-    if t.dim() != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {tuple(t.shape)}")
-    if t.numel() == 0:
-        raise ValueError(f"{name} is empty")
+# ---------------------------------------------------------------------------------------------
+# one-sided constraints on a batch of logits
+# ---------------------------------------------------------------------------------------------
+def _label_tensor(x: Any, name: str, like: Tensor) -> Tensor:
+    t = torch.as_tensor(x, device=like.device)
+    if t.dim() != 1 or t.shape[0] != like.shape[0]:
+        raise ValueError(f"{name} must have shape [{like.shape[0]}] like logits, got {tuple(t.shape)}")
+    if t.is_complex():
+        raise ValueError(f"{name} must be real")
     return t
 
 
-def _two_sided(t: torch.Tensor, plus: torch.Tensor, minus: torch.Tensor, u, where: str) -> torch.Tensor:
-    """[P(t>0 | plus) - P(t>0 | minus), its negative] exactly, or their surrogate upper bounds."""
-    for cell, name in ((plus, "s = 1"), (minus, "s = 0")):
-        if not bool(cell.any()):
-            raise ValueError(f"constraint needs examples with {name}{where}; the batch has none")
-    if u is None:
-        pos = (t > 0).to(t.dtype)
-        a, b = pos[plus].mean(), pos[minus].mean()
-        return torch.stack([a - b, b - a])
-    # 1(t > 0) <= u(t) and 1(t <= 0) <= u(-t):
-    # P(t>0|+) - P(t>0|-) = P(t>0|+) + P(t<=0|-) - 1 <= E[u(t)|+] + E[u(-t)|-] - 1
-    up, um = u(t), u(-t)
-    return torch.stack([up[plus].mean() + um[minus].mean() - 1.0,
-                        up[minus].mean() + um[plus].mean() - 1.0])
+def constraint_values(
+    kind: str,
+    logits: Tensor,
+    y: Tensor,
+    s: Tensor,
+    *,
+    surrogate: str | Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """One-sided fairness constraints ``c_i`` of a batch (constraint: ``c_i <= tau`` for all i).
 
+    Args:
+        kind: ``"accuracy_gap"`` (2 entries), ``"demographic_parity"`` (2) or
+            ``"equalized_odds"`` (4).
+        logits: shape ``[B]``, one logit per example; the prediction is ``logit > 0``.
+        y, s: shape ``[B]``, labels and sensitive attribute in {0, 1}; ``s+`` is ``s == 1``.
+        surrogate: ``None`` for the exact values, or a name of :data:`SURROGATES` (or any
+            callable ``u``) for the smooth version, differentiable in ``logits``.
 
-def constraint_values(kind: str, logits, y, s, *, surrogate: str | None = None) -> torch.Tensor:
-    """One-sided fairness constraint values; the constraint is ``value <= tau`` for each entry.
+    Returns:
+        A 1-D tensor on ``logits``' device, of ``logits``' dtype (float32 if ``logits`` is not
+        floating). The exact values carry no gradient.
 
-    ``logits`` has one entry per example (prediction ``logit > 0``), ``y`` and ``s`` are binary.
-    Groups: ``s+ = (s == 1)``, ``s- = (s == 0)``. With ``t = y_pm * logit``, ``y_pm = 2y - 1``,
-    an example is classified correctly iff ``t > 0`` (a logit of exactly 0 predicts class 0,
-    which is correct for y = 0: for y = 0 the code uses ``t = -logit`` and counts ``logit <= 0``
-    as correct, matching the predictions). Then
+    Derivation (accuracy gap). Let ``y_pm = 2y - 1`` and the margin ``t = y_pm * logit``. An
+    example is correct, ``c = 1(pred == y)``, iff ``t > 0``, or ``t = 0`` and ``y = 0`` (the
+    prediction ``logit > 0`` says 0 at a tie); write ``e = 1 - c`` for an error. Then ::
 
-        acc+ - acc- = P(t > 0 | s+) - P(t > 0 | s-) = P(t > 0 | s+) + P(t <= 0 | s-) - 1.
+        acc+ - acc- = E[c | s+] - E[c | s-] = E[c | s+] + E[e | s-] - 1
 
-    The sign flip sits on the *second* group: its indicator is ``1(t <= 0)``, i.e. the surrogate
-    is evaluated at ``-t``. Replacing ``1(t > 0)`` by ``u(t)`` and ``1(t <= 0)`` by ``u(-t)``
-    gives, for an upper-bounding ``u``,
+    Entry 0 is ``g1 = acc+ - acc-`` and entry 1 ``g2 = acc- - acc+``, so ``|gap| = max`` of
+    the entries and ``|gap| <= tau`` is ``entry <= tau`` for both. With a surrogate, ``c`` is
+    replaced by ``u(t)`` and ``e`` by ``u(-t)``::
 
-        entry 0 = E[u(t) | s+] + E[u(-t) | s-] - 1 >= acc+ - acc-,
-        entry 1 = E[u(t) | s-] + E[u(-t) | s+] - 1 >= acc- - acc+,
+        entry 0 = E[u(t) | s+] + E[u(-t) | s-] - 1  >=  g1
+        entry 1 = E[u(t) | s-] + E[u(-t) | s+] - 1  >=  g2
 
-    so entries ``<= tau`` imply ``|acc+ - acc-| <= tau``. (The paper's Eq. 8 writes both groups
-    as ``sum_i u(y_i f(x_i)) / P(S = s_i) - 1`` and leaves this flip implicit.)
+    The bounds hold for an upper-bound surrogate since ``u(t) >= c`` and ``u(-t) >= e`` for every
+    ``t`` (``u(0) = 1`` covers ties either way). Note the minus sign inside ``u(-t)`` for the
+    group on the negative side: the paper's Eq. 8, ``(1/N) sum_i u(y_i f(x_i)) / P(S = s_i) - 1``,
+    leaves it implicit; the empirical ``E[. | s]`` is ``(1/N) sum_{i in s} . / P(S = s)``.
 
-    kinds: ``"accuracy_gap"`` (2 entries, the above), ``"demographic_parity"`` (2 entries, the
-    same with ``t = logit``: selection rates), ``"equalized_odds"`` (4 entries: demographic
-    parity within ``y = 1``, i.e. TPR, then within ``y = 0``, i.e. FPR).
-    ``surrogate=None`` returns the exact values (not differentiable); a name from
-    :data:`SURROGATES` returns the differentiable relaxation.
+    Demographic parity: the same with ``t = logit`` and ``c = 1(logit > 0)`` (selected):
+    entries ``sel+ - sel-`` and ``sel- - sel+``. Equalized odds: that construction restricted
+    to ``y == 1`` (entries 0, 1: ``tpr+ - tpr-``, ``tpr- - tpr+``) and to ``y == 0`` (entries
+    2, 3: ``fpr+ - fpr-``, ``fpr- - fpr+``). A (group, label) cell without examples makes its
+    rate undefined and raises ``ValueError``.
     """
     if kind not in CONSTRAINT_KINDS:
-        raise ValueError(f"unknown constraint kind {kind!r}; choose one of {CONSTRAINT_KINDS}")
-    u = None if surrogate is None else globals()["surrogate"](surrogate)
-    z = _tensor(logits, "logits")
-    if not torch.is_floating_point(z):
-        z = z.float()
-    if torch.isnan(z).any():
-        raise ValueError("logits contain NaN")
-    yy = _tensor(y, "y", z)
-    ss = _tensor(s, "s", z)
-    if len(yy) != len(z) or len(ss) != len(z):
-        raise ValueError(f"logits, y and s must have one entry per example, got lengths "
-                         f"{len(z)}, {len(yy)}, {len(ss)}")
-    for arr, name in ((yy, "y"), (ss, "s")):
-        bad = (arr != 0) & (arr != 1)
-        if bool(bad.any()):
-            raise ValueError(f"{name} must be binary with values in {{0, 1}}")
-    plus, minus = ss == 1, ss == 0
-    if kind == "accuracy_gap":
-        # t > 0 <=> correct. For y = 0, correct means logit <= 0; use -logit with a tie nudge so
-        # that logit == 0 counts as correct for y = 0 exactly as the prediction rule says.
+        raise ValueError(f"kind must be one of {CONSTRAINT_KINDS}, got {kind!r}")
+    if not isinstance(logits, Tensor):
+        raise ValueError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.dim() != 1:
+        raise ValueError(f"logits must have shape [B] (one logit per example), got {tuple(logits.shape)}")
+    if logits.shape[0] == 0:
+        raise ValueError("logits is empty")
+    if logits.is_complex():
+        raise ValueError("logits must be real")
+    if surrogate is None:
+        u = None
+    elif isinstance(surrogate, str):
+        u = globals()["surrogate"](surrogate)
+    elif callable(surrogate):
+        u = surrogate
+    else:
+        raise ValueError(f"surrogate must be None, a name in {SURROGATES} or a callable, got {surrogate!r}")
+    y_t = _label_tensor(y, "y", logits)
+    s_t = _label_tensor(s, "s", logits)
+    dtype = logits.dtype if logits.is_floating_point() else torch.float32
+    lg = logits.to(dtype)
+
+    # one host synchronisation for every check
+    y_ok = ((y_t == 0) | (y_t == 1)).all()
+    s_ok = ((s_t == 0) | (s_t == 1)).all()
+    finite = torch.isfinite(lg).all()
+    pos, plus = y_t == 1, s_t == 1
+    cells = torch.stack([(~plus & ~pos).sum(), (~plus & pos).sum(), (plus & ~pos).sum(), (plus & pos).sum()])
+    stats = torch.cat([torch.stack([y_ok, s_ok, finite]).long(), cells.long()]).tolist()
+    if not stats[0]:
+        raise ValueError("y must contain only 0 and 1")
+    if not stats[1]:
+        raise ValueError("s must contain only 0 and 1")
+    if not stats[2]:
+        raise ValueError("logits contains NaN or infinite values")
+    n00, n01, n10, n11 = stats[3:]  # n_{s, y}
+
+    def entries(t: Tensor, correct: Tensor, restrict: Tensor | None, counts: tuple[int, int], what: str) -> Tensor:
+        """[E[c|s+] - E[c|s-], E[c|s-] - E[c|s+]] on the examples in ``restrict``, exact or bounded."""
+        n_minus, n_plus = counts
+        for g, n_g in (("s=0", n_minus), ("s=1", n_plus)):
+            if n_g == 0:
+                raise ValueError(f"{kind}: no examples in group {g}{what}; its rate is undefined")
+        keep = torch.ones_like(plus) if restrict is None else restrict
         if u is None:
-            correct = torch.where(yy == 1, z > 0, z <= 0)
-            t = correct.to(z.dtype) * 2.0 - 1.0
-        else:
-            t = (2.0 * yy.to(z.dtype) - 1.0) * z
-        return _two_sided(t, plus, minus, u, "")
+            c = keep & correct
+            g1 = (c & plus).sum().to(dtype) / n_plus - (c & ~plus).sum().to(dtype) / n_minus
+            return torch.stack([g1, -g1])
+        w_plus = (keep & plus).to(dtype) / n_plus  # (1/N) 1(s_i = s+) / P(S = s+), on the cell
+        w_minus = (keep & ~plus).to(dtype) / n_minus
+        ut, umt = u(t), u(-t)
+        e0 = (w_plus * ut).sum() + (w_minus * umt).sum() - 1.0
+        e1 = (w_minus * ut).sum() + (w_plus * umt).sum() - 1.0
+        return torch.stack([e0, e1])
+
+    selected = lg > 0
+    if kind == "accuracy_gap":
+        margin = (2 * y_t.to(dtype) - 1) * lg
+        correct = selected == pos
+        return entries(margin, correct, None, (n00 + n01, n10 + n11), "")
     if kind == "demographic_parity":
-        return _two_sided(z, plus, minus, u, "")
-    pos, neg = yy == 1, yy == 0
-    return torch.cat([_two_sided(z, plus & pos, minus & pos, u, " and y = 1"),
-                      _two_sided(z, plus & neg, minus & neg, u, " and y = 0")])
+        return entries(lg, selected, None, (n00 + n01, n10 + n11), "")
+    tpr = entries(lg, selected, pos, (n01, n11), " with y=1")
+    fpr = entries(lg, selected, ~pos, (n00, n10), " with y=0")
+    return torch.cat([tpr, fpr])
