@@ -1,0 +1,282 @@
+"""Command line: ``python -m fairprune_lite <command> ...`` (also installed as ``fairprune``).
+
+Commands: ``run`` (one experiment), ``sweep`` (a configuration file), ``figure`` (from stored
+results), ``verify`` (recompute a sample of stored results), ``list-methods``,
+``list-profiles``. Argument parsing only; the work is done by :mod:`fairprune_lite.experiments`.
+
+Exit status: 0 on success, 1 when ``verify`` finds a mismatch or ``sweep`` has failed runs, 2 on
+bad input (unknown method, dataset or attribute, a config typo, an unwritable folder), reported
+before any long computation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+EXAMPLES = """examples:
+  fairprune run --dataset adult --method bifp --sparsity 0.7 --seed 0
+  fairprune run --dataset my_data.npz --method omp --sparsity 0.5 --profile smoke
+  fairprune sweep configs/fig1.yaml                      # runs only what is missing
+  fairprune figure configs/fig1.yaml                     # PNG + SVG next to the results
+  fairprune verify runs/fig1 -n 3                        # recompute 3 stored results
+profile: --profile or FAIRPRUNE_PROFILE (smoke | cpu | gpu; default cpu); quiet: --quiet or FAIRPRUNE_QUIET=1
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: $FAIRPRUNE_PROFILE or cpu)")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (default: the profile's)")
+    p.add_argument("--quiet", "-q", action="store_true", default=None,
+                   help="no progress bars or logs (also FAIRPRUNE_QUIET=1)")
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fairprune", description="Fairness-constrained pruning experiments (fairprune-lite).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"fairprune-lite {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+
+    p = sub.add_parser("run", help="one method on one dataset / sparsity / seed; writes one JSON result")
+    _common(p)
+    p.add_argument("--dataset", default=None, help="adult | fashion | celeba | lfw | PATH.npz (default: the profile's)")
+    p.add_argument("--method", required=True, help="a pruning method (see list-methods)")
+    p.add_argument("--sparsity", type=float, required=True, help="fraction of prunable weights removed, in [0, 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/single", help="folder for the result JSON (default runs/single)")
+    p.add_argument("--constraint", default="accuracy_gap",
+                   help="accuracy_gap | demographic_parity | equalized_odds (default accuracy_gap)")
+    p.add_argument("--tau", type=float, default=0.02, help="allowed violation of the constraint (default 0.02)")
+    p.add_argument("--surrogate", default="logistic", help="hinge | logistic | sigmoid | ramp")
+    p.add_argument("--model", default=None, help="mlp | cnn | resnet10 | mobilenetv2 (default: from the data)")
+    p.add_argument("--target", default=None, help="target attribute (dataset-specific)")
+    p.add_argument("--sensitive", default=None, help="sensitive attribute (dataset-specific)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--structured", dest="structured", action="store_true", default=None,
+                   help="prune whole channels / filters")
+    g.add_argument("--unstructured", dest="structured", action="store_false", help="prune single weights")
+    p.add_argument("--label", default=None, help="name of this variant in figures (default: the method)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method keyword argument, e.g. -o fair_mask=false (repeatable)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KNOB=VALUE",
+                   help="override a profile knob, e.g. --set pretrain_epochs=2 (repeatable)")
+    p.add_argument("--budget", type=float, default=1.0, help="factor on the pruning-stage length (default 1)")
+    p.add_argument("--save-weights", action="store_true", help="also store the final weights (for Fig. 8)")
+    p.add_argument("--json", action="store_true", help="print the whole result JSON on stdout")
+
+    p = sub.add_parser("sweep", help="methods x sparsities x seeds from a YAML/TOML config; runs what is missing")
+    _common(p)
+    p.add_argument("config", help="a .yaml/.yml/.toml sweep configuration (schema: configs/README.md)")
+    p.add_argument("--out", default=None, help="results root (default: the config's 'out' or runs)")
+    p.add_argument("--dry-run", action="store_true", help="check everything and list the missing runs only")
+
+    p = sub.add_parser("figure", help="draw a figure (PNG + SVG) from stored results")
+    p.add_argument("source", help="a sweep config (draws its grid) or a folder of results (needs --kind)")
+    p.add_argument("--kind", default=None, help="sparsity | tradeoff | cost | ablation | interpolation")
+    p.add_argument("--out", default=None, help="folder for the images (default: the results folder)")
+    p.add_argument("--results", default=None, help="results root of a config (default: its 'out' or runs)")
+    p.add_argument("--name", default=None, help="file name stem of the images")
+    p.add_argument("--spread", default=None, help="std | minmax (default: the config's or std)")
+    p.add_argument("--profile", default=None, help="the profile whose results a config should draw")
+    p.add_argument("--quiet", "-q", action="store_true", default=None)
+
+    p = sub.add_parser("verify", help="recompute a random sample of stored results and compare")
+    p.add_argument("results", help="a folder of result JSON files (searched recursively)")
+    p.add_argument("-n", type=int, default=3, help="how many results to recompute (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sample (default 0)")
+    p.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance (default 1e-9)")
+    p.add_argument("--reuse-cache", action="store_true", help="reuse stored dense checkpoints instead of retraining")
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", "-q", action="store_true", default=None)
+
+    sub.add_parser("list-methods", help="the pruning methods of the registry")
+    sub.add_parser("list-profiles", help="the profiles and their knobs")
+    return parser
+
+
+def _key_values(items: Sequence[str], what: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"{what} must look like KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        if not k.strip():
+            raise ValueError(f"{what}: empty key in {item!r}")
+        out[k.strip()] = _parse_value(v)
+    return out
+
+
+def _quiet(args: argparse.Namespace) -> bool:
+    from .experiments import quiet_default
+
+    return bool(args.quiet) or quiet_default()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import experiments as ex
+
+    quiet = _quiet(args)
+    profile = ex.get_profile(args.profile)
+    spec = ex.RunSpec(
+        method=args.method, dataset=args.dataset or profile.default_dataset, sparsity=args.sparsity,
+        seed=args.seed, target=args.target, sensitive=args.sensitive, model=args.model, profile=profile.name,
+        constraint=args.constraint, tau=args.tau, surrogate=args.surrogate, structured=args.structured,
+        label=args.label, method_kwargs=_key_values(args.option, "--option"), budget=args.budget,
+        settings=_key_values(args.settings, "--set"), save_weights=args.save_weights,
+    )
+    ex.check_spec(spec)
+    ex.check_writable(args.out)
+    res = ex.run(spec, out=args.out, device=args.device, progress=not quiet, quiet=quiet)
+    path = os.path.join(args.out, f"{res['run_id']}.json")
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        t = res["test"]
+        print(f"{path}\n  {res['label']} on {res['dataset']} ({res['model']}, profile {res['profile']}), "
+              f"sparsity {res['sparsity']:.4f} (target {res['sparsity_target']:g})\n"
+              f"  test accuracy {t['accuracy']:.4f} (dense {res['dense']['test']['accuracy']:.4f}), "
+              f"accuracy gap {t['accuracy_gap']:.4f} (dense {res['dense']['test']['accuracy_gap']:.4f}), "
+              f"degradation gap {t['degradation_gap']:.4f}\n"
+              f"  {res['cost']['iterations']} iterations, {res['cost']['forward_passes']} forward / "
+              f"{res['cost']['backward_passes']} backward passes, {res['wall_time_s']:.1f} s")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from . import experiments as ex
+
+    quiet = _quiet(args)
+    summary = ex.sweep(args.config, out=args.out, profile=args.profile, device=args.device, quiet=quiet,
+                       dry_run=args.dry_run)
+    for path, why in summary["corrupt"]:
+        print(f"corrupt result recomputed: {why}", file=sys.stderr)
+    if args.dry_run:
+        print(f"{summary['folder']}: {summary['total']} runs, {summary['done_before']} done, "
+              f"{len(summary['todo'])} missing")
+        for rid in summary["todo"]:
+            print(f"  missing {rid}")
+        return 0
+    print(f"{summary['folder']}: {summary['total']} runs, {summary['done_before']} were done, "
+          f"{len(summary['ran'])} ran now ({summary.get('wall_time_s', 0.0):.1f} s)")
+    return 1 if summary["failed"] else 0
+
+
+def _cmd_figure(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import experiments as ex
+
+    src = Path(args.source)
+    if src.suffix in (".yaml", ".yml", ".toml"):
+        cfg = ex.load_config(src)
+        if args.spread:
+            cfg["spread"] = args.spread
+        if args.kind:
+            if args.kind not in ex.FIGURE_KINDS:
+                raise ValueError(f"--kind must be one of {', '.join(ex.FIGURE_KINDS)}, got {args.kind!r}")
+            cfg["figure"] = args.kind
+        out = args.out or ex.sweep_dir(cfg, args.results)
+        ex.check_writable(out)
+        _, missing = ex.figure_from_config(cfg, out=out, results_out=args.results, profile=args.profile)
+        stem = args.name or ex._slug(cfg["name"])
+        if args.name:
+            import shutil
+
+            for ext in ("png", "svg"):
+                shutil.move(str(Path(out) / f"{ex._slug(cfg['name'])}.{ext}"), str(Path(out) / f"{stem}.{ext}"))
+        if missing:
+            print(f"warning: {len(missing)} runs of the sweep are missing; drawn from what exists", file=sys.stderr)
+    else:
+        if not src.is_dir():
+            raise FileNotFoundError(f"{src}: neither a config file (.yaml/.yml/.toml) nor a results folder")
+        if not args.kind:
+            raise ValueError("--kind is required when drawing from a results folder")
+        out = args.out or src
+        ex.check_writable(out)
+        stem = args.name or args.kind
+        ex.figure(args.kind, src, out=out, name=stem, spread=args.spread or "std")
+    print(f"{Path(out) / stem}.png\n{Path(out) / stem}.svg")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from . import experiments as ex
+
+    quiet = _quiet(args)
+    rep = ex.verify(args.results, n=args.n, seed=args.seed, atol=args.atol, fresh_cache=not args.reuse_cache,
+                    device=args.device, quiet=quiet)
+    for path, why in rep["bad_files"]:
+        print(f"BAD FILE {why}")
+    for rid in rep["checked"]:
+        diffs = rep["mismatches"].get(rid)
+        print(f"{'MISMATCH' if diffs else 'ok      '} {rid}")
+        for d in (diffs or [])[:20]:
+            print(f"    {d}")
+    if rep["skipped"]:
+        print(f"skipped {len(rep['skipped'])} results from another kind of device")
+    print("verify: " + ("all recomputed results match" if rep["ok"] else "FAILED"))
+    return 0 if rep["ok"] else 1
+
+
+def _cmd_list_methods(args: argparse.Namespace) -> int:
+    from . import pruners
+
+    for name, fn in pruners.METHODS.items():
+        doc = (getattr(fn, "__doc__", None) or "").strip().splitlines()
+        print(f"{name:<10} {doc[0] if doc else ''}")
+    return 0
+
+
+def _cmd_list_profiles(args: argparse.Namespace) -> int:
+    from . import experiments as ex
+
+    for name, prof in ex.PROFILES.items():
+        print(f"{name}:")
+        for k, v in prof.to_dict().items():
+            if k != "name":
+                print(f"  {k:<22} {v}")
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "figure": _cmd_figure, "verify": _cmd_verify,
+            "list-methods": _cmd_list_methods, "list-profiles": _cmd_list_profiles}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``fairprune`` / ``python -m fairprune_lite``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    if getattr(args, "quiet", None):
+        os.environ["FAIRPRUNE_QUIET"] = "1"
+    from .experiments import ConfigError, ResultError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, ConfigError, ResultError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished runs are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
