@@ -64,8 +64,11 @@ running statistics update in every training-mode forward pass); the score optimi
 the scores; both ``zero_grad(set_to_none=True)`` before each use. ``update="joint"`` shares one
 forward pass between the two levels (same batch, same point, ``lower_steps`` must be 1): the
 cheapest step, one forward and one backward when the losses coincide. Multipliers of the
-constraint ascend once per upper step on the violation measured (exactly, not the surrogate) on
-the upper batch.
+constraint ascend once per upper step on the violation measured exactly (0/1 predictions, not
+the surrogate) on the constraint's moving window of the last ``window`` upper batches (a small
+group has a handful of examples per batch; a gap measured on one batch is mostly noise), or,
+with ``dual_every=k``, every ``k`` steps on a full evaluation pass over ``dual_data`` (counted in
+the cost). The weights and scores see ``lambda * surrogate`` (proxy-Lagrangian).
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ from .train import (
     make_loader,
     make_optimizer,
     model_device,
+    predict,
     set_seed,
     task_loss,
 )
@@ -210,7 +214,7 @@ def bifp(
     alpha: float = 0.01,
     beta: float = 0.1,
     gamma: float = 1.0,
-    weight_decay: float | None = None,
+    weight_decay: float | None = 5e-4,
     optimizer: str = "sgd",
     momentum: float = 0.9,
     ig: str = "paper",
@@ -227,6 +231,8 @@ def bifp(
     log_every: int = 1,
     method: str | None = None,
     data_split: str = "val",
+    dual_every: int | None = None,
+    dual_data: Any = None,
 ) -> PruneResult:
     """Prune ``model`` by BiFP (BiP when ``constraint`` is None or both fairness switches are off).
 
@@ -246,8 +252,11 @@ def bifp(
             ``lower_steps + 1`` batches when alternating, 1 when joint).
         alpha, beta: learning rates of the weights (lower) and the scores (upper).
         gamma: ridge weight of the lower level; the implicit gradient is scaled by ``1/gamma``.
-        weight_decay: weight decay of the lower optimizer; ``None`` uses ``gamma``, the lower
-            problem as written; a smaller value decouples them (as BiP's code does).
+        weight_decay: weight decay of the lower optimizer. Default ``5e-4``, decoupled from
+            ``gamma`` as in BiP's code: ``gamma`` only scales the implicit gradient. ``None``
+            uses ``gamma`` itself, the lower problem as written, which with the default
+            ``gamma = 1`` shrinks every weight by ``alpha`` per step and destroys a pretrained
+            network within a few hundred steps.
         optimizer, momentum: of both levels (``"sgd"`` or ``"adam"``).
         ig: implicit-gradient variant, ``"paper"``, ``"repo"`` or ``"first_order"``.
         constraint: a :class:`~fairprune_lite.constraints.FairnessConstraint` or None.
@@ -258,6 +267,12 @@ def bifp(
         update: ``"alternating"`` or ``"joint"`` (module docstring).
         counter: a :class:`~fairprune_lite.train.PassCounter` to add to (a new one otherwise).
         log_every: keep one history entry every this many upper steps (and the last).
+        dual_every / dual_data: with ``dual_every=k`` the multipliers ascend every ``k`` upper
+            steps on the exact constraint values measured by a full evaluation pass
+            (``eval()`` mode) over ``dual_data`` (default: the pruning data itself); those
+            forward passes are counted in the cost. Without it (default) they ascend after every
+            upper step on the constraint's moving window of recent upper batches
+            (``FairnessConstraint(window=...)``), which costs nothing extra.
 
     Returns a :class:`~fairprune_lite.train.PruneResult` whose history holds, per logged step:
     ``step``, ``sparsity``, ``lower_loss``, ``upper_loss``, ``task_loss`` (upper batch), the
@@ -293,6 +308,8 @@ def bifp(
     for nm, v in (("alpha", alpha), ("beta", beta)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise ValueError(f"{nm} must be a positive number, got {v!r}")
+    if dual_every is not None and (isinstance(dual_every, bool) or not isinstance(dual_every, int) or dual_every < 1):
+        raise ValueError(f"dual_every must be a positive integer or None, got {dual_every!r}")
     wd = gamma if weight_decay is None else weight_decay
     if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
         raise ValueError(f"weight_decay must be >= 0 or None, got {weight_decay!r}")
@@ -305,6 +322,8 @@ def bifp(
         train_loader = make_loader(train_loader, batch_size, shuffle=True, seed=seed)
     elif hasattr(train_loader, "y") and hasattr(train_loader, "s") and hasattr(train_loader, "__getitem__"):
         train_loader = make_loader(train_loader, batch_size, shuffle=True, seed=seed)
+    if dual_data is None:
+        dual_data = getattr(train_loader, "dataset", train_loader)
     per_step = 1 if update == "joint" else lower_steps + 1
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps or epochs")
@@ -445,7 +464,13 @@ def bifp(
             counter.step()
             # ---- multipliers ------------------------------------------------------------
             if fair_up or fair_low:
-                constraint.update(logits.detach(), y, s)  # type: ignore[union-attr]
+                if dual_every is None:
+                    constraint.update(logits.detach(), y, s)  # type: ignore[union-attr]
+                elif (step + 1) % dual_every == 0:
+                    set_scores_grad(False)
+                    d_logits, d_y, d_s = predict(model, dual_data, counter=counter, batch_size=1024)
+                    set_scores_grad(True)
+                    constraint.update(measured=constraint.exact_values(d_logits, d_y, d_s))  # type: ignore[union-attr]
             if step % log_every == 0 or step == total - 1:
                 rec["upper_loss"] = float(up.detach())
                 rec["task_loss"] = float(task.detach())
@@ -469,6 +494,7 @@ def bifp(
     # ---- final exact masks -----------------------------------------------------------------
     ms.sparsity = float(sparsity)
     masks = ms.binary_masks()
+    final_scores = {n: ms.score(n).detach().clone() for n in names}
     remove_masks(model, bake=True)
     model.eval()
     wall = time.perf_counter() - t_start
@@ -480,12 +506,13 @@ def bifp(
         "alpha": alpha, "beta": beta, "gamma": gamma, "weight_decay": wd, "optimizer": optimizer,
         "momentum": momentum, "ig": ig, "fair_mask": bool(fair_mask), "fair_weights": bool(fair_weights),
         "lower_steps": lower_steps, "update": update, "seed": seed, "device": str(dev),
+        "dual_every": dual_every,
         "constraint": constraint.state_dict() if constraint is not None else None,
         "achieved_sparsity": rep["overall"],
     }
     cost = counter.as_dict() | {"wall_time_s": wall, "data": data_split}
     return PruneResult(method=name, sparsity_target=float(sparsity), masks=masks, model=model,
-                       metrics={}, cost=cost, history=history, config=config)
+                       metrics={}, cost=cost, history=history, config=config, scores=final_scores)
 
 
 def bip(model: nn.Module, train_loader: Iterable | Any, **kwargs: Any) -> PruneResult:

@@ -499,6 +499,8 @@ class PruneResult:
             "wall_time_s", "data": "train" | "val"}`` (which split the pruning used).
         history: per-step dicts (losses, surrogate values, multipliers, sparsity, ...).
         config: the arguments the method ran with (JSON types).
+        scores: the final continuous mask scores ``{layer: tensor}`` of score-based methods
+            (BiFP / BiP), else None; not serialised by :meth:`to_dict`.
     """
 
     method: str
@@ -509,6 +511,7 @@ class PruneResult:
     cost: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, Tensor] | None = None
 
     def sparsity(self) -> float:
         """Achieved overall sparsity of :attr:`masks` (fraction of zeros)."""
