@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--constraint", default="accuracy_gap",
                    help="accuracy_gap | demographic_parity | equalized_odds (default accuracy_gap)")
     p.add_argument("--tau", type=float, default=0.02, help="allowed violation of the constraint (default 0.02)")
-    p.add_argument("--surrogate", default="logistic", help="hinge | logistic | sigmoid | ramp")
+    p.add_argument("--surrogate", default=None, help="hinge | logistic | sigmoid | ramp (default: the constraint's)")
     p.add_argument("--model", default=None, help="mlp | cnn | resnet10 | mobilenetv2 (default: from the data)")
     p.add_argument("--target", default=None, help="target attribute (dataset-specific)")
     p.add_argument("--sensitive", default=None, help="sensitive attribute (dataset-specific)")

@@ -77,7 +77,7 @@ key                 meaning
 ``seeds``           list of ints, or an int ``n`` meaning ``[0, ..., n-1]``
 ``constraint``      ``accuracy_gap`` (default), ``demographic_parity``, ``equalized_odds``
 ``taus``            list of tolerances (default ``[0.02]``); swept for Fig. 5
-``surrogate``       the smooth bound of the constraint (default ``logistic``)
+``surrogate``       the smooth bound of the constraint (default: the constraint's own)
 ``structured``      ``true`` / ``false`` / absent (each method's default)
 ``budgets``         list of factors on the pruning-stage length (fine-tuning and BiFP steps),
                     default ``[1]``; Fig. 6 sweeps it to find the iterations needed to be fair
@@ -326,7 +326,7 @@ class RunSpec:
     profile: str | None = None
     constraint: str = "accuracy_gap"
     tau: float = 0.02
-    surrogate: str = "logistic"
+    surrogate: str | None = None
     structured: bool | None = None
     label: str | None = None
     method_kwargs: dict = field(default_factory=dict)
@@ -361,7 +361,7 @@ class RunSpec:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(text)).strip("-")[:40] or "x"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(text)).strip("-")[:40] or "x"
 
 
 def _check_number(value: Any, name: str, low: float, high: float, *, high_open: bool = True) -> float:
@@ -690,7 +690,8 @@ def pretrain(spec: RunSpec, profile: Profile, splits: Any, *, cache_dir: str | o
 def _make_constraint(spec: RunSpec, profile: Profile) -> Any:
     from .constraints import FairnessConstraint
 
-    return FairnessConstraint(spec.constraint, spec.tau, surrogate=spec.surrogate, dual_lr=profile.dual_lr)
+    kw = {"surrogate": spec.surrogate} if spec.surrogate is not None else {}
+    return FairnessConstraint(spec.constraint, spec.tau, dual_lr=profile.dual_lr, **kw)
 
 
 def _scaled(n: int, budget: float) -> int:
@@ -761,6 +762,11 @@ def run(spec: RunSpec | Mapping[str, Any], *, out: str | os.PathLike | None = No
     pruned = result.model
     if pruned is None:
         raise RuntimeError(f"method {spec.method!r} returned no model")
+    from . import masks as _masks
+
+    if any(_masks.is_masked(m) for m in pruned.modules()):
+        pruned = copy.deepcopy(pruned)
+        _masks.remove_masks(pruned, bake=True)
     metrics = {k: _train.evaluate(pruned, getattr(splits, k), dense_model=dense, batch_size=profile.eval_batch_size)
                for k in SPLITS}
     d = result.to_dict()
@@ -790,7 +796,8 @@ def run(spec: RunSpec | Mapping[str, Any], *, out: str | os.PathLike | None = No
         "profile_settings": profile.to_dict(),
         "constraint": spec.constraint,
         "tau": float(spec.tau),
-        "surrogate": spec.surrogate,
+        "surrogate": constraint.state_dict().get("surrogate", spec.surrogate),
+        "constraint_config": constraint.state_dict(),
         "budget": float(spec.budget),
         "n": {k: len(v) for k, v in splits.items()},
         "val": metrics["val"],
@@ -1145,7 +1152,7 @@ def expand_config(cfg: Mapping[str, Any], *, profile: str | None = None) -> list
                                     seed=seed, target=d.get("target"), sensitive=d.get("sensitive"),
                                     model=model, profile=prof_name,
                                     constraint=cfg.get("constraint", "accuracy_gap"), tau=float(tau),
-                                    surrogate=cfg.get("surrogate", "logistic"), structured=structured,
+                                    surrogate=cfg.get("surrogate"), structured=structured,
                                     label=entry.get("label"), method_kwargs=kwargs, budget=float(budget),
                                     settings=dict(cfg.get("settings", {}) or {}),
                                     save_weights=bool(cfg.get("save_weights", False)),
