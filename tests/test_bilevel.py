@@ -307,3 +307,90 @@ def test_nan_guard_and_bad_inputs():
             bilevel.bip(model, loader, steps=2, **kw)
     with pytest.raises(ValueError, match="steps or epochs"):
         bilevel.bip(model, loader, sparsity=0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# the constraint does its job, and the ablation switches remove it
+# ---------------------------------------------------------------------------------------------
+def _two_rules(n, seed):
+    """Majority s=1 (85%): y = 1(x0 > 0); minority s=0: y = 1(x1 > 0); s itself is not an input.
+
+    The loss-optimal model follows x0 (accuracy ~0.89, gap ~0.35), while a model with equal
+    weight on x0 and x1 is 75% accurate on both groups (gap 0): a fair model exists within two
+    weights, so it exists at any sparsity that keeps a few, and only the constraint can find it.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    s = (torch.rand(n, generator=g) < 0.85).long()
+    y = torch.where(s == 1, x[:, 0] > 0, x[:, 1] > 0).long()
+    return FairDataset(x, y, s, name="two_rules")
+
+
+class Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+
+    def forward(self, x):
+        return self.net(x).reshape(-1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bifp_closes_the_gap_that_bip_leaves(seed):
+    from fairprune_lite.constraints import FairnessConstraint
+
+    tr, va, te = _two_rules(2000, seed), _two_rules(1000, 100 + seed), _two_rules(4000, 200 + seed)
+    train.set_seed(seed)
+    dense = Mlp()
+    train.fit(dense, train.make_loader(tr, 64, shuffle=True, seed=seed), epochs=5, lr=0.05)
+    kw = dict(sparsity=0.8, steps=300, batch_size=64, seed=seed, alpha=0.05, update="joint")
+    bip = train.evaluate(bilevel.bip(dense, va, **kw).model, te)
+    c = FairnessConstraint("accuracy_gap", tau=0.02)  # library defaults otherwise
+    res = bilevel.bifp(dense, va, constraint=c, **kw)
+    fair = train.evaluate(res.model, te)
+    assert bip["accuracy_gap"] > 0.25  # the premise: pruning without the constraint is unfair
+    assert fair["accuracy_gap"] < bip["accuracy_gap"] - 0.2
+    assert fair["accuracy_gap"] < 0.1
+    # not by collapsing to a constant: well above the majority baseline (~0.5 here)
+    assert fair["accuracy"] > fair["majority_baseline"] + 0.15
+    assert res.history[-1]["multipliers"][0] > 0  # the active side is s+ ahead of s-
+
+
+def test_ablation_switches_remove_the_term_from_their_level():
+    """Joint update, sparsity 0 (so the baked weights are theta), one step, a multiplier already
+    positive: w/o w leaves the weight step equal to BiP's, w/o m (first-order IG) the score step."""
+    from fairprune_lite.constraints import FairnessConstraint
+
+    ds = _two_rules(256, 0)
+    train.set_seed(0)
+    dense = Mlp()
+    train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.05)
+    kw = dict(sparsity=0.0, steps=1, batch_size=64, seed=0, update="joint", ig="first_order", beta=0.5)
+
+    def run(fm, fw):
+        c = FairnessConstraint("accuracy_gap", tau=0.0, init_multiplier=5.0)
+        return bilevel.bifp(dense, ds, constraint=c, fair_mask=fm, fair_weights=fw, **kw)
+
+    ref = bilevel.bip(dense, ds, **kw)
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b))  # noqa: E731
+    weights = lambda r: list(r.model.parameters())  # noqa: E731
+    scores = lambda r: [r.scores[n] for n in sorted(r.scores)]  # noqa: E731
+    wo_w, wo_m, both, off = run(True, False), run(False, True), run(True, True), run(False, False)
+    assert same(weights(wo_w), weights(ref)) and not same(scores(wo_w), scores(ref))
+    assert same(scores(wo_m), scores(ref)) and not same(weights(wo_m), weights(ref))
+    assert not same(weights(both), weights(ref)) and not same(scores(both), scores(ref))
+    assert same(weights(off), weights(ref)) and same(scores(off), scores(ref)) and off.method == "bip"
+
+
+def test_dual_every_measures_on_full_passes_and_counts_them():
+    from fairprune_lite.constraints import FairnessConstraint
+
+    ds = _two_rules(256, 0)
+    dense = Mlp()
+    c = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=1.0)
+    res = bilevel.bifp(dense, ds, sparsity=0.5, steps=6, batch_size=64, update="joint", constraint=c, dual_every=3)
+    assert c.updates == 2
+    # 6 training batches + 2 evaluation passes over 256 examples (one batch of 1024 each)
+    assert res.cost["forward_passes"] == 6 + 2 and res.cost["examples"] == 6 * 64 + 2 * 256
+    with pytest.raises(ValueError, match="dual_every"):
+        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, dual_every=0)

@@ -124,3 +124,70 @@ def test_ablation_switches_remove_the_fairness_terms():
                       fair_mask=False, fair_weights=True, **kw)
     assert on.config["constraint"]["updates"] == 10
     assert any(not torch.equal(a, b) for a, b in zip(ref.model.parameters(), on.model.parameters()))
+
+
+def test_constraint_values_have_one_entry_per_one_sided_constraint():
+    logits, y, s = _batch(200, seed=3)
+    for kind, n in (("accuracy_gap", 2), ("demographic_parity", 2), ("equalized_odds", 4)):
+        c = FairnessConstraint(kind, tau=0.0)
+        assert c.n == n
+        assert c.exact_values(logits, y, s).shape == (n,)
+        assert c.surrogate_values(logits.clone().requires_grad_(True), y, s).shape == (n,)
+        assert float(c.term(logits, y, s)) == 0.0  # zero multipliers
+
+
+def test_update_pools_the_window_of_recent_batches():
+    batches = [_batch(40, seed=k) for k in range(4)]
+    c = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=1.0, window=3)
+    for lg, y, s in batches:
+        c.update(lg, y, s)
+    pooled = [torch.cat([b[k] for b in batches[1:]]) for k in range(3)]  # the last 3 only
+    assert c.last_state()["exact"] == pytest.approx(fairness.constraint_values("accuracy_gap", *pooled).tolist())
+    # window=1 is the batch alone
+    c1 = FairnessConstraint("accuracy_gap", tau=0.0, window=1)
+    for lg, y, s in batches:
+        c1.update(lg, y, s)
+    assert c1.last_state()["exact"] == pytest.approx(fairness.constraint_values("accuracy_gap", *batches[-1]).tolist())
+    with pytest.raises(ValueError, match="window"):
+        FairnessConstraint(window=0)
+    with pytest.raises(ValueError, match="temperature"):
+        FairnessConstraint(temperature=0.0)
+
+
+def test_batch_without_a_compared_cell_is_skipped_and_counted():
+    logits, y, s = _batch(64)
+    y = y.clone()
+    y[s == 0] = 0  # no positive in group s=0: TPR of that group undefined
+    c = FairnessConstraint("equalized_odds", tau=0.0, init_multiplier=1.0, window=1)
+    assert not c.defined(y, s)
+    lg = logits.clone().requires_grad_(True)
+    term = c.term(lg, y, s)
+    assert float(term.detach()) == 0.0 and c.skipped_terms == 1
+    term.backward()  # connected to the graph, zero gradient
+    assert torch.equal(lg.grad, torch.zeros_like(lg))
+    before = c.multipliers.clone()
+    c.update(logits, y, s)
+    assert torch.equal(c.multipliers, before) and c.skipped_updates == 1 and c.updates == 0
+    # the same batch is fine for the accuracy gap (both groups present)
+    assert FairnessConstraint("accuracy_gap").defined(y, s)
+
+
+def test_sigmoid_term_acts_along_the_signed_gap_only():
+    """With equal multipliers the two one-sided sigmoid terms cancel exactly (u(t) + u(-t) = 1),
+    while the logistic bound's sum still pulls every margin towards 0: the collapse the default
+    avoids."""
+    logits, y, s = _batch(128, seed=5)
+    logits = 3 * logits
+    grads = {}
+    for sur in ("sigmoid", "logistic"):
+        c = FairnessConstraint("accuracy_gap", tau=0.0, surrogate=sur, init_multiplier=1.0)
+        sv = c.surrogate_values(logits, y, s)
+        if sur == "sigmoid":
+            assert float(sv[0] + sv[1]) == pytest.approx(0.0, abs=1e-6)
+        lg = logits.clone().requires_grad_(True)
+        (grads[sur],) = torch.autograd.grad(c.term(lg, y, s), lg)
+    assert grads["sigmoid"].abs().max() < 1e-6
+    margin = (2 * y - 1) * logits
+    # logistic: a descent step on the summed term moves every margin towards zero
+    step = -grads["logistic"] * (2 * y - 1)  # change of the margin under gradient descent
+    assert bool((step * margin < 0).all())
