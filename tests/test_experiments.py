@@ -1,0 +1,377 @@
+"""Tests of fairprune_lite.experiments: profiles, configs, run / sweep / verify / figure (smoke profile)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fairprune_lite.pruners", reason="the method registry (pruners.py) is required")
+
+from fairprune_lite import experiments as ex
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory) -> Path:
+    """A small synthetic bring-your-own dataset: 8 features, y depends on x and on s."""
+    rng = np.random.default_rng(0)
+    n = 900
+    s = (rng.random(n) < 0.35).astype(np.int64)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    x[:, 0] += 0.8 * s
+    logit = 1.5 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2] * (1 - s)
+    y = (logit + 0.3 * rng.normal(size=n) > 0).astype(np.int64)
+    path = tmp_path_factory.mktemp("data") / "toy.npz"
+    np.savez(path, x=x, y=y, s=s)
+    return path
+
+
+def spec_for(npz: Path, **kw) -> ex.RunSpec:
+    base = dict(method="omp", dataset=str(npz), sparsity=0.5, seed=0, profile="smoke", tau=0.05)
+    return ex.RunSpec(**(base | kw))
+
+
+def numbers(res: dict) -> dict:
+    """Everything recomputable (no wall times, dates, provenance)."""
+    return {k: res[k] for k in ("sparsity", "val", "test", "dense", "layers", "n")} | {
+        "cost": {k: v for k, v in res["cost"].items() if k != "wall_time_s"}}
+
+
+# ------------------------------------------------------------------------------------------ profiles
+def test_profile_switch_env_and_name(monkeypatch):
+    monkeypatch.delenv("FAIRPRUNE_PROFILE", raising=False)
+    assert ex.get_profile().name == "cpu"
+    monkeypatch.setenv("FAIRPRUNE_PROFILE", "smoke")
+    assert ex.get_profile().name == "smoke"
+    assert ex.get_profile("gpu").name == "gpu"
+    with pytest.raises(ValueError, match="unknown profile 'nope'"):
+        ex.get_profile("nope")
+    with pytest.raises(ValueError, match="unknown profile setting 'pretrain_epoch'"):
+        ex.PROFILES["cpu"].replace(pretrain_epoch=3)
+    p = ex.PROFILES["cpu"].replace(pretrain_epochs=1, limits={"train": 10})
+    assert p.pretrain_epochs == 1 and p.limits["train"] == 10 and p.limits["val"] == ex.PROFILES["cpu"].limits["val"]
+    assert ex.PROFILES["cpu"].pretrain_epochs != 1  # the registry is not modified
+
+
+def test_lottery_levels():
+    assert ex.lottery_levels(4) == [0.2, 0.36, 0.488, 0.5904]
+    with pytest.raises(ValueError):
+        ex.lottery_levels(0)
+
+
+# ------------------------------------------------------------------------------------------ configs
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_config_yaml_and_toml_expand_the_same(tmp_path, npz):
+    y = write(tmp_path / "a.yaml", f"""
+datasets: ["{npz}"]
+methods: [random, {{method: omp, label: OMP, taus: [0.1]}}]
+sparsities: [0.3, 0.6]
+seeds: 2
+taus: [0.01, 0.02]
+budgets: [1, 2]
+""")
+    t = write(tmp_path / "a.toml", f"""
+datasets = ["{npz}"]
+methods = ["random", {{method = "omp", label = "OMP", taus = [0.1]}}]
+sparsities = [0.3, 0.6]
+seeds = 2
+taus = [0.01, 0.02]
+budgets = [1, 2]
+""")
+    sy = ex.expand_config(ex.load_config(y), profile="smoke")
+    st = ex.expand_config(ex.load_config(t), profile="smoke")
+    # random: 2 sparsities x 2 taus x 2 budgets x 2 seeds; OMP: its own single tau
+    assert len(sy) == 16 + 8
+    assert [s.run_id() for s in sy] == [s.run_id() for s in st]
+    assert {s.tau for s in sy if s.label == "OMP"} == {0.1}
+    assert len({s.run_id() for s in sy}) == len(sy)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("methods: [omp]\nsparsities: [0.5]\nseed: [0]\n", r"unknown key 'seed' \(did you mean 'seeds'\?\)"),
+    ("methods: [ompp]\nsparsities: [0.5]\n", "unknown method 'ompp'"),
+    ("methods: [omp]\nsparsities: [1.5]\n", "sparsities entry"),
+    ("methods: [omp]\nsparsities: 'lotery:3'\n", "lottery:K"),
+    ("methods: [omp]\n", "'sparsities' is required"),
+    ("methods: [omp, omp]\nsparsities: [0.5]\n", "labels must be unique"),
+    ("methods: [omp]\nsparsities: [0.5]\nsettings: {pretrain_epoch: 2}\n", "pretrain_epoch"),
+    ("methods: [omp]\nsparsities: [0.5]\nfigure: bars\n", "figure must be one of"),
+    ("methods: [omp]\nsparsities: [0.5]\nconstraint: parity\n", "constraint must be one of"),
+    ("methods: [omp]\nsparsities: [0.5]\ndatasets: [{dataset: adult, tagret: x}]\n", "unknown key 'tagret'"),
+    ("methods: [{method: bifp, fair_mask: false}, {method: bifp, label: b}]\nsparsities: [0.5]\nfigure: interpolation\n",
+     "needs 'pairs'"),
+    ("methods: [omp]\nsparsities: [0.5]\n: [\n", "cannot parse"),
+])
+def test_config_errors_name_the_problem(tmp_path, text, match):
+    with pytest.raises(ex.ConfigError, match=match):
+        ex.load_config(write(tmp_path / "c.yaml", text))
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        ex.load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ex.ConfigError, match="must end in"):
+        ex.load_config(write(tmp_path / "c.json", "{}"))
+
+
+def test_every_shipped_config_is_valid():
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".toml"))
+    kinds = set()
+    for p in files:
+        cfg = ex.load_config(p)
+        kinds.add(cfg.get("figure", "sparsity"))
+        assert ex.expand_config(cfg), p
+    assert kinds == set(ex.FIGURE_KINDS)
+
+
+# ------------------------------------------------------------------------------------------ run
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, npz):
+    out = tmp_path_factory.mktemp("run")
+    res = ex.run(spec_for(npz), out=out, cache_dir=out / "cache")
+    return out, res
+
+
+def test_run_result_schema(first_run, npz):
+    out, res = first_run
+    path = out / f"{res['run_id']}.json"
+    stored = ex.load_result(path)
+    assert stored["run_id"] == res["run_id"]
+    for key in ("method", "dataset", "target", "sensitive", "model", "sparsity_target", "sparsity", "seed",
+                "profile", "constraint", "tau", "cost", "provenance"):
+        assert key in stored, key
+    assert stored["method"] == "omp" and stored["profile"] == "smoke" and stored["model"] == "mlp"
+    assert stored["sparsity_target"] == 0.5 and abs(stored["sparsity"] - 0.5) < 1e-3
+    for split in ("val", "test"):
+        m = stored[split]
+        for key in ("accuracy", "accuracy_gap", "accuracy_by_group", "demographic_parity_difference",
+                    "equalized_odds_difference", "majority_baseline", "degradation", "degradation_gap"):
+            assert key in m, (split, key)
+        acc = m["accuracy_by_group"]
+        assert abs(abs(acc["1"] - acc["0"]) - m["accuracy_gap"]) < 1e-12
+        assert abs(m["degradation"] - (stored["dense"][split]["accuracy"] - m["accuracy"])) < 1e-12
+    for key in ("iterations", "forward_passes", "backward_passes", "wall_time_s"):
+        assert stored["cost"][key] >= 0
+    assert stored["cost"]["iterations"] > 0
+    prov = stored["provenance"]
+    for key in ("version", "git_commit", "git_dirty", "torch", "device_name", "machine", "date"):
+        assert key in prov
+    assert os.uname().nodename not in json.dumps(prov)
+    assert stored["profile_settings"]["name"] == "smoke"
+    # the data: the model defaults to an MLP for feature vectors, the caps apply
+    assert stored["n"]["train"] <= ex.PROFILES["smoke"].limits["train"]
+
+
+def test_run_is_deterministic_with_and_without_cache(first_run, npz, tmp_path):
+    out, res = first_run
+    again = ex.run(spec_for(npz), out=None, cache_dir=tmp_path / "fresh")  # pretrains again
+    assert numbers(again) == numbers(res)
+    cached = ex.run(spec_for(npz), out=None, cache_dir=out / "cache")  # reuses the dense checkpoint
+    assert cached["pretrain_cost"]["cached"] is True
+    assert numbers(cached) == numbers(res)
+    other = ex.run(spec_for(npz, seed=1), out=None, cache_dir=out / "cache")
+    assert numbers(other) != numbers(res)
+
+
+def test_dense_checkpoint_is_weights_only_and_resumes_bit_exactly(npz, tmp_path, monkeypatch):
+    from fairprune_lite import train
+
+    spec = spec_for(npz)
+    profile = ex.check_spec(spec)
+    splits = ex.load_splits(spec, profile)
+    full, _ = ex.pretrain(spec, profile, splits, cache_dir=tmp_path / "a")
+    files = list((tmp_path / "a" / "dense").glob("*.pt"))
+    assert len(files) == 1
+    ck = torch.load(files[0], weights_only=True)
+    assert ck["epoch"] == profile.pretrain_epochs
+
+    calls = {"n": 0}
+    real_fit = train.fit
+
+    def dying_fit(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(train, "fit", dying_fit)
+    with pytest.raises(KeyboardInterrupt):
+        ex.pretrain(spec, profile, splits, cache_dir=tmp_path / "b")
+    monkeypatch.setattr(train, "fit", real_fit)
+    ck = torch.load(next((tmp_path / "b" / "dense").glob("*.pt")), weights_only=True)
+    assert ck["epoch"] == 2
+    resumed, cost = ex.pretrain(spec, profile, splits, cache_dir=tmp_path / "b")
+    assert cost["cached"] is True
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+    # a corrupt checkpoint is reported and retrained, not trusted
+    path = next((tmp_path / "b" / "dense").glob("*.pt"))
+    path.write_bytes(b"not a checkpoint")
+    again, cost = ex.pretrain(spec, profile, splits, cache_dir=tmp_path / "b")
+    assert cost["cached"] is False
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
+def test_run_bad_input_before_computation(npz, tmp_path):
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        ex.run(spec_for(npz, method="nope"), out=tmp_path / "o")
+    with pytest.raises(ValueError, match="sparsity"):
+        ex.run(spec_for(npz, sparsity=1.0), out=tmp_path / "o")
+    with pytest.raises(ValueError, match="unknown dataset 'adulto'"):
+        ex.run(spec_for(npz, dataset="adulto"), out=tmp_path / "o")
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        ex.run(spec_for(npz, dataset=str(tmp_path / "missing.npz")), out=tmp_path / "o")
+    with pytest.raises(ValueError, match="constraint"):
+        ex.run(spec_for(npz, constraint="parity"), out=tmp_path / "o")
+    with pytest.raises(ValueError, match="unknown model"):
+        ex.run(spec_for(npz, model="vgg"), out=tmp_path / "o")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="not writable"):
+        ex.run(spec_for(npz), out=blocker / "sub")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.json"))
+
+
+# ------------------------------------------------------------------------------------------ files
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    ex.write_json(path, {"a": 1})
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        ex.write_json(path, {"a": 2})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left behind
+
+
+def test_corrupt_and_tampered_files_are_reported(first_run, tmp_path):
+    out, res = first_run
+    src = out / f"{res['run_id']}.json"
+    folder = tmp_path / "res"
+    folder.mkdir()
+    good = folder / src.name
+    good.write_text(src.read_text())
+    trunc = folder / ("x" + src.name)
+    trunc.write_text(src.read_text()[:200])
+    with pytest.raises(ex.ResultError, match="not valid JSON"):
+        ex.load_result(trunc)
+    d = json.loads(src.read_text())
+    d["spec"]["seed"] = 5  # the spec no longer matches the run id
+    wrong = folder / ("y" + src.name)
+    wrong.write_text(json.dumps(d))
+    with pytest.raises(ex.ResultError, match="run_id does not match"):
+        ex.load_result(wrong)
+    d = json.loads(src.read_text())
+    del d["test"]["accuracy_gap"]
+    with pytest.raises(ex.ResultError, match="test.accuracy_gap"):
+        ex.validate_result(d)
+    results, bad = ex.load_results(folder)
+    assert [r["run_id"] for r in results] == [res["run_id"]]
+    assert sorted(Path(p).name for p, _ in bad) == sorted([trunc.name, wrong.name])
+
+
+# ------------------------------------------------------------------------------------------ sweep, verify, figures
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, npz):
+    root = tmp_path_factory.mktemp("sweep")
+    cfg = {
+        "name": "toy", "profile": "smoke", "datasets": [str(npz)],
+        "methods": ["random", {"method": "omp", "label": "OMP"}],
+        "sparsities": [0.5, 0.8], "seeds": [0, 1], "taus": [0.05, 0.2], "budgets": [1, 2],
+        "save_weights": True,
+    }
+    summary = ex.sweep(cfg, out=root, quiet=True)
+    return root, cfg, summary
+
+
+def test_sweep_runs_only_what_is_missing_and_recomputes_corrupt(swept):
+    root, cfg, summary = swept
+    n = 2 * 2 * 2 * 2 * 2
+    assert summary["total"] == n and len(summary["ran"]) == n and summary["done_before"] == 0
+    folder = root / "toy"
+    again = ex.sweep(cfg, out=root, quiet=True)
+    assert again["ran"] == [] and again["done_before"] == n
+    victim = sorted(folder.glob("OMP_*.json"))[0]
+    before = json.loads(victim.read_text())
+    victim.write_text(victim.read_text()[:100])
+    third = ex.sweep(cfg, out=root, quiet=True)
+    assert third["ran"] == [victim.stem] and [Path(p).name for p, _ in third["corrupt"]] == [victim.name]
+    assert (folder / (victim.name + ".corrupt")).exists()
+    assert numbers(ex.load_result(victim)) == numbers(before)
+
+
+def test_verify_passes_then_fails_on_tampering(swept, tmp_path):
+    root, cfg, _ = swept
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    files = sorted((root / "toy").glob("random_*.json"))[:2]
+    for p in files:
+        (folder / p.name).write_text(p.read_text())
+    rep = ex.verify(folder, n=2, seed=0, quiet=True)
+    assert rep["ok"] and len(rep["checked"]) == 2 and not rep["mismatches"]
+    d = json.loads(files[0].read_text())
+    d["test"]["accuracy"] = d["test"]["accuracy"] + 1e-6
+    (folder / files[0].name).write_text(json.dumps(d))
+    rep = ex.verify(folder, n=2, seed=0, quiet=True)
+    assert not rep["ok"]
+    assert list(rep["mismatches"]) == [files[0].stem]
+    assert any(m.startswith("test.accuracy:") for m in rep["mismatches"][files[0].stem])
+
+
+def test_figures_of_every_kind(swept, tmp_path):
+    import matplotlib.pyplot as plt
+
+    root, cfg, _ = swept
+    results, bad = ex.load_results(root / "toy")
+    assert not bad and len(results) == 32
+    for kind in ("sparsity", "tradeoff", "cost", "ablation"):
+        fig = ex.figure(kind, results, out=tmp_path, name=f"f_{kind}")
+        text = " ".join(t.get_text() for t in fig.texts)
+        assert "profile smoke" in text and "commit" in text
+        plt.close(fig)
+        assert (tmp_path / f"f_{kind}.png").stat().st_size > 1000
+        assert (tmp_path / f"f_{kind}.svg").read_text().lstrip().startswith("<?xml")
+    fig = ex.figure("interpolation", results, out=tmp_path, config={"pairs": [["random", "OMP"]], "points": 5})
+    plt.close(fig)
+    assert (tmp_path / "interpolation.png").exists() and (tmp_path / "interpolation.svg").exists()
+    with pytest.raises(ValueError, match="figure kind"):
+        ex.figure("pie", results)
+
+
+def test_interpolation_endpoints_are_the_two_solutions(swept):
+    root, cfg, _ = swept
+    results, _ = ex.load_results(root / "toy")
+    key = lambda r: (r["seed"], r["sparsity_target"], r["tau"], r["budget"])
+    a = next(r for r in results if r["label"] == "random")
+    b = next(r for r in results if r["label"] == "OMP" and key(r) == key(a))
+    curve = ex.interpolation_curve(a, b, points=3)
+    for split in ("val", "test"):
+        assert abs(curve[split]["loss"][0] - a[split]["loss"]) < 1e-6
+        assert abs(curve[split]["loss"][-1] - b[split]["loss"]) < 1e-6
+        assert curve[split]["accuracy_gap"][0] == a[split]["accuracy_gap"]
+    other = next(r for r in results if r["seed"] != a["seed"])
+    with pytest.raises(ValueError, match="same seed"):
+        ex.interpolation_curve(a, other, points=3)
+
+
+def test_iterations_to_fair_picks_the_cheapest_fair_run():
+    def r(label, seed, it, gap, tau=0.05):
+        return {"label": label, "seed": seed, "cost": {"iterations": it}, "val": {"accuracy_gap": gap}, "tau": tau}
+
+    res = [r("a", 0, 10, 0.2), r("a", 0, 20, 0.04), r("a", 0, 40, 0.01), r("a", 1, 10, 0.3), r("b", 0, 5, 0.0)]
+    assert ex.iterations_to_fair(res) == {"a": {0: 20.0, 1: None}, "b": {0: 5.0}}
