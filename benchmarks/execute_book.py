@@ -1,11 +1,13 @@
 """Execute every chapter of the book top to bottom and record how long each took.
 
-    python benchmarks/execute_book.py [--inplace] [--profile cpu] [chapter.ipynb ...]
+    python benchmarks/execute_book.py [--inplace] [--profile cpu] [--tests] [chapter.ipynb ...]
+    python benchmarks/execute_book.py --tests-only     # time the unit-test suite into the record
 
 With ``--inplace`` the executed notebooks (outputs included) replace the committed ones: this is
 how the book's outputs are refreshed (``make book-execute``). Without it nothing in ``book/`` is
 changed. Either way ``benchmarks/results/book_cost.json`` records, per chapter, the wall time and
-the peak resident memory of its kernel, with the machine and versions that produced them.
+the peak resident memory of its kernel, with the machine and versions that produced them, and
+with ``--tests`` the wall time of the unit-test suite (read by ``benchmarks/cost.py``).
 """
 from __future__ import annotations
 
@@ -44,6 +46,19 @@ def execute(path: Path, *, inplace: bool, timeout: int) -> dict:
     return {"chapter": path.name, "wall_time_s": round(wall, 2)}
 
 
+def run_tests(timeout: int) -> dict:
+    """Time the unit-test suite (``pytest tests``) in a child process; its peak RSS is the
+    largest of any child so far (an upper bound, as for the chapters)."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - start
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
+    return {"command": "python -m pytest -q tests", "wall_time_s": round(wall, 2),
+            "peak_rss_mb": round(_peak_child_rss_mb(), 1), "returncode": proc.returncode,
+            "summary": lines[-1] if lines else ""}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("chapters", nargs="*", type=Path)
@@ -51,8 +66,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=os.environ.get("FAIRPRUNE_PROFILE", "cpu"))
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "book_cost.json")
+    ap.add_argument("--tests", action="store_true", help="also time the unit-test suite")
+    ap.add_argument("--tests-only", action="store_true",
+                    help="only time the unit-test suite, stored into the existing record")
     args = ap.parse_args(argv)
     os.environ["FAIRPRUNE_PROFILE"] = args.profile
+    if args.tests_only:
+        if not args.out.exists():
+            raise FileNotFoundError(f"--tests-only updates an existing record; {args.out} does not exist")
+        record = json.loads(args.out.read_text())
+        record["test_suite"] = run_tests(args.timeout) | {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average_1_5_15": list(os.getloadavg())}
+        print(f"{'unit tests':<40} {record['test_suite']['wall_time_s']:8.1f} s  {record['test_suite']['summary']}")
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, args.out)
+        return 0
     chapters = args.chapters or sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
     rows = []
     for ch in chapters:
@@ -76,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     record = {"profile": args.profile, "chapters": rows, "total_wall_time_s": round(total, 2),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "python": platform.python_version(), "torch": torch_version},
-              "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "load_average_1_5_15": list(os.getloadavg())}
+    if args.tests:
+        record["test_suite"] = run_tests(args.timeout)
+        print(f"{'unit tests':<40} {record['test_suite']['wall_time_s']:8.1f} s  {record['test_suite']['summary']}")
     if not args.chapters:  # only a whole-book run replaces the stored record
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".tmp")
