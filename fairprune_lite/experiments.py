@@ -1495,6 +1495,8 @@ def _fig_cost(results: list, spread: str, plt: Any) -> Any:
             ax.bar(i, 0, color="none", edgecolor=f"C{i % 10}", hatch="//")
             ax.text(i, 0, f"never fair\n(0/{n_all})", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+    top = max([v for d in itf.values() for v in d.values() if v is not None] or [1.0])
+    ax.set_ylim(0, top * 1.25)
     ax.set_ylabel("iterations to a fair sparse model")
     taus = sorted({r["tau"] for r in results})
     ax.set_title(f"fewest iterations with val accuracy gap <= tau ({', '.join(f'{t:g}' for t in taus)})", fontsize=9)
