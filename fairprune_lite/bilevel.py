@@ -69,6 +69,17 @@ the surrogate) on the constraint's moving window of the last ``window`` upper ba
 group has a handful of examples per batch; a gap measured on one batch is mostly noise), or,
 with ``dual_every=k``, every ``k`` steps on a full evaluation pass over ``dual_data`` (counted in
 the cost). The weights and scores see ``lambda * surrogate`` (proxy-Lagrangian).
+
+Passes per upper step (counted by :class:`~fairprune_lite.train.PassCounter`; ``benchmarks/
+bifp_gap_study.py --cost`` measures them and the wall time against a masked SGD step):
+
+* BiP, or BiFP with both switches on: alternating 2 forward + 2 backward, joint 1 + 1.
+* w/o m or w/o w with ``ig="paper"`` / ``"repo"``: alternating 2 + 3, joint 1 + 2 (the upper and
+  lower losses differ, so a second backward through the same graph).
+* ``ig="first_order"``: alternating 2 + 2; joint 1 + 1, or 1 + 2 when the levels differ.
+
+(``first_order`` in joint mode still needs the lower loss's weight gradient when the levels
+differ.) ``dual_every=k`` adds one evaluation pass over ``dual_data`` every ``k`` steps.
 """
 
 from __future__ import annotations
