@@ -229,6 +229,9 @@ def main():
             for ds in args.datasets:
                 rows += fashion(seed, args) if ds == "fashion" else adult(seed, args)
                 print(f"seed {seed} {ds} done at {time.perf_counter() - t0:.0f}s", flush=True)
+                partial = Path(args.out).with_suffix(".partial.json")  # survives an interrupted study
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps(train.to_jsonable({"args": vars(args), "rows": rows})))
     summary = summarise(rows)
     cost = cost_study(args) if (args.cost or args.cost_only) else None
     try:
