@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -37,7 +38,13 @@ def execute(path: Path, *, inplace: bool, timeout: int) -> dict:
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
-    client.execute()
+    try:
+        client.execute()
+    except Exception as exc:  # a failing chapter is recorded (and not written back), not fatal
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # tracebacks carry terminal colours
+        first = (text.strip().splitlines() or [type(exc).__name__])[-1]
+        return {"chapter": path.name, "wall_time_s": round(time.perf_counter() - start, 2),
+                "error": f"{type(exc).__name__}: {first[:300]}"}
     wall = time.perf_counter() - start
     if inplace:
         tmp = path.with_suffix(".ipynb.tmp")
@@ -89,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         row = execute(ch, inplace=args.inplace, timeout=args.timeout)
         row["peak_rss_mb_upper_bound"] = round(max(before, _peak_child_rss_mb()), 1)
         rows.append(row)
-        print(f"{row['chapter']:<40} {row['wall_time_s']:8.1f} s", flush=True)
+        print(f"{row['chapter']:<40} {row['wall_time_s']:8.1f} s" + (f"  FAILED {row['error']}" if "error" in row else ""),
+              flush=True)
     total = sum(r["wall_time_s"] for r in rows)
     print(f"{'total':<40} {total:8.1f} s")
     try:
@@ -103,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, subprocess.CalledProcessError):
         commit = None
     record = {"profile": args.profile, "chapters": rows, "total_wall_time_s": round(total, 2),
+              "failed_chapters": [r["chapter"] for r in rows if "error" in r],
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "python": platform.python_version(), "torch": torch_version},
               "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -115,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, args.out)
-    return 0
+    return 1 if any("error" in r for r in rows) else 0
 
 
 if __name__ == "__main__":

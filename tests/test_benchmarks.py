@@ -1,0 +1,121 @@
+"""Smoke test of the cost benchmark (``benchmarks/cost.py --quick``) and its small helpers.
+
+No timing assertions: the numbers are machine- and load-dependent; only their presence, types
+and internal consistency are checked.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "cost.py"
+
+
+def _load_cost():
+    spec = importlib.util.spec_from_file_location("bench_cost", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_cost"] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, json.loads((out / "cost.json").read_text()), (out / "cost.md").read_text()
+
+
+def test_quick_run_writes_every_section(quick_run):
+    _out, res, md = quick_run
+    assert res["bench_profile"] == "quick"
+    assert set(res["sections"]) == {"step", "convergence", "scaling", "book"}
+    for sec in res["sections"].values():
+        m = sec["machine"]
+        for key in ("git_commit", "torch", "python", "device", "device_name", "cpu_count", "date",
+                    "bench_profile", "load_average_1_5_15"):
+            assert key in m
+    for title in ("## 1.", "## 2.", "## 3.", "## 4."):
+        assert title in md
+
+
+def test_step_section_is_consistent(quick_run):
+    _out, res, _md = quick_run
+    step = res["sections"]["step"]
+    entry = next(iter(step["models"].values()))
+    rows = entry["rows"]
+    assert rows["dense_sgd"]["vs_dense_sgd"] == 1.0
+    assert rows["masked_sgd"]["vs_masked_sgd"] == 1.0
+    for name, r in rows.items():
+        assert r["median_ms"] > 0 and math.isfinite(r["median_ms"]), name
+        assert r["p25_ms"] <= r["median_ms"] <= r["p75_ms"], name
+    # passes come from the library's counter: one of each for SGD and the joint update, two
+    # forward for alternating, a third backward when the levels' losses differ (w/o m)
+    assert rows["dense_sgd"]["forward_per_step"] == 1 and rows["dense_sgd"]["backward_per_step"] == 1
+    assert rows["bifp/paper/joint"]["forward_per_step"] == 1
+    assert rows["bifp/paper/alternating"]["forward_per_step"] == 2
+    assert rows["bifp/paper/alternating/w-o-m"]["backward_per_step"] == 3
+    assert res["bifp_vs_masked_sgd"] == entry["bifp_vs_masked_sgd"] == rows["bifp/paper/alternating"]["vs_masked_sgd"]
+    assert set(entry["bifp_vs_masked_sgd_by_variant"]) >= {f"{ig}/{u}" for ig in ("paper", "repo", "first_order")
+                                                          for u in ("alternating", "joint")}
+
+
+def test_convergence_section_is_consistent(quick_run):
+    _out, res, _md = quick_run
+    conv = res["sections"]["convergence"]["datasets"]
+    assert set(conv) == {"adult", "fashion"}
+    for ds, e in conv.items():
+        assert set(e["summary"]) == {"bifp", "pf_omp", "pf_imp", "pf_snip", "fp_omp", "fp_imp", "fp_snip"}
+        for mname, run in e["runs"].items():
+            its = [p["iterations"] for p in run["points"]]
+            assert its == sorted(its), (ds, mname)
+            s = e["summary"][mname]
+            if s["reached"]:
+                at = s["at"]
+                assert at["gap"] <= e["tau"] and at["accuracy"] >= e["target_accuracy"] - 1e-9
+                assert at["accuracy"] >= e["accuracy_floor"]
+        # IMP pays for its retraining rounds before its last stage starts
+        first_imp = e["runs"]["pf_imp"]["points"][0]["iterations"]
+        assert first_imp == len(e["imp_levels"]) * e["imp_retrain_steps_per_round"]
+        assert e["runs"]["pf_omp"]["points"][0]["iterations"] == 0
+
+
+def test_only_merges_into_existing_results(quick_run, tmp_path):
+    out, res, _md = quick_run
+    target = tmp_path / "merged"
+    target.mkdir()
+    (target / "cost.json").write_text(json.dumps(res))
+    assert _load_cost().main(["--quick", "--device", "cpu", "--only", "book", "--out", str(target)]) == 0
+    merged = json.loads((target / "cost.json").read_text())
+    assert merged["sections"]["step"] == res["sections"]["step"]
+    assert merged["last_run"]["sections"] == ["book"]
+
+
+def test_helpers_exact_topk_and_lottery_levels():
+    cost = _load_cost()
+    sal = {"a": torch.tensor([[0.5, 0.1], [0.1, 0.9]]), "b": torch.tensor([0.1, 0.2, 0.3])}
+    masks = cost.global_topk(sal, 3 / 7)
+    # three pruned: the three 0.1's, ties broken by position
+    assert int(sum((m == 0).sum() for m in masks.values())) == 3
+    assert masks["a"].tolist() == [[1.0, 0.0], [0.0, 1.0]] and masks["b"].tolist() == [0.0, 1.0, 1.0]
+    levels = cost.lottery_levels(0.9)
+    assert levels[0] == pytest.approx(0.2) and levels[1] == pytest.approx(0.36) and levels[-1] == 0.9
+    assert all(b > a for a, b in zip(levels, levels[1:]))
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    cost = _load_cost()
+    with pytest.raises(ValueError, match="--threads"):
+        cost.main(["--quick", "--device", "cpu", "--threads", "0", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="pruning step"):
+        cost._prune_stage("fpgm", torch.nn.Linear(2, 1), None, 0.5, 1, torch.device("cpu"), cost._zero_offset())
