@@ -85,7 +85,7 @@ class Sizes:
     scale_cnn_widths: tuple = (4, 8, 16, 32)
     scale_resnet_widths: tuple = (4, 8, 16)
     scale_sizes: tuple = (1000, 2000, 4000)
-    scale_steps: int = 8
+    scale_steps: int = 15
     profile_steps: int = 20
 
 
@@ -936,8 +936,14 @@ def to_markdown(res: dict[str, Any]) -> str:
             L.append(f"| **total** | {s.get('total_wall_time_s')} | {s.get('peak_rss_mb')} |")
             ts = s.get("test_suite")
             if ts:
-                L.append(f"| test suite (`{ts.get('command')}`) | {ts.get('wall_time_s')} | {ts.get('peak_rss_mb')} |")
-            L += ["", f"Goal: the book under 15 minutes and 4 GB: {'met' if s.get('goal_met') else 'not met'}.", ""]
+                L.append(f"| unit tests (`{ts.get('command')}`: {_plain(ts.get('summary', ''))}) | "
+                         f"{ts.get('wall_time_s')} | {ts.get('peak_rss_mb')} |")
+            failed = s.get("failed_chapters") or []
+            why = f" (failing chapters: {', '.join(failed)}; a failed chapter stops early, so its time is a lower bound)" \
+                if failed else ""
+            L += ["", "Peak RSS is the largest resident size of any kernel so far (an upper bound per chapter). "
+                  f"{len(rec.get('chapters', []))} chapters executed.",
+                  "", f"Goal: the book under 15 minutes and 4 GB: {'met' if s.get('goal_met') else 'not met'}{why}.", ""]
     return "\n".join(L) + "\n"
 
 
