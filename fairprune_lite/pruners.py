@@ -1,0 +1,578 @@
+"""Pruning baselines, two-stage pipelines and BiFP/BiP behind one registry.
+
+Every method turns a dense model (pretrained on the train split by the caller) into a sparse
+one through the same mask parameterization (:class:`fairprune_lite.masks.MaskScores`), follows
+the paper's protocol (prune and fine-tune on the **validation** split; report on **test**) and
+returns a :class:`fairprune_lite.train.PruneResult` with per-split metrics and its cost.
+
+=========== ========================================================== ===========
+name        what                                                       data seen
+=========== ========================================================== ===========
+random      uniformly random mask (sanity floor)                       val
+omp         one-shot magnitude pruning, global or per layer            val
+imp         iterative magnitude pruning / Lottery Ticket: rounds of    val
+            20% of the remaining weights, fine-tuning (or rewinding)
+snip        connection sensitivity ``|w * dL/dw|`` on a few batches     val
+fpgm        filters nearest the geometric median of their layer       val
+            (structured)
+fairgrape   per-group importance ``(|w| |dL_g/dw|)^2``, kept greedily   val
+            per layer so each group keeps its share of importance
+fp          F&P: fair training (constraint) then OMP and fine-tuning   train + val
+pf          P&F: OMP, then fine-tuning with the fairness constraint     val
+bip         bi-level pruning (Zhang et al., 2022), no fairness          val
+bifp        fairness-constrained bi-level pruning (Dai et al., 2023)    val
+=========== ========================================================== ===========
+
+Adding a method is one small step: write a function ``fn(ctx: Context, **options) ->
+MethodOutput`` and decorate it with :func:`register`::
+
+    @register("my_method", data="val", description="keeps the largest |w| per row")
+    def _my_method(ctx, *, my_option=1.0):
+        importance = {n: w.detach().abs() for n, w in ctx.weights().items()}
+        model = ctx.apply(importance)          # exact top-k at ctx.sparsity, masks applied
+        hist = ctx.finetune(model)             # fine-tune on val, passes counted
+        return MethodOutput(model, hist)
+
+Sparsity is exact in the method's scope: ``round(sparsity * n)`` units pruned over all prunable
+weights (``scope="global"``) or within each layer (``scope="layer"``; FPGM and FairGRAPE prune
+per layer by definition); structured methods count output channels.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from . import bilevel, masks
+from .constraints import FairnessConstraint
+from .train import PassCounter, PruneResult, evaluate, fit, make_loader, model_device, set_seed, task_loss
+
+__all__ = ["METHODS", "MethodInfo", "MethodOutput", "Context", "register", "prune", "lottery_sparsities",
+           "check_method_kwargs", "snip_importance", "fpgm_importance", "fairgrape_importance",
+           "fairgrape_select"]
+
+
+# ---------------------------------------------------------------------------------------------
+# registry
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registered method: its function and what it is (for tables and the command line)."""
+
+    name: str
+    fn: Callable[..., "MethodOutput"]
+    structured: bool = False
+    fairness_aware: bool = False
+    data: str = "val"
+    description: str = ""
+
+    def options(self) -> list[str]:
+        """The method's own keyword options (beyond the common arguments of :func:`prune`)."""
+        return [p.name for p in inspect.signature(self.fn).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+METHODS: dict[str, MethodInfo] = {}
+
+
+def register(name: str, *, structured: bool = False, fairness_aware: bool = False, data: str = "val",
+             description: str = "") -> Callable:
+    """Decorator adding ``fn(ctx, **options) -> MethodOutput`` to :data:`METHODS` under ``name``."""
+    def deco(fn: Callable) -> Callable:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is already registered")
+        METHODS[name] = MethodInfo(name, fn, structured, fairness_aware, data, description)
+        return fn
+    return deco
+
+
+def check_method_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming any keyword ``method`` does not accept (typos in configs)."""
+    info = _info(method)
+    known = set(info.options())
+    bad = [k for k in kwargs if k not in known]
+    if bad:
+        raise ValueError(f"method {method!r} has no option(s) {bad}; its options are {sorted(known) or 'none'}")
+
+
+def _info(method: str) -> MethodInfo:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def lottery_sparsities(rounds: int | None = None, rate: float = 0.2, *, until: float | None = None) -> list[float]:
+    """Sparsities of the Lottery Ticket schedule: each round removes ``rate`` of what remains.
+
+    ``lottery_sparsities(10)`` is ``[0.2, 0.36, 0.488, 0.5904, ..., 0.8926]``; with ``until`` the
+    levels below ``until`` followed by ``until`` itself (the schedule IMP follows to a target).
+    """
+    if not 0 < rate < 1:
+        raise ValueError(f"rate must be in (0, 1), got {rate!r}")
+    if until is not None:
+        if not 0 <= until < 1:
+            raise ValueError(f"until must be in [0, 1), got {until!r}")
+        levels, k = [], 1
+        while 1 - (1 - rate) ** k < until - 1e-12:
+            levels.append(1 - (1 - rate) ** k)
+            k += 1
+        return levels + ([float(until)] if until > 0 else [])
+    if rounds is None or rounds < 0:
+        raise ValueError(f"rounds must be a non-negative integer, got {rounds!r}")
+    return [1 - (1 - rate) ** k for k in range(1, rounds + 1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the context every method works in
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class MethodOutput:
+    """What a method function returns: the pruned model (masks applied), its history, extras."""
+
+    model: nn.Module
+    history: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    result: PruneResult | None = None  # methods that build their own (bifp / bip)
+
+
+@dataclass
+class Context:
+    """Arguments shared by every method, and the small steps methods are built from."""
+
+    model: nn.Module
+    splits: Any
+    sparsity: float
+    seed: int
+    structured: bool
+    scope: str
+    prune_last: bool
+    constraint: FairnessConstraint | None
+    finetune_steps: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    device: Any
+    counter: PassCounter
+    progress: bool
+
+    def layers(self) -> dict[str, nn.Module]:
+        """The prunable layers (the output layer is kept for structured masks)."""
+        return masks.prunable_layers(self.model, prune_last=self.prune_last and not self.structured)
+
+    def weights(self, model: nn.Module | None = None) -> dict[str, Tensor]:
+        """The current effective weights ``m * theta`` (``theta`` when unmasked) per layer."""
+        model = self.model if model is None else model
+        mods = dict(model.named_modules())
+        return {n: mods[n].weight.detach() for n in self.layers()}
+
+    def loader(self, split: str = "val", *, shuffle: bool = True):
+        return make_loader(getattr(self.splits, split), self.batch_size, shuffle=shuffle, seed=self.seed)
+
+    def masks_from(self, importance: Mapping[str, Tensor], *, scope: str | None = None,
+                   sparsity: float | None = None) -> dict[str, Tensor]:
+        """Exact top-k binary masks keeping the largest ``importance`` (weight-shaped, or one
+        value per output channel when structured)."""
+        scope = scope or self.scope
+        sparsity = self.sparsity if sparsity is None else sparsity
+        names = list(self.layers())
+        missing = [n for n in names if n not in importance]
+        if missing:
+            raise ValueError(f"importance lacks layers {missing}")
+        ms = masks.MaskScores(self.model, sparsity, structured=self.structured, scope=scope, init="constant",
+                              layers=names)
+        with torch.no_grad():
+            groups = [names] if scope == "global" else [[n] for n in names]
+            for group in groups:
+                top = max(float(importance[n].abs().max()) for n in group)
+                for n in group:
+                    imp = importance[n].detach().to(ms.score(n).device, ms.score(n).dtype)
+                    if imp.shape != ms.score(n).shape:
+                        raise ValueError(f"importance of layer {n!r} has shape {tuple(imp.shape)}, "
+                                         f"expected {tuple(ms.score(n).shape)}")
+                    ms.score(n).copy_(imp / top if top > 0 else torch.zeros_like(imp))
+        return ms.binary_masks()
+
+    def apply(self, importance_or_masks: Mapping[str, Tensor], *, is_mask: bool = False,
+              model: nn.Module | None = None) -> nn.Module:
+        """Fix the masks (top-k of an importance, or given binary masks) on ``model``."""
+        model = self.model if model is None else model
+        bm = dict(importance_or_masks) if is_mask else self.masks_from(importance_or_masks)
+        if any(masks.is_masked(m) for m in model.modules()):
+            masks.remove_masks(model, bake=False)
+        masks.apply_masks(model, masks.MaskScores.from_masks(model, bm))
+        return model
+
+    def finetune(self, model: nn.Module, *, split: str = "val", steps: int | None = None,
+                 constraint: FairnessConstraint | None = None) -> list[dict[str, Any]]:
+        """Masked fine-tuning on ``split`` (the scores are not parameters, so masks stay fixed)."""
+        steps = self.finetune_steps if steps is None else steps
+        if steps <= 0:
+            return []
+        return fit(model, self.loader(split), steps=steps, lr=self.lr, optimizer=self.optimizer,
+                   constraint=constraint, counter=self.counter, progress=self.progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# the one entry point
+# ---------------------------------------------------------------------------------------------
+def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: int = 0,
+          structured: bool | None = None, scope: str = "global", prune_last: bool = True,
+          constraint: FairnessConstraint | None = None, finetune_steps: int = 100, batch_size: int = 128,
+          lr: float = 0.01, optimizer: str = "sgd", device: Any = None, counter: PassCounter | None = None,
+          progress: bool = False, evaluate_on: Iterable[str] = ("val", "test"), **options: Any) -> PruneResult:
+    """Run ``method`` on a copy of the dense ``model`` and evaluate it.
+
+    Args:
+        method: a name of :data:`METHODS`.
+        model: the dense model, pretrained on ``splits.train``; it is not modified.
+        splits: a :class:`fairprune_lite.data.Splits` (``train``, ``val``, ``test``).
+        sparsity: fraction of prunable weights (channels, when structured) to prune, in [0, 1).
+        structured: per output channel instead of per weight; ``None`` takes the method's own
+            kind (only ``fpgm`` is structured by default; ``bifp``/``bip`` accept both).
+        scope: ``"global"`` or ``"layer"`` top-k (FPGM and FairGRAPE are per layer always).
+        prune_last: whether the output layer is prunable (unstructured only).
+        constraint: the fairness constraint for the fairness-aware methods (``fp``, ``pf``,
+            ``bifp``); ignored by fairness-blind ones. Copied, so the caller's is not changed.
+        finetune_steps, batch_size, lr, optimizer: the masked fine-tuning on val after pruning.
+            ``bifp``/``bip`` train the weights inside their own ``steps`` instead.
+        counter: a :class:`PassCounter` to add to; evaluation passes are not counted.
+        evaluate_on: splits on which the result's ``metrics`` are computed (with the dense
+            model's predictions, so the degradation entries of Defs. 2-3 are filled in).
+        **options: the method's own options (:func:`check_method_kwargs`).
+    """
+    info = _info(method)
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+    if scope not in ("global", "layer"):
+        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    if info.fairness_aware and constraint is None and method != "bifp":
+        raise ValueError(f"method {method!r} needs a fairness constraint (constraint=FairnessConstraint(...))")
+    check_method_kwargs(method, options)
+    if structured is None:
+        structured = info.structured
+    elif info.structured and not structured:
+        raise ValueError(f"method {method!r} is structured only")
+    for split in ("train", "val", "test"):
+        if not hasattr(splits, split):
+            raise ValueError(f"splits has no {split!r} split")
+    dense = model
+    work = copy.deepcopy(model)
+    if device is not None:
+        work.to(device)
+    counter = counter if counter is not None else PassCounter()
+    ctx = Context(model=work, splits=splits, sparsity=float(sparsity), seed=int(seed), structured=bool(structured),
+                  scope=scope, prune_last=prune_last,
+                  constraint=None if constraint is None else copy.deepcopy(constraint),
+                  finetune_steps=int(finetune_steps), batch_size=int(batch_size), lr=float(lr), optimizer=optimizer,
+                  device=device, counter=counter, progress=progress)
+    set_seed(seed)
+    start = time.perf_counter()
+    out = info.fn(ctx, **options)
+    wall = time.perf_counter() - start
+    pruned = out.model
+    bm = masks.model_masks(pruned).binary_masks() if any(masks.is_masked(m) for m in pruned.modules()) else \
+        (out.result.masks if out.result is not None else {})
+    metrics = {}
+    for split in evaluate_on:
+        metrics[split] = evaluate(pruned, getattr(splits, split), dense_model=dense)
+    cost = counter.as_dict()
+    cost["wall_time_s"] = wall
+    cost["data"] = info.data
+    config = {"method": method, "sparsity": float(sparsity), "seed": int(seed), "structured": bool(structured),
+              "scope": scope, "prune_last": prune_last, "finetune_steps": int(finetune_steps),
+              "batch_size": int(batch_size), "lr": float(lr), "optimizer": optimizer,
+              "constraint": None if constraint is None else constraint.state_dict(), **options, **out.info}
+    if out.result is not None:
+        config = {**out.result.config, **config}
+    return PruneResult(method=method, sparsity_target=float(sparsity), masks=bm, model=pruned, metrics=metrics,
+                       cost=cost, history=out.history, config=config,
+                       scores=None if out.result is None else out.result.scores)
+
+
+# ---------------------------------------------------------------------------------------------
+# importance scores (public: the book and the tests compute them directly)
+# ---------------------------------------------------------------------------------------------
+def _grads(model: nn.Module, layers: Mapping[str, nn.Module], batches: Iterable, counter: PassCounter | None,
+           select: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
+    """Sum over ``batches`` of d(task loss)/d(weight) per layer (loss on ``select``-ed examples)."""
+    dev = model_device(model)
+    weights = {n: m.weight for n, m in layers.items()}
+    total = {n: torch.zeros_like(w) for n, w in weights.items()}
+    for x, y, s in batches:
+        x, y, s = x.to(dev), y.to(dev), s.to(dev)
+        logits = model(x)
+        if counter is not None:
+            counter.forward(len(y))
+        keep = torch.ones_like(y, dtype=torch.bool) if select is None else select(s)
+        if not bool(keep.any()):
+            continue
+        loss = task_loss(logits[keep], y[keep])
+        g = torch.autograd.grad(loss, list(weights.values()), allow_unused=True)
+        if counter is not None:
+            counter.backward()
+        for n, gi in zip(weights, g):
+            if gi is not None:
+                total[n] += gi.detach()
+    return total
+
+
+def snip_importance(model: nn.Module, layers: Mapping[str, nn.Module], batches: Iterable,
+                    counter: PassCounter | None = None) -> dict[str, Tensor]:
+    """SNIP connection sensitivity ``|w * dL/dw|`` (Lee et al., 2019), gradients summed over
+    ``batches``. The model should be unmasked (dense)."""
+    model.eval()
+    grads = _grads(model, layers, batches, counter)
+    return {n: (m.weight.detach() * grads[n]).abs() for n, m in layers.items()}
+
+
+def fpgm_importance(layers: Mapping[str, nn.Module]) -> dict[str, Tensor]:
+    """FPGM (He et al., 2019): per filter, the sum of Euclidean distances to the other filters
+    of its layer. The filters with the smallest sums lie nearest the geometric median and are
+    the most replaceable: they are pruned first."""
+    out = {}
+    for n, m in layers.items():
+        w = m.weight.detach().flatten(1)
+        out[n] = torch.cdist(w.unsqueeze(0), w.unsqueeze(0)).squeeze(0).sum(1)
+    return out
+
+
+def fairgrape_importance(model: nn.Module, layers: Mapping[str, nn.Module], batches: list,
+                         counter: PassCounter | None = None) -> dict[int, dict[str, Tensor]]:
+    """FairGRAPE's per-group importance ``(|w| * |dL_g/dw|)^2`` (Lin, Kim & Joo, 2022), with
+    ``L_g`` the task loss on the examples of group ``g`` (gradients summed over ``batches``)."""
+    model.eval()
+    out = {}
+    for g in (0, 1):
+        grads = _grads(model, layers, batches, counter, select=lambda s, g=g: s == g)
+        out[g] = {n: (m.weight.detach().abs() * grads[n].abs()) ** 2 for n, m in layers.items()}
+    return out
+
+
+def fairgrape_select(imp: Mapping[int, Tensor], keep: int, *, chunks: int = 64) -> Tensor:
+    """Which of a layer's weights FairGRAPE keeps: a boolean mask with exactly ``keep`` True.
+
+    Greedy: repeatedly let the group whose kept share of its own total importance is smallest
+    take its most important weights not yet kept. One weight per turn is FairGRAPE's rule; here a
+    turn takes ``ceil(keep / chunks)`` weights (at most ``chunks`` turns per layer), which keeps
+    Python loops short on large layers; ``chunks=keep`` is the one-by-one rule exactly.
+    """
+    flat = {g: t.flatten() for g, t in imp.items()}
+    n = next(iter(flat.values())).numel()
+    if not 0 <= keep <= n:
+        raise ValueError(f"keep must be in [0, {n}], got {keep}")
+    kept = torch.zeros(n, dtype=torch.bool, device=next(iter(flat.values())).device)
+    totals = {g: float(t.sum()) for g, t in flat.items()}
+    shares = {g: 0.0 for g in flat}
+    order = {g: torch.argsort(t, descending=True, stable=True) for g, t in flat.items()}
+    pos = {g: 0 for g in flat}
+    step = max(1, -(-keep // max(1, chunks)))
+    left = keep
+    while left > 0:
+        g = min(flat, key=lambda k: (shares[k] / totals[k] if totals[k] > 0 else 1.0, k))
+        take = []
+        while len(take) < min(step, left) and pos[g] < n:
+            i = order[g][pos[g]]
+            pos[g] += 1
+            if not kept[i]:
+                take.append(i)
+        if not take:  # this group has nothing left: let the other one go on
+            totals[g] = 0.0
+            shares[g] = float("inf")
+            continue
+        idx = torch.stack(take)
+        kept[idx] = True
+        for k in flat:
+            shares[k] += float(flat[k][idx].sum())
+        left -= len(take)
+    return kept.view_as(next(iter(imp.values())))
+
+
+def _batches(ctx: Context, n: int, split: str = "val") -> list:
+    it = iter(ctx.loader(split))
+    out = []
+    for _ in range(n):
+        try:
+            out.append(next(it))
+        except StopIteration:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the methods
+# ---------------------------------------------------------------------------------------------
+@register("random", description="uniformly random mask, then fine-tuning (sanity floor)")
+def _random(ctx: Context) -> MethodOutput:
+    gen = torch.Generator().manual_seed(ctx.seed)
+    imp = {n: torch.rand(masks.MaskScores(ctx.model, 0.0, structured=ctx.structured, layers=[n]).score(n).shape,
+                         generator=gen) for n in ctx.layers()}
+    model = ctx.apply(imp)
+    return MethodOutput(model, ctx.finetune(model))
+
+
+def _magnitude(ctx: Context, model: nn.Module | None = None) -> dict[str, Tensor]:
+    w = ctx.weights(model)
+    if ctx.structured:
+        return {n: t.flatten(1).norm(dim=1) for n, t in w.items()}
+    return {n: t.abs() for n, t in w.items()}
+
+
+@register("omp", description="one-shot magnitude pruning (global or per layer), then fine-tuning")
+def _omp(ctx: Context) -> MethodOutput:
+    model = ctx.apply(_magnitude(ctx))
+    return MethodOutput(model, ctx.finetune(model))
+
+
+@register("imp", description="iterative magnitude pruning (Lottery Ticket): 20% of what remains per round")
+def _imp(ctx: Context, *, rate: float = 0.2, rewind: str = "none", rewind_step: int = 0,
+         round_steps: int | None = None) -> MethodOutput:
+    """Rounds at :func:`lottery_sparsities` ``(until=sparsity)``; after each round the weights are
+    fine-tuned for ``round_steps`` (default: the fine-tuning budget) on val. ``rewind``:
+    ``"none"`` keeps training from where the round ended; ``"init"`` resets the surviving
+    weights to the dense model's (Frankle & Carbin, 2019); ``"early"`` to their values after
+    ``rewind_step`` steps of the first round (rewinding to an early iterate)."""
+    if rewind not in ("none", "init", "early"):
+        raise ValueError(f"rewind must be 'none', 'init' or 'early', got {rewind!r}")
+    schedule = lottery_sparsities(rate=rate, until=ctx.sparsity)
+    steps = ctx.finetune_steps if round_steps is None else int(round_steps)
+    model = ctx.model
+    start_state = copy.deepcopy(model.state_dict())
+    early_state = None
+    history: list[dict[str, Any]] = []
+    for r, level in enumerate(schedule):
+        imp = _magnitude(ctx, model)
+        if r > 0:  # pruned weights stay pruned: their effective weight is zero
+            pass
+        bm = ctx.masks_from(imp, sparsity=level)
+        if rewind != "none" and r > 0:
+            target = start_state if rewind == "init" else early_state
+            if masks.is_masked(dict(model.named_modules())[next(iter(ctx.layers()))]):
+                masks.remove_masks(model, bake=False)
+            model.load_state_dict(target)
+        model = ctx.apply(bm, is_mask=True, model=model)
+        if r == 0 and rewind == "early":
+            ctx.finetune(model, steps=rewind_step)
+            plain = copy.deepcopy(model)
+            masks.remove_masks(plain, bake=False)
+            early_state = copy.deepcopy(plain.state_dict())
+            hist = ctx.finetune(model, steps=max(0, steps - rewind_step))
+        else:
+            hist = ctx.finetune(model, steps=steps)
+        rep = masks.sparsity_report(model)
+        history.append({"round": r, "target": level, "sparsity": rep["overall"],
+                        "final_loss": hist[-1]["task_loss"] if hist else None})
+    if not schedule:  # sparsity 0
+        model = ctx.apply(_magnitude(ctx))
+        ctx.finetune(model, steps=steps)
+    return MethodOutput(model, history, {"schedule": schedule, "rewind": rewind})
+
+
+@register("snip", description="SNIP connection sensitivity |w dL/dw| on a few val batches, global top-k")
+def _snip(ctx: Context, *, batches: int = 1) -> MethodOutput:
+    layers = ctx.layers()
+    imp = snip_importance(ctx.model, layers, _batches(ctx, batches), ctx.counter)
+    if ctx.structured:
+        imp = {n: t.flatten(1).sum(1) for n, t in imp.items()}
+    model = ctx.apply(imp)
+    return MethodOutput(model, ctx.finetune(model))
+
+
+@register("fpgm", structured=True, description="FPGM: filters nearest their layer's geometric median (per layer)")
+def _fpgm(ctx: Context) -> MethodOutput:
+    layers = ctx.layers()
+    imp = fpgm_importance(layers)
+    bm = ctx.masks_from(imp, scope="layer")
+    model = ctx.apply(bm, is_mask=True)
+    return MethodOutput(model, ctx.finetune(model), {"scope": "layer"})
+
+
+@register("fairgrape", description="FairGRAPE: per-group importance kept in proportion, per layer")
+def _fairgrape(ctx: Context, *, batches: int = 4, chunks: int = 64) -> MethodOutput:
+    if ctx.structured:
+        raise ValueError("fairgrape is unstructured only")
+    layers = ctx.layers()
+    imp = fairgrape_importance(ctx.model, layers, _batches(ctx, batches), ctx.counter)
+    bm = {}
+    for n in layers:
+        numel = imp[0][n].numel()
+        keep = numel - int(round(ctx.sparsity * numel))
+        bm[n] = fairgrape_select({g: imp[g][n] for g in imp}, keep, chunks=chunks).float()
+    model = ctx.apply(bm, is_mask=True)
+    return MethodOutput(model, ctx.finetune(model), {"scope": "layer"})
+
+
+_BASES = ("omp", "imp", "snip")
+
+
+def _base_prune(ctx: Context, base: str) -> tuple[nn.Module, list]:
+    if base not in _BASES:
+        raise ValueError(f"base must be one of {_BASES}, got {base!r}")
+    out = METHODS[base].fn(dataclasses.replace(ctx, finetune_steps=0 if base != "imp" else ctx.finetune_steps))
+    return out.model, out.history
+
+
+@register("fp", fairness_aware=True, data="train+val",
+          description="F&P: train with the fairness constraint, then prune and fine-tune")
+def _fp(ctx: Context, *, base: str = "omp", fair_steps: int | None = None, fair_split: str = "train") -> MethodOutput:
+    """Stage 1 fine-tunes the dense model with the constraint for ``fair_steps`` (default: the
+    fine-tuning budget) on ``fair_split``; stage 2 prunes it with ``base`` and fine-tunes on val."""
+    fair_hist = ctx.finetune(ctx.model, split=fair_split,
+                             steps=ctx.finetune_steps if fair_steps is None else fair_steps,
+                             constraint=ctx.constraint)
+    model, _ = _base_prune(ctx, base)
+    hist = ctx.finetune(model)
+    return MethodOutput(model, [{"stage": "fair", **h} for h in fair_hist] + [{"stage": "finetune", **h} for h in hist],
+                        {"base": base})
+
+
+@register("pf", fairness_aware=True, description="P&F: prune, then fine-tune with the fairness constraint")
+def _pf(ctx: Context, *, base: str = "omp") -> MethodOutput:
+    model, _ = _base_prune(ctx, base)
+    hist = ctx.finetune(model, constraint=ctx.constraint)
+    return MethodOutput(model, hist, {"base": base})
+
+
+def _bilevel(ctx: Context, fn: Callable, options: dict[str, Any]) -> MethodOutput:
+    res = fn(ctx.model, ctx.splits.val, sparsity=ctx.sparsity, structured=ctx.structured, scope=ctx.scope,
+             layers=list(ctx.layers()), batch_size=ctx.batch_size, seed=ctx.seed, device=ctx.device,
+             counter=ctx.counter, progress=ctx.progress, **options)
+    return MethodOutput(res.model, res.history, {}, result=res)
+
+
+_BILEVEL_DOC = ("BiFP/BiP train the weights inside their own ``steps`` (the fine-tuning budget of "
+                "the other methods does not apply).")
+
+
+@register("bip", description="BiP: bi-level pruning with the implicit gradient, no fairness term")
+def _bip(ctx: Context, *, steps: int = 100, alpha: float = 0.01, beta: float = 0.1, gamma: float = 1.0,
+         ig: str = "paper", update: str = "alternating", schedule: str = "instant", mask_init: Any = "magnitude",
+         weight_decay: float | None = 5e-4, lower_steps: int = 1) -> MethodOutput:
+    return _bilevel(ctx, bilevel.bip, dict(steps=steps, alpha=alpha, beta=beta, gamma=gamma, ig=ig, update=update,
+                                           schedule=schedule, mask_init=mask_init, weight_decay=weight_decay,
+                                           lower_steps=lower_steps))
+
+
+@register("bifp", fairness_aware=True, description="BiFP: bi-level pruning with the fairness constraint")
+def _bifp(ctx: Context, *, steps: int = 100, alpha: float = 0.01, beta: float = 0.1, gamma: float = 1.0,
+          ig: str = "paper", update: str = "alternating", schedule: str = "instant", mask_init: Any = "magnitude",
+          weight_decay: float | None = 5e-4, lower_steps: int = 1, fair_mask: bool = True,
+          fair_weights: bool = True, dual_every: int | None = None) -> MethodOutput:
+    if ctx.constraint is None:
+        raise ValueError("bifp needs a fairness constraint (constraint=FairnessConstraint(...)); "
+                         "use 'bip' for bi-level pruning without one")
+    return _bilevel(ctx, bilevel.bifp, dict(steps=steps, alpha=alpha, beta=beta, gamma=gamma, ig=ig, update=update,
+                                            schedule=schedule, mask_init=mask_init, weight_decay=weight_decay,
+                                            lower_steps=lower_steps, constraint=ctx.constraint, fair_mask=fair_mask,
+                                            fair_weights=fair_weights, dual_every=dual_every))
+
+
+_bip.__doc__ = _BILEVEL_DOC
+_bifp.__doc__ = _BILEVEL_DOC

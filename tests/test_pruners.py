@@ -1,0 +1,260 @@
+"""pruners.py: exact sparsity, agreement with torch and with hand computations, cost, schedule."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.utils import prune as tprune
+
+from fairprune_lite import constraints, data, masks, pruners, train
+
+
+def _splits(seed: int = 0, n: int = 600, d: int = 8):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    s = (torch.rand(n, generator=g) < 0.3).long()
+    w = torch.randn(d, generator=g)
+    y = ((x @ w + 0.8 * s * x[:, 0]) > 0).long()
+    return data.from_tensors(x, y, s, seed=seed)
+
+
+def _mlp(d: int = 8, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 1), nn.Flatten(0))
+
+
+def _cnn(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Conv2d(6, 8, 3), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(8 * 4 * 4, 1), nn.Flatten(0))
+
+
+def _img_splits(seed: int = 0, n: int = 240):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 8, 8, generator=g)
+    s = (torch.rand(n, generator=g) < 0.4).long()
+    y = (x.mean((1, 2, 3)) > 0).long()
+    return data.from_tensors(x, y, s, seed=seed)
+
+
+def _constraint():
+    return constraints.FairnessConstraint("accuracy_gap", 0.05)
+
+
+def _pruned_count(result) -> tuple[int, int]:
+    return masks.count_pruned(result.masks)
+
+
+FAST = {"finetune_steps": 3, "batch_size": 64}
+OPTS = {"bip": {"steps": 3}, "bifp": {"steps": 3}, "imp": {"round_steps": 1}}
+
+
+@pytest.mark.parametrize("method", [m for m in pruners.METHODS if m not in ("fpgm", "fairgrape")])
+@pytest.mark.parametrize("sparsity", [0.0, 0.36, 0.7, 0.9])
+def test_global_methods_reach_exact_sparsity(method, sparsity):
+    sp, model = _splits(), _mlp()
+    r = pruners.prune(method, model, sp, sparsity=sparsity, constraint=_constraint(), **FAST, **OPTS.get(method, {}))
+    pruned, total = _pruned_count(r)
+    assert pruned == round(sparsity * total)
+    # the exported weights agree with the masks
+    dense = masks.to_dense(r.model) if any(masks.is_masked(m) for m in r.model.modules()) else r.model
+    zeros = sum(int((m.weight == 0).sum()) for n, m in masks.prunable_layers(dense).items())
+    assert zeros >= pruned
+
+
+@pytest.mark.parametrize("sparsity", [0.2, 0.5, 0.8])
+def test_layerwise_methods_exact_per_layer(sparsity):
+    sp, model = _splits(), _mlp()
+    r = pruners.prune("fairgrape", model, sp, sparsity=sparsity, **FAST)
+    for n, m in r.masks.items():
+        assert int((m == 0).sum()) == round(sparsity * m.numel()), n
+    sp2, cnn = _img_splits(), _cnn()
+    r = pruners.prune("fpgm", cnn, sp2, sparsity=sparsity, **FAST)
+    for n, m in r.masks.items():
+        ch = m.flatten(1).amax(1)
+        assert int((ch == 0).sum()) == round(sparsity * len(ch)), n
+        assert torch.equal(m, ch.view(-1, *[1] * (m.dim() - 1)).expand_as(m)), "structured mask not per channel"
+
+
+@pytest.mark.parametrize("sparsity", [0.2, 0.5, 0.9])
+def test_omp_equals_torch_global_unstructured(sparsity):
+    sp, model = _splits(), _mlp()
+    r = pruners.prune("omp", model, sp, sparsity=sparsity, finetune_steps=0)
+    ref = _mlp()
+    params = [(m, "weight") for m in ref if isinstance(m, nn.Linear)]
+    tprune.global_unstructured(params, pruning_method=tprune.L1Unstructured, amount=sparsity)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    for (m, _), n in zip(params, names):
+        assert torch.equal(r.masks[n], m.weight_mask), n
+
+
+def test_omp_layer_scope_equals_torch_l1_unstructured():
+    sp, model = _splits(), _mlp()
+    r = pruners.prune("omp", model, sp, sparsity=0.6, scope="layer", finetune_steps=0)
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            ref = nn.Linear(m.in_features, m.out_features)
+            ref.weight.data.copy_(m.weight.data)
+            tprune.l1_unstructured(ref, "weight", amount=0.6)
+            assert torch.equal(r.masks[n], ref.weight_mask)
+
+
+def test_snip_picks_what_a_hand_computation_picks():
+    sp, model = _splits(), _mlp()
+    batch = next(iter(train.make_loader(sp.val, 64, shuffle=True, seed=0)))
+    # hand: loss on the first val batch of the same loader, |w * dL/dw|, global top-k with numpy
+    ref = _mlp()
+    ref.eval()
+    x, y, _ = batch
+    loss = nn.functional.binary_cross_entropy_with_logits(ref(x), y.float())
+    loss.backward()
+    lin = [m for m in ref if isinstance(m, nn.Linear)]
+    sens = np.concatenate([(m.weight * m.weight.grad).abs().detach().numpy().ravel() for m in lin])
+    k = round(0.75 * sens.size)
+    pruned_idx = set(np.argsort(sens, kind="stable")[:k].tolist())
+    r = pruners.prune("snip", model, sp, sparsity=0.75, finetune_steps=0, batch_size=64, batches=1)
+    flat = torch.cat([r.masks[n].flatten() for n, m in model.named_modules() if isinstance(m, nn.Linear)])
+    got = set(torch.nonzero(flat == 0).flatten().tolist())
+    assert got == pruned_idx
+    assert r.cost["forward_passes"] == 1 and r.cost["backward_passes"] == 1
+
+
+def test_fpgm_picks_filters_nearest_the_geometric_median():
+    sp, model = _img_splits(), _cnn()
+    r = pruners.prune("fpgm", model, sp, sparsity=0.5, finetune_steps=0)
+    for n, m in model.named_modules():
+        if n not in r.masks:
+            continue
+        w = m.weight.detach().flatten(1).numpy()
+        dist = [sum(float(np.sqrt(((w[i] - w[j]) ** 2).sum())) for j in range(len(w))) for i in range(len(w))]
+        k = round(0.5 * len(w))
+        expect = set(np.argsort(dist, kind="stable")[:k].tolist())
+        got = set(torch.nonzero(r.masks[n].flatten(1).amax(1) == 0).flatten().tolist())
+        assert got == expect, n
+    assert "5" not in r.masks  # the output layer is never removed by a structured method
+
+
+def test_imp_follows_the_lottery_schedule():
+    assert np.allclose(pruners.lottery_sparsities(10),
+                       [0.2, 0.36, 0.488, 0.5904, 0.67232, 0.737856, 0.7902848, 0.83222784, 0.865782272,
+                        0.8926258176])
+    assert pruners.lottery_sparsities(until=0.5) == pytest.approx([0.2, 0.36, 0.488, 0.5])
+    sp, model = _splits(), _mlp()
+    r = pruners.prune("imp", model, sp, sparsity=0.6, finetune_steps=2, batch_size=64)
+    levels = [h["target"] for h in r.history]
+    assert levels == pytest.approx([0.2, 0.36, 0.488, 0.5904, 0.6])
+    total = _pruned_count(r)[1]
+    for h in r.history:
+        assert h["sparsity"] == pytest.approx(round(h["target"] * total) / total)
+    assert r.cost["iterations"] == 2 * len(levels)
+
+
+def test_imp_without_retraining_equals_one_shot_and_rewind_is_applied():
+    sp, model = _splits(), _mlp()
+    # with no retraining between rounds magnitudes do not change, so pruned weights (now zero)
+    # stay pruned and the iterative mask equals the one-shot mask at the final sparsity
+    imp = pruners.prune("imp", model, sp, sparsity=0.7, finetune_steps=0)
+    omp = pruners.prune("omp", model, sp, sparsity=0.7, finetune_steps=0)
+    for n in omp.masks:
+        assert torch.equal(imp.masks[n], omp.masks[n]), n
+    none = pruners.prune("imp", model, sp, sparsity=0.5, finetune_steps=3, batch_size=64, rewind="none")
+    init = pruners.prune("imp", model, sp, sparsity=0.5, finetune_steps=3, batch_size=64, rewind="init")
+    assert init.config["rewind"] == "init"
+    assert any(not torch.equal(a, b) for a, b in zip(none.model.state_dict().values(), init.model.state_dict().values()))
+    with pytest.raises(ValueError, match="rewind"):
+        pruners.prune("imp", model, sp, sparsity=0.5, rewind="later")
+
+
+def test_fairgrape_importance_matches_hand_computation_and_keeps_shares():
+    sp, model = _splits(), _mlp()
+    layers = masks.prunable_layers(model)
+    batches = list(itertools.islice(iter(train.make_loader(sp.val, 64, shuffle=False)), 2))
+    imp = pruners.fairgrape_importance(model, layers, batches)
+    for g in (0, 1):
+        ref = _mlp()
+        ref.eval()
+        grads = {n: torch.zeros_like(m.weight) for n, m in ref.named_modules() if n in layers}
+        for x, y, s in batches:
+            keep = s == g
+            loss = nn.functional.binary_cross_entropy_with_logits(ref(x)[keep], y[keep].float())
+            gs = torch.autograd.grad(loss, [dict(ref.named_modules())[n].weight for n in grads])
+            for n, gi in zip(grads, gs):
+                grads[n] += gi
+        for n in grads:
+            w = dict(ref.named_modules())[n].weight.detach()
+            assert torch.allclose(imp[g][n], (w.abs() * grads[n].abs()) ** 2, rtol=1e-5, atol=1e-12)
+    # one-by-one greedy keeps both groups' shares within one weight of each other
+    a, b = imp[0]["0"], imp[1]["0"]
+    keep = a.numel() // 2
+    kept = pruners.fairgrape_select({0: a, 1: b}, keep, chunks=keep)
+    assert int(kept.sum()) == keep
+    share_a, share_b = float(a[kept].sum() / a.sum()), float(b[kept].sum() / b.sum())
+    assert abs(share_a - share_b) <= float(max(a.max() / a.sum(), b.max() / b.sum())) + 1e-9
+    # and it is not just magnitude of one group: keeping by group 0 alone gives group 1 less
+    only_a = torch.zeros_like(kept.flatten())
+    only_a[torch.argsort(a.flatten(), descending=True)[:keep]] = True
+    assert float(b.flatten()[only_a].sum() / b.sum()) <= share_b + 1e-9
+
+
+def test_two_stage_pipelines_count_their_stages():
+    sp, model = _splits(), _mlp()
+    fp = pruners.prune("fp", model, sp, sparsity=0.5, constraint=_constraint(), finetune_steps=4, batch_size=64,
+                       fair_steps=6)
+    pf = pruners.prune("pf", model, sp, sparsity=0.5, constraint=_constraint(), finetune_steps=4, batch_size=64)
+    omp = pruners.prune("omp", model, sp, sparsity=0.5, finetune_steps=4, batch_size=64)
+    assert fp.cost["iterations"] == 10 and pf.cost["iterations"] == 4 and omp.cost["iterations"] == 4
+    assert fp.cost["data"] == "train+val" and pf.cost["data"] == "val"
+    assert [h["stage"] for h in fp.history].count("fair") == 6
+    assert all("constraint" in h for h in pf.history)
+    assert torch.equal(pf.masks["0"], omp.masks["0"])  # P&F prunes exactly like OMP
+
+
+def test_result_metrics_and_determinism():
+    sp, model = _splits(), _mlp()
+    a = pruners.prune("snip", model, sp, sparsity=0.7, seed=3, **FAST)
+    b = pruners.prune("snip", model, sp, sparsity=0.7, seed=3, **FAST)
+    assert a.metrics == b.metrics
+    assert set(a.metrics) == {"val", "test"}
+    assert "degradation_gap" in a.metrics["test"] and "accuracy_gap" in a.metrics["test"]
+    for n in a.masks:
+        assert torch.equal(a.masks[n], b.masks[n])
+    # the caller's dense model is untouched
+    ref = _mlp()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_registry_and_extension():
+    assert set(pruners.METHODS) >= {"random", "omp", "imp", "snip", "fpgm", "fairgrape", "fp", "pf", "bip", "bifp"}
+
+    @pruners.register("_test_keep_first", description="test only")
+    def _keep_first(ctx):
+        imp = {n: -torch.arange(w.numel(), dtype=torch.float).view_as(w) for n, w in ctx.weights().items()}
+        model = ctx.apply({n: v - v.min() for n, v in imp.items()})
+        return pruners.MethodOutput(model, ctx.finetune(model))
+
+    try:
+        r = pruners.prune("_test_keep_first", _mlp(), _splits(), sparsity=0.5, finetune_steps=0)
+        assert _pruned_count(r)[0] == round(0.5 * _pruned_count(r)[1])
+    finally:
+        del pruners.METHODS["_test_keep_first"]
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: pruners.prune("magnitude", _mlp(), _splits(), sparsity=0.5), "unknown method"),
+    (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=1.0), "sparsity"),
+    (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=-0.1), "sparsity"),
+    (lambda: pruners.prune("pf", _mlp(), _splits(), sparsity=0.5), "needs a fairness constraint"),
+    (lambda: pruners.prune("bifp", _mlp(), _splits(), sparsity=0.5), "needs a fairness constraint"),
+    (lambda: pruners.prune("snip", _mlp(), _splits(), sparsity=0.5, batchez=2), "no option"),
+    (lambda: pruners.prune("fpgm", _cnn(), _img_splits(), sparsity=0.5, structured=False), "structured only"),
+    (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, scope="net"), "scope"),
+    (lambda: pruners.prune("pf", _mlp(), _splits(), sparsity=0.5, constraint=_constraint(), base="fpgm"), "base"),
+    (lambda: pruners.lottery_sparsities(rate=1.5), "rate"),
+])
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
