@@ -486,11 +486,14 @@ def bifp(
                 rec["upper_loss"] = float(up.detach())
                 rec["task_loss"] = float(task.detach())
                 if constraint is not None:
-                    exact = constraint.exact_values(logits, y, s)
-                    rec["gap"] = float(exact.max())
                     st = constraint.last_state()
                     rec["multipliers"] = st["multipliers"]
-                    rec["exact"] = [float(v) for v in exact]
+                    if constraint.defined(y, s):  # a batch may lack a compared cell: logged as None
+                        exact = constraint.exact_values(logits, y, s)
+                        rec["gap"] = float(exact.max())
+                        rec["exact"] = [float(v) for v in exact]
+                    else:
+                        rec["gap"] = rec["exact"] = None
                     if "surrogate" in st and (fair_up or fair_low):
                         rec["surrogate"] = st["surrogate"]
                 rec["forward_passes"] = counter.forward_passes

@@ -394,3 +394,19 @@ def test_dual_every_measures_on_full_passes_and_counts_them():
     assert res.cost["forward_passes"] == 6 + 2 and res.cost["examples"] == 6 * 64 + 2 * 256
     with pytest.raises(ValueError, match="dual_every"):
         bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, dual_every=0)
+
+
+def test_batches_missing_a_group_do_not_stop_the_run():
+    """The last batch of a split (or any small batch) can lack a group: the term and the multiplier
+    step skip it (counted) and the history logs its gap as None."""
+    from fairprune_lite.constraints import FairnessConstraint
+
+    ds = _two_rules(130, 0)
+    order = torch.argsort(ds.s, descending=True, stable=True)  # batches: all s=1, mixed, all s=0
+    ds = FairDataset(ds.x[order], ds.y[order], ds.s[order], name="sorted")
+    assert int(ds.s[:64].sum()) == 64 and 0 < int(ds.s[64:128].sum()) < 64 and int(ds.s[128:].sum()) == 0
+    c = FairnessConstraint("accuracy_gap", tau=0.0, window=1, init_multiplier=1.0)
+    res = bilevel.bifp(Mlp(), train.make_loader(ds, 64, shuffle=False), sparsity=0.5, steps=3, update="joint",
+                       constraint=c)
+    assert [h["gap"] is None for h in res.history] == [True, False, True]
+    assert c.skipped_terms == 2 and c.skipped_updates == 2 and c.updates == 1
