@@ -274,6 +274,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_lr=0.05,
         finetune_steps=100,
         bifp_steps=100,
+        dual_lr=0.5,  # 100 steps: the multipliers must be able to move within them (book ch. 8)
         threads=1,
     ),
     "gpu": Profile(
