@@ -50,6 +50,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.nn.utils import parametrize
 
 from . import bilevel, masks
 from .constraints import FairnessConstraint
@@ -300,11 +301,22 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
 # ---------------------------------------------------------------------------------------------
 # importance scores (public: the book and the tests compute them directly)
 # ---------------------------------------------------------------------------------------------
+def _grad_variable(module: nn.Module) -> Tensor:
+    """The leaf tensor whose gradient a layer's importance uses: the weight of a plain layer, the
+    dense ``theta`` of a masked one (its gradient is ``m * dL/dz``, the masked gradient)."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return module.weight
+
+
 def _grads(model: nn.Module, layers: Mapping[str, nn.Module], batches: Iterable, counter: PassCounter | None,
            select: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
-    """Sum over ``batches`` of d(task loss)/d(weight) per layer (loss on ``select``-ed examples)."""
+    """Sum over ``batches`` of d(task loss)/d(weight) per layer (loss on ``select``-ed examples).
+
+    On a masked model the gradient is taken with respect to ``theta`` (so it is ``m * dL/dz``,
+    zero on pruned weights)."""
     dev = model_device(model)
-    weights = {n: m.weight for n, m in layers.items()}
+    weights = {n: _grad_variable(m) for n, m in layers.items()}
     total = {n: torch.zeros_like(w) for n, w in weights.items()}
     for x, y, s in batches:
         x, y, s = x.to(dev), y.to(dev), s.to(dev)
@@ -347,7 +359,9 @@ def fpgm_importance(layers: Mapping[str, nn.Module]) -> dict[str, Tensor]:
 def fairgrape_importance(model: nn.Module, layers: Mapping[str, nn.Module], batches: list,
                          counter: PassCounter | None = None) -> dict[int, dict[str, Tensor]]:
     """FairGRAPE's per-group importance ``(|w| * |dL_g/dw|)^2`` (Lin, Kim & Joo, 2022), with
-    ``L_g`` the task loss on the examples of group ``g`` (gradients summed over ``batches``)."""
+    ``L_g`` the task loss on the examples of group ``g`` (gradients summed over ``batches``, then
+    squared; with one batch this is the paper's per-minibatch estimate exactly). On a masked
+    model ``w`` is the effective weight and the gradient the masked one (pruned weights: 0)."""
     model.eval()
     out = {}
     for g in (0, 1):
@@ -356,43 +370,74 @@ def fairgrape_importance(model: nn.Module, layers: Mapping[str, nn.Module], batc
     return out
 
 
-def fairgrape_select(imp: Mapping[int, Tensor], keep: int, *, chunks: int = 64) -> Tensor:
+def fairgrape_select(imp: Mapping[int, Tensor], keep: int, *, chunks: int | None = 64,
+                     allowed: Tensor | None = None) -> Tensor:
     """Which of a layer's weights FairGRAPE keeps: a boolean mask with exactly ``keep`` True.
 
-    Greedy: repeatedly let the group whose kept share of its own total importance is smallest
-    take its most important weights not yet kept. One weight per turn is FairGRAPE's rule; here a
-    turn takes ``ceil(keep / chunks)`` weights (at most ``chunks`` turns per layer), which keeps
-    Python loops short on large layers; ``chunks=keep`` is the one-by-one rule exactly.
+    Greedy (Lin, Kim & Joo, 2022): turn by turn, the group whose kept importance is furthest
+    below its share takes its most important weight not yet kept. The paper measures the shares
+    *between* groups: the kept importance of group ``g`` over that of all groups, against the
+    same ratio over all candidate weights (the layer's "relative between-group total
+    importance"). Here the group whose kept fraction of its *own* total ``S_g / T_g`` is smallest
+    takes the turn; for two groups the two rules choose the same group at every turn
+    (``S_0/(S_0+S_1) < T_0/(T_0+T_1)`` iff ``S_0/T_0 < S_1/T_1``), except the very first turn,
+    which goes to group 0 here and to the group with the larger total in the paper. At the end
+    every group keeps the same fraction of its own total importance, up to about one turn's
+    weights.
+
+    ``chunks``: a turn takes ``ceil(keep / chunks)`` weights (at most ``chunks`` turns per layer);
+    ``None`` (or ``chunks >= keep``) is the paper's one-weight-per-turn rule exactly.
+    ``allowed``: candidate weights (boolean, the layer's shape); others are never kept (the
+    weights an earlier round pruned). Weights are compared by importance, ties by position.
     """
-    flat = {g: t.flatten() for g, t in imp.items()}
-    n = next(iter(flat.values())).numel()
-    if not 0 <= keep <= n:
-        raise ValueError(f"keep must be in [0, {n}], got {keep}")
-    kept = torch.zeros(n, dtype=torch.bool, device=next(iter(flat.values())).device)
-    totals = {g: float(t.sum()) for g, t in flat.items()}
+    if not imp:
+        raise ValueError("imp must hold one importance tensor per group")
+    first = next(iter(imp.values()))
+    flat = {g: t.detach().flatten() for g, t in imp.items()}
+    n = first.numel()
+    if any(t.numel() != n for t in flat.values()):
+        raise ValueError("imp: every group's importance must have the layer's shape")
+    ok = bytearray(b"\x01") * n if allowed is None else bytearray(allowed.flatten().to(torch.bool).cpu().numpy().tobytes())
+    if len(ok) != n:
+        raise ValueError(f"allowed has {len(ok)} entries, the layer {n}")
+    n_ok = sum(ok)
+    if not 0 <= keep <= n_ok:
+        raise ValueError(f"keep must be in [0, {n_ok}] (the candidate weights), got {keep}")
+    if chunks is not None and chunks < 1:
+        raise ValueError(f"chunks must be a positive integer or None, got {chunks!r}")
+    kept = bytearray(n)
+    vals = {g: t.cpu().tolist() for g, t in flat.items()}
+    cand = None if allowed is None else allowed.flatten().to(device=first.device, dtype=torch.bool)
+    totals = {g: float(t.sum() if cand is None else t[cand].sum()) for g, t in flat.items()}
     shares = {g: 0.0 for g in flat}
-    order = {g: torch.argsort(t, descending=True, stable=True) for g, t in flat.items()}
+    order = {g: torch.argsort(t, descending=True, stable=True).tolist() for g, t in flat.items()}
     pos = {g: 0 for g in flat}
-    step = max(1, -(-keep // max(1, chunks)))
+    step = 1 if chunks is None else max(1, -(-keep // chunks))
     left = keep
     while left > 0:
         g = min(flat, key=lambda k: (shares[k] / totals[k] if totals[k] > 0 else 1.0, k))
-        take = []
-        while len(take) < min(step, left) and pos[g] < n:
-            i = order[g][pos[g]]
-            pos[g] += 1
-            if not kept[i]:
+        want = min(step, left)
+        take: list[int] = []
+        og, p = order[g], pos[g]
+        while len(take) < want and p < n:
+            i = og[p]
+            p += 1
+            if ok[i] and not kept[i]:
                 take.append(i)
-        if not take:  # this group has nothing left: let the other one go on
-            totals[g] = 0.0
-            shares[g] = float("inf")
-            continue
-        idx = torch.stack(take)
-        kept[idx] = True
-        for k in flat:
-            shares[k] += float(flat[k][idx].sum())
+                kept[i] = 1
+        pos[g] = p
+        if not take:  # cannot happen while keep <= candidates; kept for safety
+            raise RuntimeError("fairgrape_select: a group ran out of candidates")
+        if len(take) == 1:
+            for k in flat:
+                shares[k] += vals[k][take[0]]
+        else:
+            idx = torch.tensor(take)
+            for k in flat:
+                shares[k] += float(flat[k][idx].sum())
         left -= len(take)
-    return kept.view_as(next(iter(imp.values())))
+    out = torch.frombuffer(kept, dtype=torch.uint8).to(torch.bool) if n else torch.zeros(0, dtype=torch.bool)
+    return out.to(first.device).view_as(first)
 
 
 def _batches(ctx: Context, n: int, split: str = "val") -> list:
@@ -448,10 +493,8 @@ def _imp(ctx: Context, *, rate: float = 0.2, rewind: str = "none", rewind_step: 
     early_state = None
     history: list[dict[str, Any]] = []
     for r, level in enumerate(schedule):
-        imp = _magnitude(ctx, model)
-        if r > 0:  # pruned weights stay pruned: their effective weight is zero
-            pass
-        bm = ctx.masks_from(imp, sparsity=level)
+        # pruned weights stay pruned: their effective weight is zero, below every survivor
+        bm = ctx.masks_from(_magnitude(ctx, model), sparsity=level)
         if rewind != "none" and r > 0:
             target = start_state if rewind == "init" else early_state
             if masks.is_masked(dict(model.named_modules())[next(iter(ctx.layers()))]):
@@ -495,18 +538,59 @@ def _fpgm(ctx: Context) -> MethodOutput:
 
 
 @register("fairgrape", description="FairGRAPE: per-group importance kept in proportion, per layer")
-def _fairgrape(ctx: Context, *, batches: int = 4, chunks: int = 64) -> MethodOutput:
+def _fairgrape(ctx: Context, *, batches: int = 4, chunks: int | None = 64, rate: float | None = None,
+               round_steps: int = 0) -> MethodOutput:
+    """Per layer, keep ``n - round(sparsity * n)`` weights chosen by :func:`fairgrape_select`
+    from the per-group importances of :func:`fairgrape_importance` on ``batches`` val batches.
+
+    ``rate=None`` (default): one shot at the target sparsity. ``rate=r``: the paper's iterative
+    procedure, rounds at :func:`lottery_sparsities` ``(rate=r, until=sparsity)`` (the authors'
+    code removes 10% of what remains per round: ``rate=0.1``); each round recomputes the
+    importances on the current pruned model, selects among the surviving weights only and
+    retrains ``round_steps`` on val (0: no retraining between rounds). Then the usual
+    fine-tuning. ``chunks``: see :func:`fairgrape_select` (``None``: one weight per turn)."""
     if ctx.structured:
         raise ValueError("fairgrape is unstructured only")
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"batches must be a positive integer, got {batches!r}")
+    if round_steps < 0:
+        raise ValueError(f"round_steps must be >= 0, got {round_steps!r}")
     layers = ctx.layers()
-    imp = fairgrape_importance(ctx.model, layers, _batches(ctx, batches), ctx.counter)
-    bm = {}
-    for n in layers:
-        numel = imp[0][n].numel()
-        keep = numel - int(round(ctx.sparsity * numel))
-        bm[n] = fairgrape_select({g: imp[g][n] for g in imp}, keep, chunks=chunks).float()
-    model = ctx.apply(bm, is_mask=True)
-    return MethodOutput(model, ctx.finetune(model), {"scope": "layer"})
+    data = _batches(ctx, batches)
+    if rate is None:
+        imp = fairgrape_importance(ctx.model, layers, data, ctx.counter)
+        bm = {}
+        for n in layers:
+            numel = imp[0][n].numel()
+            keep = numel - int(round(ctx.sparsity * numel))
+            bm[n] = fairgrape_select({g: imp[g][n] for g in imp}, keep, chunks=chunks).float()
+        model = ctx.apply(bm, is_mask=True)
+        return MethodOutput(model, ctx.finetune(model), {"scope": "layer"})
+    schedule = lottery_sparsities(rate=rate, until=ctx.sparsity) or [ctx.sparsity]
+    model, rounds = ctx.model, []
+    for r, level in enumerate(schedule):
+        layers = ctx.layers()
+        current = masks.model_masks(model).binary_masks() if r > 0 else {}
+        imp = fairgrape_importance(model, layers, data, ctx.counter)
+        bm, kept_share = {}, {0: [0.0, 0.0], 1: [0.0, 0.0]}
+        for n in layers:
+            numel = imp[0][n].numel()
+            keep = numel - int(round(level * numel))
+            allowed = current[n].bool() if current else None
+            sel = fairgrape_select({g: imp[g][n] for g in imp}, keep, chunks=chunks, allowed=allowed)
+            bm[n] = sel.float()
+            for g in imp:
+                kept_share[g][0] += float(imp[g][n][sel].sum())
+                kept_share[g][1] += float(imp[g][n].sum())
+        model = ctx.apply(bm, is_mask=True, model=model)
+        hist = ctx.finetune(model, steps=round_steps) if r < len(schedule) - 1 else []
+        rounds.append({"stage": "round", "round": r, "target": level,
+                       "sparsity": masks.sparsity_report(model)["overall"],
+                       "kept_importance": {g: (k / t if t > 0 else None) for g, (k, t) in kept_share.items()},
+                       "final_loss": hist[-1]["task_loss"] if hist else None})
+    hist = ctx.finetune(model)
+    return MethodOutput(model, rounds + [{"stage": "finetune", **h} for h in hist],
+                        {"scope": "layer", "schedule": schedule, "rate": rate})
 
 
 _BASES = ("omp", "imp", "snip")

@@ -61,8 +61,52 @@ def test_global_methods_reach_exact_sparsity(method, sparsity):
     assert pruned == round(sparsity * total)
     # the exported weights agree with the masks
     dense = masks.to_dense(r.model) if any(masks.is_masked(m) for m in r.model.modules()) else r.model
-    zeros = sum(int((m.weight == 0).sum()) for n, m in masks.prunable_layers(dense).items())
-    assert zeros >= pruned
+    zeros = sum(int((m.weight == 0).sum()) for n, m in masks.prunable_layers(dense).items() if n in r.masks)
+    assert zeros == pruned
+
+
+@pytest.mark.parametrize("method", ["random", "omp", "snip", "fpgm", "bip", "bifp", "fp", "pf"])
+@pytest.mark.parametrize("sparsity", [0.25, 0.6])
+def test_structured_methods_prune_exact_channel_counts(method, sparsity):
+    sp, model = _img_splits(), _cnn()
+    r = pruners.prune(method, model, sp, sparsity=sparsity, structured=True, constraint=_constraint(), **FAST,
+                      **OPTS.get(method, {}))
+    assert "5" not in r.masks  # the output layer is never removed by a structured method
+    channels = {n: m.flatten(1).amax(1) for n, m in r.masks.items()}
+    for n, m in r.masks.items():  # whole output channels
+        assert torch.equal(m, channels[n].view(-1, *[1] * (m.dim() - 1)).expand_as(m)), n
+    if method == "fpgm":  # per layer by definition
+        for n, ch in channels.items():
+            assert int((ch == 0).sum()) == round(sparsity * len(ch)), n
+    else:  # global over all channels of the prunable layers
+        total = sum(len(c) for c in channels.values())
+        assert sum(int((c == 0).sum()) for c in channels.values()) == round(sparsity * total)
+    # the exported weights: exactly the masked channels are zero
+    dense = masks.to_dense(r.model) if any(masks.is_masked(m) for m in r.model.modules()) else r.model
+    mods = dict(dense.named_modules())
+    for n, ch in channels.items():
+        norms = mods[n].weight.detach().flatten(1).abs().sum(1)
+        assert torch.equal(norms == 0, ch == 0), n
+
+
+@pytest.mark.parametrize("method", sorted(pruners.METHODS))
+def test_every_method_is_deterministic_under_its_seed(method):
+    sp = _img_splits() if method == "fpgm" else _splits()
+    model = _cnn() if method == "fpgm" else _mlp()
+    kw = dict(sparsity=0.5, constraint=_constraint(), **FAST, **OPTS.get(method, {}))
+    a = pruners.prune(method, model, sp, seed=1, **kw)
+    b = pruners.prune(method, model, sp, seed=1, **kw)
+    assert a.metrics == b.metrics
+    assert a.masks.keys() == b.masks.keys() and all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks)
+    for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(p, q)
+
+
+def test_random_masks_change_with_the_seed():
+    sp, model = _splits(), _mlp()
+    a = pruners.prune("random", model, sp, sparsity=0.5, seed=0, finetune_steps=0)
+    b = pruners.prune("random", model, sp, sparsity=0.5, seed=1, finetune_steps=0)
+    assert any(not torch.equal(a.masks[n], b.masks[n]) for n in a.masks)
 
 
 @pytest.mark.parametrize("sparsity", [0.2, 0.5, 0.8])
@@ -168,6 +212,112 @@ def test_imp_without_retraining_equals_one_shot_and_rewind_is_applied():
         pruners.prune("imp", model, sp, sparsity=0.5, rewind="later")
 
 
+def test_imp_rewinding_to_an_early_iterate():
+    sp, model = _splits(), _mlp()
+    kw = dict(sparsity=0.5, finetune_steps=3, batch_size=64)
+    init = pruners.prune("imp", model, sp, rewind="init", **kw)
+    early0 = pruners.prune("imp", model, sp, rewind="early", rewind_step=0, **kw)
+    early2 = pruners.prune("imp", model, sp, rewind="early", rewind_step=2, **kw)
+    # the iterate after 0 steps is the dense model itself: the same run as rewinding to init
+    for p, q in zip(init.model.state_dict().values(), early0.model.state_dict().values()):
+        assert torch.equal(p, q)
+    assert any(not torch.equal(p, q) for p, q in zip(init.model.state_dict().values(),
+                                                      early2.model.state_dict().values()))
+    assert early2.cost["iterations"] == init.cost["iterations"] == 3 * len(init.history)
+
+
+def _paper_greedy(a: torch.Tensor, b: torch.Tensor, keep: int) -> torch.Tensor:
+    """FairGRAPE's greedy selection as the paper states it, one weight per turn, written
+    independently: the group whose share of the kept importance (between groups) is furthest
+    below its share over the whole layer takes its most important weight not yet kept."""
+    imp = [a.flatten().double().tolist(), b.flatten().double().tolist()]
+    target = [sum(imp[0]) / (sum(imp[0]) + sum(imp[1])), sum(imp[1]) / (sum(imp[0]) + sum(imp[1]))]
+    orders = [sorted(range(len(v)), key=lambda i, v=v: (-v[i], i)) for v in imp]
+    selected, sums, prop, nxt = set(), [0.0, 0.0], [0.5, 0.5], [0, 0]
+    while len(selected) < keep:
+        g = 0 if prop[0] - target[0] <= prop[1] - target[1] else 1
+        i = orders[g][nxt[g]]
+        nxt[g] += 1
+        if i in selected:
+            continue
+        selected.add(i)
+        sums = [sums[0] + imp[0][i], sums[1] + imp[1][i]]
+        prop = [sums[0] / sum(sums), sums[1] / sum(sums)] if sum(sums) > 0 else [0.5, 0.5]
+    out = torch.zeros(a.numel(), dtype=torch.bool)
+    out[sorted(selected)] = True
+    return out.view_as(a)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fairgrape_select_is_the_papers_greedy_rule(seed):
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.rand(7, 9, generator=g) ** 2, torch.rand(7, 9, generator=g) ** 2
+    if float(a.sum()) < float(b.sum()):  # the paper gives the first turn to the larger total,
+        a, b = b, a                      # fairgrape_select to group 0 (documented difference)
+    for keep in (1, 10, 31, 50, 63):
+        assert torch.equal(pruners.fairgrape_select({0: a, 1: b}, keep, chunks=None), _paper_greedy(a, b, keep)), keep
+
+
+def test_fairgrape_select_respects_candidates_and_rejects_bad_input():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(40, generator=g), torch.rand(40, generator=g)
+    allowed = torch.rand(40, generator=g) < 0.5
+    kept = pruners.fairgrape_select({0: a, 1: b}, 10, chunks=None, allowed=allowed)
+    assert int(kept.sum()) == 10 and not bool((kept & ~allowed).any())
+    # keeping every candidate keeps exactly the candidates
+    assert torch.equal(pruners.fairgrape_select({0: a, 1: b}, int(allowed.sum()), allowed=allowed), allowed)
+    with pytest.raises(ValueError, match="keep"):
+        pruners.fairgrape_select({0: a, 1: b}, int(allowed.sum()) + 1, allowed=allowed)
+    with pytest.raises(ValueError, match="chunks"):
+        pruners.fairgrape_select({0: a, 1: b}, 5, chunks=0)
+    with pytest.raises(ValueError, match="shape"):
+        pruners.fairgrape_select({0: a, 1: b[:30]}, 5)
+
+
+def test_fairgrape_importance_on_a_masked_model_uses_masked_gradients():
+    sp, model = _splits(), _mlp()
+    layers = masks.prunable_layers(model)
+    r = pruners.prune("omp", model, sp, sparsity=0.5, finetune_steps=0)
+    batches = list(itertools.islice(iter(train.make_loader(sp.val, 64, shuffle=False)), 2))
+    imp = pruners.fairgrape_importance(r.model, masks.prunable_layers(r.model), batches)
+    # hand: a plain copy carrying z = m * theta; the importance is (|z| |dL_g/dz|)^2, zero where pruned
+    ref = _mlp()
+    with torch.no_grad():
+        for n, m in ref.named_modules():
+            if n in layers:
+                m.weight.mul_(r.masks[n])
+    ref.eval()
+    for g in (0, 1):
+        grads = {n: torch.zeros_like(m.weight) for n, m in ref.named_modules() if n in layers}
+        for x, y, s in batches:
+            loss = nn.functional.binary_cross_entropy_with_logits(ref(x)[s == g], y[s == g].float())
+            for n, gi in zip(grads, torch.autograd.grad(loss, [dict(ref.named_modules())[n].weight for n in grads])):
+                grads[n] += gi
+        for n in grads:
+            w = dict(ref.named_modules())[n].weight.detach()
+            assert torch.allclose(imp[g][n], (w.abs() * grads[n].abs()) ** 2, rtol=1e-5, atol=1e-12), n
+            assert bool((imp[g][n][r.masks[n] == 0] == 0).all())
+
+
+def test_fairgrape_iterative_follows_its_schedule_and_counts_its_passes():
+    sp, model = _splits(), _mlp()
+    r = pruners.prune("fairgrape", model, sp, sparsity=0.6, finetune_steps=3, batch_size=64, rate=0.2,
+                      round_steps=2, batches=2)
+    rounds = [h for h in r.history if h["stage"] == "round"]
+    assert [h["target"] for h in rounds] == pytest.approx(pruners.lottery_sparsities(rate=0.2, until=0.6))
+    for n, m in r.masks.items():
+        assert int((m == 0).sum()) == round(0.6 * m.numel()), n
+    # every round keeps a similar fraction of each group's importance
+    for h in rounds:
+        assert abs(h["kept_importance"][0] - h["kept_importance"][1]) < 0.05
+    # 2 groups x 2 batches of importance per round (both groups occur in every batch), retraining
+    # between rounds, then the fine-tuning
+    assert r.cost["iterations"] == 2 * (len(rounds) - 1) + 3
+    assert r.cost["backward_passes"] == 4 * len(rounds) + r.cost["iterations"]
+    one = pruners.prune("fairgrape", model, sp, sparsity=0.6, finetune_steps=0, batch_size=64, batches=2)
+    assert one.cost["iterations"] == 0 and one.cost["forward_passes"] == one.cost["backward_passes"] == 4
+
+
 def test_fairgrape_importance_matches_hand_computation_and_keeps_shares():
     sp, model = _splits(), _mlp()
     layers = masks.prunable_layers(model)
@@ -206,6 +356,12 @@ def test_two_stage_pipelines_count_their_stages():
     pf = pruners.prune("pf", model, sp, sparsity=0.5, constraint=_constraint(), finetune_steps=4, batch_size=64)
     omp = pruners.prune("omp", model, sp, sparsity=0.5, finetune_steps=4, batch_size=64)
     assert fp.cost["iterations"] == 10 and pf.cost["iterations"] == 4 and omp.cost["iterations"] == 4
+    # magnitude pruning itself reads no data: OMP's passes are its fine-tuning's only
+    assert omp.cost["forward_passes"] == omp.cost["backward_passes"] == 4
+    sizes = [len(b[1]) for b in train.make_loader(sp.val, 64, shuffle=False)]
+    assert omp.cost["examples"] == sum(itertools.islice(itertools.cycle(sizes), 4)) and omp.cost["wall_time_s"] > 0
+    bare = pruners.prune("omp", model, sp, sparsity=0.5, finetune_steps=0)
+    assert bare.cost["iterations"] == bare.cost["forward_passes"] == bare.cost["backward_passes"] == 0
     assert fp.cost["data"] == "train+val" and pf.cost["data"] == "val"
     assert [h["stage"] for h in fp.history].count("fair") == 6
     assert all("constraint" in h for h in pf.history)
@@ -254,6 +410,10 @@ def test_registry_and_extension():
     (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, scope="net"), "scope"),
     (lambda: pruners.prune("pf", _mlp(), _splits(), sparsity=0.5, constraint=_constraint(), base="fpgm"), "base"),
     (lambda: pruners.lottery_sparsities(rate=1.5), "rate"),
+    (lambda: pruners.prune("fairgrape", _mlp(), _splits(), sparsity=0.5, batches=0), "batches"),
+    (lambda: pruners.prune("fairgrape", _mlp(), _splits(), sparsity=0.5, structured=True), "unstructured"),
+    (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=True), "sparsity"),
+    (lambda: pruners.prune("omp", _mlp(), object(), sparsity=0.5), "split"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
