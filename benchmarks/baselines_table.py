@@ -36,6 +36,8 @@ from fairprune_lite.constraints import FairnessConstraint  # noqa: E402
 
 SPARSITIES = [0.2, 0.488, 0.672, 0.79, 0.866, 0.893]
 DATASETS = {"adult": {}, "fashion": {"target": "tops"}}
+# named variants of registered methods (label -> (method, options)), selectable with --methods
+VARIANTS = {"fairgrape_paper": ("fairgrape", {"rate": 0.1, "chunks": None})}
 
 
 def _method_options(method: str, args: argparse.Namespace) -> dict:
@@ -47,7 +49,8 @@ def _method_options(method: str, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    p.add_argument("--methods", nargs="+", default=list(pruners.METHODS))
+    p.add_argument("--methods", nargs="+", default=list(pruners.METHODS),
+                   help=f"registered methods or variants {list(VARIANTS)}")
     p.add_argument("--sparsities", nargs="+", type=float, default=SPARSITIES)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--finetune-steps", type=int, default=30)
@@ -55,10 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="cpu")
     p.add_argument("--cache", default="/tmp/baselines_table_cache")
     p.add_argument("--out", default="/tmp/baselines_table.json")
+    p.add_argument("--table-from", nargs="+", metavar="JSON",
+                   help="only print the table of stored outputs of this script (merged; no runs)")
     args = p.parse_args(argv)
+    if args.table_from:
+        dense_rows, rows = [], []
+        for f in args.table_from:
+            d = json.loads(Path(f).read_text())
+            dense_rows += [r for r in d["dense"] if r not in dense_rows]
+            rows += d["runs"]
+        print(table(dense_rows, rows, sorted({r["sparsity"] for r in rows})))
+        return 0
     for m in args.methods:
-        if m not in pruners.METHODS:
-            raise ValueError(f"--methods: unknown method {m!r}; choose from {list(pruners.METHODS)}")
+        if m not in pruners.METHODS and m not in VARIANTS:
+            raise ValueError(f"--methods: unknown method {m!r}; choose from {list(pruners.METHODS) + list(VARIANTS)}")
     torch.set_num_threads(1)
     profile = experiments.get_profile(args.profile)
     out = Path(args.out)
@@ -78,16 +91,17 @@ def main(argv: list[str] | None = None) -> int:
                                "accuracy_gap": dm["accuracy_gap"], "majority_baseline": dm["majority_baseline"],
                                "majority_baseline_gap": dm["majority_baseline_gap"],
                                "model": pre["model"], "n": [len(d) for d in splits]})
-            for method in args.methods:
+            for label in args.methods:
+                method, variant_opts = VARIANTS.get(label, (label, {}))
                 for sp in args.sparsities:
                     t0 = time.perf_counter()
                     constraint = FairnessConstraint("accuracy_gap", args.tau, dual_lr=profile.dual_lr)
                     r = pruners.prune(method, dense, splits, sparsity=sp, seed=seed, constraint=constraint,
                                       finetune_steps=args.finetune_steps, batch_size=profile.batch_size,
                                       lr=profile.finetune_lr, evaluate_on=("test",),
-                                      **_method_options(method, args))
+                                      **_method_options(method, args), **variant_opts)
                     m = r.metrics["test"]
-                    rows.append({"dataset": ds, "seed": seed, "method": method, "sparsity": sp,
+                    rows.append({"dataset": ds, "seed": seed, "method": label, "sparsity": sp,
                                  "accuracy": m["accuracy"], "accuracy_gap": m["accuracy_gap"],
                                  "degradation_gap": m.get("degradation_gap"),
                                  "iterations": r.cost["iterations"], "forward_passes": r.cost["forward_passes"],

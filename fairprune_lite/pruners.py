@@ -16,8 +16,10 @@ snip        connection sensitivity ``|w * dL/dw|`` on a few batches     val
 fpgm        filters nearest the geometric median of their layer       val
             (structured)
 fairgrape   per-group importance ``(|w| |dL_g/dw|)^2``, kept greedily   val
-            per layer so each group keeps its share of importance
+            per layer so each group keeps its share of importance;
+            one shot, or the paper's rounds with ``rate=0.1``
 fp          F&P: fair training (constraint) then OMP and fine-tuning   train + val
+            (``fair_split="val"``: val only)
 pf          P&F: OMP, then fine-tuning with the fairness constraint     val
 bip         bi-level pruning (Zhang et al., 2022), no fairness          val
 bifp        fairness-constrained bi-level pruning (Dai et al., 2023)    val
@@ -26,12 +28,17 @@ bifp        fairness-constrained bi-level pruning (Dai et al., 2023)    val
 Adding a method is one small step: write a function ``fn(ctx: Context, **options) ->
 MethodOutput`` and decorate it with :func:`register`::
 
-    @register("my_method", data="val", description="keeps the largest |w| per row")
+    @register("my_method", data="val", description="keeps the largest |w|, scaled by my_option")
     def _my_method(ctx, *, my_option=1.0):
-        importance = {n: w.detach().abs() for n, w in ctx.weights().items()}
+        importance = {n: my_option * w.detach().abs() for n, w in ctx.weights().items()}
         model = ctx.apply(importance)          # exact top-k at ctx.sparsity, masks applied
         hist = ctx.finetune(model)             # fine-tune on val, passes counted
         return MethodOutput(model, hist)
+
+Every result's ``cost`` holds the training ``iterations``, ``forward_passes``,
+``backward_passes`` and ``examples`` of the pruning stage (mask scoring included: SNIP's batches,
+FairGRAPE's per-group gradients, BiFP's upper steps; evaluation excluded), ``wall_time_s`` and
+``data``, the splits the method read. ``fp``/``pf`` take ``base="omp" | "imp" | "snip"``.
 
 Sparsity is exact in the method's scope: ``round(sparsity * n)`` units pruned over all prunable
 weights (``scope="global"``) or within each layer (``scope="layer"``; FPGM and FairGRAPE prune
@@ -226,9 +233,10 @@ class Context:
 # ---------------------------------------------------------------------------------------------
 def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: int = 0,
           structured: bool | None = None, scope: str = "global", prune_last: bool = True,
-          constraint: FairnessConstraint | None = None, finetune_steps: int = 100, batch_size: int = 128,
-          lr: float = 0.01, optimizer: str = "sgd", device: Any = None, counter: PassCounter | None = None,
-          progress: bool = False, evaluate_on: Iterable[str] = ("val", "test"), **options: Any) -> PruneResult:
+          constraint: FairnessConstraint | None = None, finetune_steps: int = 100,
+          finetune_epochs: int | None = None, batch_size: int = 128, lr: float = 0.01, optimizer: str = "sgd",
+          device: Any = None, counter: PassCounter | None = None, progress: bool = False,
+          evaluate_on: Iterable[str] = ("val", "test"), **options: Any) -> PruneResult:
     """Run ``method`` on a copy of the dense ``model`` and evaluate it.
 
     Args:
@@ -244,6 +252,8 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
             ``bifp``); ignored by fairness-blind ones. Copied, so the caller's is not changed.
         finetune_steps, batch_size, lr, optimizer: the masked fine-tuning on val after pruning.
             ``bifp``/``bip`` train the weights inside their own ``steps`` instead.
+        finetune_epochs: when given, replaces ``finetune_steps`` by this many passes over val
+            (``finetune_epochs * ceil(len(val) / batch_size)`` steps).
         counter: a :class:`PassCounter` to add to; evaluation passes are not counted.
         evaluate_on: splits on which the result's ``metrics`` are computed (with the dense
             model's predictions, so the degradation entries of Defs. 2-3 are filled in).
@@ -264,6 +274,14 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
     for split in ("train", "val", "test"):
         if not hasattr(splits, split):
             raise ValueError(f"splits has no {split!r} split")
+    for name, v in (("finetune_steps", finetune_steps), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "batch_size" else 0):
+            raise ValueError(f"{name} must be a {'positive' if name == 'batch_size' else 'non-negative'} "
+                             f"integer, got {v!r}")
+    if finetune_epochs is not None:
+        if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
+            raise ValueError(f"finetune_epochs must be a non-negative integer, got {finetune_epochs!r}")
+        finetune_steps = finetune_epochs * -(-len(splits.val) // batch_size)
     dense = model
     work = copy.deepcopy(model)
     if device is not None:
@@ -286,9 +304,10 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
         metrics[split] = evaluate(pruned, getattr(splits, split), dense_model=dense)
     cost = counter.as_dict()
     cost["wall_time_s"] = wall
-    cost["data"] = info.data
+    cost["data"] = out.info.pop("data", info.data)
     config = {"method": method, "sparsity": float(sparsity), "seed": int(seed), "structured": bool(structured),
               "scope": scope, "prune_last": prune_last, "finetune_steps": int(finetune_steps),
+              "finetune_epochs": finetune_epochs,
               "batch_size": int(batch_size), "lr": float(lr), "optimizer": optimizer,
               "constraint": None if constraint is None else constraint.state_dict(), **options, **out.info}
     if out.result is not None:
@@ -607,14 +626,18 @@ def _base_prune(ctx: Context, base: str) -> tuple[nn.Module, list]:
           description="F&P: train with the fairness constraint, then prune and fine-tune")
 def _fp(ctx: Context, *, base: str = "omp", fair_steps: int | None = None, fair_split: str = "train") -> MethodOutput:
     """Stage 1 fine-tunes the dense model with the constraint for ``fair_steps`` (default: the
-    fine-tuning budget) on ``fair_split``; stage 2 prunes it with ``base`` and fine-tunes on val."""
+    fine-tuning budget) on ``fair_split`` (``"train"``, the paper's F&P trains fairly before
+    pruning; ``"val"`` keeps the method on the pruning data); stage 2 prunes it with ``base``
+    and fine-tunes on val."""
+    if fair_split not in ("train", "val"):
+        raise ValueError(f"fair_split must be 'train' or 'val', got {fair_split!r}")
     fair_hist = ctx.finetune(ctx.model, split=fair_split,
                              steps=ctx.finetune_steps if fair_steps is None else fair_steps,
                              constraint=ctx.constraint)
     model, _ = _base_prune(ctx, base)
     hist = ctx.finetune(model)
     return MethodOutput(model, [{"stage": "fair", **h} for h in fair_hist] + [{"stage": "finetune", **h} for h in hist],
-                        {"base": base})
+                        {"base": base, "data": "train+val" if fair_split == "train" else "val"})
 
 
 @register("pf", fairness_aware=True, description="P&F: prune, then fine-tune with the fairness constraint")

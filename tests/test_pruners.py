@@ -364,8 +364,18 @@ def test_two_stage_pipelines_count_their_stages():
     assert bare.cost["iterations"] == bare.cost["forward_passes"] == bare.cost["backward_passes"] == 0
     assert fp.cost["data"] == "train+val" and pf.cost["data"] == "val"
     assert [h["stage"] for h in fp.history].count("fair") == 6
+    fp_val = pruners.prune("fp", model, sp, sparsity=0.5, constraint=_constraint(), finetune_steps=4, batch_size=64,
+                           fair_steps=6, fair_split="val")
+    assert fp_val.cost["data"] == "val" and fp_val.cost["iterations"] == 10
     assert all("constraint" in h for h in pf.history)
     assert torch.equal(pf.masks["0"], omp.masks["0"])  # P&F prunes exactly like OMP
+
+
+def test_finetune_epochs_are_passes_over_val():
+    sp, model = _splits(), _mlp()
+    r = pruners.prune("omp", model, sp, sparsity=0.5, finetune_epochs=2, batch_size=64)
+    per_epoch = len(train.make_loader(sp.val, 64, shuffle=False))
+    assert r.cost["iterations"] == 2 * per_epoch and r.cost["examples"] == 2 * len(sp.val)
 
 
 def test_result_metrics_and_determinism():
@@ -414,6 +424,11 @@ def test_registry_and_extension():
     (lambda: pruners.prune("fairgrape", _mlp(), _splits(), sparsity=0.5, structured=True), "unstructured"),
     (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=True), "sparsity"),
     (lambda: pruners.prune("omp", _mlp(), object(), sparsity=0.5), "split"),
+    (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, finetune_epochs=-1), "finetune_epochs"),
+    (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, finetune_steps=2.5), "finetune_steps"),
+    (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, batch_size=0), "batch_size"),
+    (lambda: pruners.prune("fp", _mlp(), _splits(), sparsity=0.5, constraint=_constraint(), fair_split="test"),
+     "fair_split"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
