@@ -264,6 +264,12 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
     if scope not in ("global", "layer"):
         raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    if constraint is not None and not isinstance(constraint, FairnessConstraint):
+        raise ValueError(f"constraint must be a FairnessConstraint or None, got {type(constraint).__name__}")
+    evaluate_on = list(evaluate_on)
+    bad_splits = [k for k in evaluate_on if k not in ("train", "val", "test")]
+    if bad_splits:
+        raise ValueError(f"evaluate_on: unknown split(s) {bad_splits}; choose from 'train', 'val', 'test'")
     if info.fairness_aware and constraint is None and method != "bifp":
         raise ValueError(f"method {method!r} needs a fairness constraint (constraint=FairnessConstraint(...))")
     check_method_kwargs(method, options)
