@@ -422,7 +422,10 @@ def fairgrape_select(imp: Mapping[int, Tensor], keep: int, *, chunks: int | None
     n = first.numel()
     if any(t.numel() != n for t in flat.values()):
         raise ValueError("imp: every group's importance must have the layer's shape")
-    ok = bytearray(b"\x01") * n if allowed is None else bytearray(allowed.flatten().to(torch.bool).cpu().numpy().tobytes())
+    if allowed is None:
+        ok = bytearray(b"\x01") * n
+    else:
+        ok = bytearray(allowed.detach().flatten().to(torch.bool).cpu().numpy().tobytes())
     if len(ok) != n:
         raise ValueError(f"allowed has {len(ok)} entries, the layer {n}")
     n_ok = sum(ok)

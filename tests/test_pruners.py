@@ -207,7 +207,8 @@ def test_imp_without_retraining_equals_one_shot_and_rewind_is_applied():
     none = pruners.prune("imp", model, sp, sparsity=0.5, finetune_steps=3, batch_size=64, rewind="none")
     init = pruners.prune("imp", model, sp, sparsity=0.5, finetune_steps=3, batch_size=64, rewind="init")
     assert init.config["rewind"] == "init"
-    assert any(not torch.equal(a, b) for a, b in zip(none.model.state_dict().values(), init.model.state_dict().values()))
+    assert any(not torch.equal(a, b)
+               for a, b in zip(none.model.state_dict().values(), init.model.state_dict().values()))
     with pytest.raises(ValueError, match="rewind"):
         pruners.prune("imp", model, sp, sparsity=0.5, rewind="later")
 
