@@ -36,8 +36,9 @@ from fairprune_lite.constraints import FairnessConstraint  # noqa: E402
 
 SPARSITIES = [0.2, 0.488, 0.672, 0.79, 0.866, 0.893]
 DATASETS = {"adult": {}, "fashion": {"target": "tops"}}
-# named variants of registered methods (label -> (method, options)), selectable with --methods
-VARIANTS = {"fairgrape_paper": ("fairgrape", {"rate": 0.1, "chunks": None})}
+# named variants (label -> (method, prune() keyword arguments)), selectable with --methods
+VARIANTS = {"fairgrape_paper": ("fairgrape", {"rate": 0.1, "chunks": None}),
+            "omp_layer": ("omp", {"scope": "layer"})}  # the per-layer scope FairGRAPE and FPGM use
 
 
 def _method_options(method: str, args: argparse.Namespace) -> dict:
