@@ -6,8 +6,8 @@ thread unless ``--threads`` says otherwise:
 
 * ``per_item``: what ``train.BatchLoader`` does for a dataset whose images are not one tensor
   (every image read and converted alone, then stacked) - the input path before batched reads;
-* ``batch``: ``FairDataset.batch`` - one gather from the memory-mapped cache in ascending row
-  order, one conversion of the block (the path after);
+* ``batch``: ``FairDataset.batch`` - one gather from the memory-mapped cache, one conversion
+  of the block (the path after);
 * ``batch_in_ram``: the same with the cache read into memory first (to see what the memory map
   costs once the file is in the page cache);
 * ``jpeg``: decoding the JPEG files on access (no cache), for reference;
@@ -15,7 +15,7 @@ thread unless ``--threads`` says otherwise:
   chosen device, with ``train.fit`` on 64 x 64 inputs.
 
 Every reader goes through the same shuffled batches (a seeded permutation, batch 128); the
-result is the median of ``--repeats`` passes. Output: ``benchmarks/results/image_input_<device>.json``
+readers take turns pass by pass and the result is the median of ``--repeats`` passes. Output: ``benchmarks/results/image_input_<device>.json``
 with provenance (commit, torch, CPU or GPU, date, threads, load average).
 
     python benchmarks/image_input.py                # CPU, about a minute
@@ -45,25 +45,28 @@ from fairprune_lite.train import fit  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _passes(fn, batches, repeats: int) -> dict:
-    """Median images/s of ``repeats`` passes of ``fn`` over ``batches`` (after one warm-up pass)."""
+def _passes(readers: dict, batches, repeats: int) -> dict:
+    """Median images/s of each reader over ``repeats`` passes over ``batches``, the readers
+    interleaved pass by pass (so a change in the machine's load hits all of them alike), after
+    one warm-up pass each."""
     n = sum(len(b) for b in batches)
-    rates = []
+    rates: dict[str, list[float]] = {k: [] for k in readers}
     for r in range(repeats + 1):
-        t0 = time.perf_counter()
-        for idx in batches:
-            fn(idx)
-        dt = time.perf_counter() - t0
-        if r:
-            rates.append(n / dt)
-    return {"images_per_s": statistics.median(rates), "runs": [round(v, 1) for v in rates], "images_per_pass": n}
+        for name, fn in readers.items():
+            t0 = time.perf_counter()
+            for idx in batches:
+                fn(idx)
+            if r:
+                rates[name].append(n / (time.perf_counter() - t0))
+    return {k: {"images_per_s": statistics.median(v), "runs": [round(x, 1) for x in v], "images_per_pass": n}
+            for k, v in rates.items()}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=4096, help="images in the fake CelebA (train split: 3/4)")
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--jpeg-batches", type=int, default=4, help="batches decoded from JPEG (slow)")
     ap.add_argument("--steps", type=int, default=3, help="timed ResNet-10 training steps")
     ap.add_argument("--step-batch", type=int, default=None,
@@ -103,12 +106,9 @@ def main(argv=None) -> int:
     in_ram = FairDataset(CachedImages(np.asarray(cached.x.array), cached.x.rows), cached.y, cached.s)
 
     same = torch.equal(per_item(batches[0])[0], cached.batch(batches[0])[0])
-    sections = {
-        "per_item": _passes(per_item, batches, args.repeats),
-        "batch": _passes(cached.batch, batches, args.repeats),
-        "batch_in_ram": _passes(in_ram.batch, batches, args.repeats),
-        "jpeg": _passes(lambda idx: lazy.batch(idx), batches[: args.jpeg_batches], 1),
-    }
+    sections = _passes({"per_item": per_item, "batch": cached.batch, "batch_in_ram": in_ram.batch},
+                       batches, args.repeats)
+    sections |= _passes({"jpeg": lazy.batch}, batches[: args.jpeg_batches], 1)
 
     device = torch.device(args.device)
     model = make_model("resnet10", in_shape=(3, 64, 64), seed=0).to(device)
