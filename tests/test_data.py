@@ -543,3 +543,29 @@ def test_lfw_errors(tmp_path):
     (bad / "lfw_attributes.txt").write_text("person\tMale\nA\t1\n")
     with pytest.raises(ValueError, match="no header line"):
         load_dataset("lfw", root=bad)
+
+
+# --------------------------------------------------------------------------------------------
+# The installed package finds its data
+# --------------------------------------------------------------------------------------------
+def test_wheel_carries_every_shipped_file():
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert cfg["package-dir"]["fairprune_lite.data.shipped"] == "data"
+    assert "fairprune_lite.data.shipped" in cfg["packages"]
+    shipped = sorted(p.name for p in (ROOT / "data").iterdir() if p.is_file())
+    assert sorted(cfg["package-data"]["fairprune_lite.data.shipped"]) == shipped
+
+
+def test_data_dir_prefers_the_package_copy(tmp_path, monkeypatch):
+    from fairprune_lite.data import core
+
+    pkg = tmp_path / "site-packages" / "fairprune_lite" / "data"
+    (pkg / "shipped").mkdir(parents=True)
+    monkeypatch.delenv("FAIRPRUNE_DATA", raising=False)
+    monkeypatch.setattr(core, "__file__", str(pkg / "core.py"))
+    assert core.data_dir() == pkg / "shipped"
+    (pkg / "shipped").rmdir()
+    with pytest.raises(FileNotFoundError, match="shipped data folder not found.*FAIRPRUNE_DATA"):
+        core.data_dir()
