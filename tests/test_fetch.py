@@ -191,7 +191,7 @@ def test_dropped_connection_is_resumed_with_range(tmp_path, serve):
     assert (tmp_path / "blob.bin").read_bytes() == DATA
     assert srv.requests[0] == ("blob.bin", None)
     assert srv.requests[1] == ("blob.bin", f"bytes={len(DATA) // 2}-")  # resumed, not restarted
-    assert any("resuming (attempt 2 of 3)" in m for m in log)
+    assert any(f"resuming at byte {len(DATA) // 2:,} (attempt 2 of 3)" in m for m in log)
 
 
 def test_source_that_keeps_dropping_hands_its_part_to_the_next(tmp_path, serve):
@@ -253,6 +253,18 @@ def test_published_checksums_are_documented():
 # --------------------------------------------------------------------------------------------
 # bad input
 # --------------------------------------------------------------------------------------------
+def test_every_file_is_tried_before_failing(tmp_path, serve, celeba_files):
+    blobs = _blobs(celeba_files)
+    del blobs["list_attr_celeba.txt"]  # this source lacks one file: the others still arrive
+    url, _ = serve(blobs)
+    with pytest.raises(fetch.FetchError) as info:
+        fetch.fetch(_spec_for(fetch.CELEBA, celeba_files), tmp_path, source=url, timeout=5, log=lambda m: None)
+    assert "list_attr_celeba.txt: every source failed" in str(info.value) and "HTTP 404" in str(info.value)
+    assert "fetched and verified: img_align_celeba.zip, list_eval_partition.txt" in str(info.value)
+    assert (tmp_path / "celeba" / "list_eval_partition.txt").is_file()
+    assert not (tmp_path / "celeba" / "img_align_celeba").exists()  # not unpacked while incomplete
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="unknown source 'kaggle' for celeba; known sources: generated, "
                                          "google-drive, huggingface, gcs-mirror"):

@@ -334,10 +334,13 @@ def _fetch_file(rf: RemoteFile, root: Path, sources: Sequence[tuple[str, str | N
                         _download(url, part, timeout=timeout, expected=rf.size)
                         break
                     except _Dropped as e:
+                        have = part.stat().st_size if part.exists() else 0
                         if attempt == attempts:
-                            raise _SourceFailed(f"{e}; gave up after {attempts} attempts (the partial file "
-                                                f"{part.name} is kept, and resumed from the next source)") from None
-                        log(f"{rf.name}: {name}: {e}; resuming (attempt {attempt + 1} of {attempts})")
+                            kept = (f" ({have:,} bytes kept in {part.name}, resumed from the next source)"
+                                    if have else "")
+                            raise _SourceFailed(f"{e}; gave up after {attempts} attempts{kept}") from None
+                        how = f"resuming at byte {have:,}" if have else "retrying"
+                        log(f"{rf.name}: {name}: {e}; {how} (attempt {attempt + 1} of {attempts})")
             problem = verify_file(rf, part)
             if problem is not None and rf.crlf and not problem.startswith("too long") and _restore_crlf(rf, part):
                 log(f"{rf.name}: {name} serves it with LF line ends; CRLF restored, checksum matches")
@@ -452,10 +455,17 @@ def fetch(
         raise ValueError(f"data root {root} is not a writable folder ({e.strerror or e})") from None
     files = [rf for rf in spec.files if rf.required or optional]
     done: dict[str, str] = {}
+    failed: list[str] = []
     try:
-        for rf in files:
-            done[rf.name] = _fetch_file(rf, root, _resolve_sources(spec, rf, chosen), timeout=float(timeout),
-                                        attempts=int(attempts), log=log)
+        for rf in files:  # every file is tried, so one refusing source costs only its own files
+            try:
+                done[rf.name] = _fetch_file(rf, root, _resolve_sources(spec, rf, chosen), timeout=float(timeout),
+                                            attempts=int(attempts), log=log)
+            except FetchError as e:
+                failed.append(str(e))
+        if failed:
+            raise FetchError("\n".join(failed) + (f"\n(fetched and verified: {', '.join(done)}; rerun to resume the "
+                                                  "rest, or name another --source)" if done else ""))
         if spec.unpack is not None:
             spec.unpack(root, log)
     except OSError as e:
