@@ -10,13 +10,17 @@ TORCH="${TORCH:-torch==2.14.1 torchvision==0.29.1}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 t0=$(date +%s)
+phase() { echo "check_wheel: $1 done at $(( $(date +%s) - t0 )) s"; }
 unset FAIRPRUNE_DATA PYTHONPATH VIRTUAL_ENV
 
 "$PY" -m venv "$WORK/venv"
 BIN="$WORK/venv/bin"
 "$BIN/python" -m pip install --quiet $TORCH
+phase "venv with $TORCH"
 "$BIN/python" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" "$REPO"
+phase "wheel build"
 "$BIN/python" -m pip install --quiet "$WORK"/dist/fairprune_lite-*.whl
+phase "wheel install (with its dependencies)"
 
 cd "$WORK"
 "$BIN/python" - <<'PY'
