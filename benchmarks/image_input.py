@@ -15,8 +15,9 @@ thread unless ``--threads`` says otherwise:
   chosen device, with ``train.fit`` on 64 x 64 inputs.
 
 Every reader goes through the same shuffled batches (a seeded permutation, batch 128); the
-readers take turns pass by pass and the result is the median of ``--repeats`` passes. Output: ``benchmarks/results/image_input_<device>.json``
-with provenance (commit, torch, CPU or GPU, date, threads, load average).
+readers take turns pass by pass and the result is the median of ``--repeats`` passes. Output:
+``benchmarks/results/image_input_<device>.json`` with provenance (commit, torch, CPU or GPU, date,
+threads, load average).
 
     python benchmarks/image_input.py                # CPU, about a minute
     python benchmarks/image_input.py --device cuda  # the ResNet-10 step on the GPU
@@ -127,7 +128,8 @@ def main(argv=None) -> int:
 
     consume = sections["resnet10_step"]["images_per_s"]
     summary = {k: round(v["images_per_s"], 1) for k, v in sections.items()}
-    summary["speedup_batch_over_per_item"] = round(sections["batch"]["images_per_s"] / sections["per_item"]["images_per_s"], 2)
+    rate = {k: v["images_per_s"] for k, v in sections.items()}
+    summary["speedup_batch_over_per_item"] = round(rate["batch"] / rate["per_item"], 2)
     summary["batch_over_resnet10_step"] = round(sections["batch"]["images_per_s"] / consume, 2)
     summary["per_item_over_resnet10_step"] = round(sections["per_item"]["images_per_s"] / consume, 2)
     prov = experiments.provenance(str(device))

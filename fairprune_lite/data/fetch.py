@@ -285,8 +285,8 @@ def _download(url: str, part: Path, *, timeout: float, expected: int | None) -> 
         first = resp.read(min(CHUNK, 1 << 16))
         if "text/html" in ctype or _looks_like_html(first):
             snippet = first[:200].decode("utf-8", "replace")
-            reason = "a quota, sign-in or error page" if any(
-                w in snippet.lower() for w in ("quota", "sign in", "login", "too many", "error", "denied")) else "a web page"
+            words = ("quota", "sign in", "login", "too many", "error", "denied")
+            reason = "a quota, sign-in or error page" if any(w in snippet.lower() for w in words) else "a web page"
             raise _SourceFailed(f"served an HTML page ({reason}) instead of the file")
         total = have + int(length) if length and length.isdigit() else None
         got = have
@@ -484,7 +484,7 @@ def describe(spec: DatasetSpec) -> str:
     """A plain-text table of a dataset's files, sources and checksums."""
     lines = [f"{spec.name}: sources in order: {', '.join(spec.sources)}", f"  ({spec.notes})"]
     for rf in spec.files:
-        sums = ", ".join(x for x in (f"md5 {rf.md5}" if rf.md5 else "", f"sha256 {rf.sha256}" if rf.sha256 else "") if x)
+        sums = ", ".join(f"{k} {v}" for k, v in (("md5", rf.md5), ("sha256", rf.sha256)) if v)
         lines.append(f"{rf.name}{'' if rf.required else ' (optional)'}: "
                      f"{f'{rf.size:,} bytes, ' if rf.size else ''}{sums or 'no published checksum (format checked)'}")
         if rf.generate:
@@ -509,7 +509,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="a known source, or a URL serving every file by its name; repeat to try several "
                         "in order (default: all known sources)")
     f.add_argument("--optional", action="store_true", help="also fetch the files the loaders do not need")
-    f.add_argument("--timeout", type=float, default=30.0, help="seconds without data before a connection counts as lost")
+    f.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds without data before a connection counts as lost")
     f.add_argument("--attempts", type=int, default=3, help="resumed attempts per source before the next source")
     f.add_argument("--remove-archives", action="store_true", help="delete the .zip / .tgz once unpacked")
     f.add_argument("--list-sources", action="store_true", help="print the sources and checksums and exit")
