@@ -388,6 +388,22 @@ def test_corrupt_image_names_file_and_fetch_command(tmp_path):
         lazy.train[1]
 
 
+def test_corrupt_text_files_name_file_and_fetch_command(tmp_path):
+    root = make_celeba(tmp_path)
+    attr = root / "celeba" / "list_attr_celeba.txt"
+    attr.write_text("<!DOCTYPE html><html>Google Drive - Quota exceeded</html>\n")
+    with pytest.raises(ValueError, match=r"list_attr_celeba.txt must start with the number of images; "
+                                         r"`fairprune data fetch celeba --root .*` fetches checked copies"):
+        load_dataset("celeba", root=root, verify="off")
+    attr.write_bytes(b"PK\x03\x04\xff\xfe binary")
+    with pytest.raises(ValueError, match="list_attr_celeba.txt"):
+        load_dataset("celeba", root=root, verify="off")
+    lfw = make_lfw(tmp_path / "lfw")
+    (lfw / "lfw_attributes.txt").write_text("<html>quota</html>\n")
+    with pytest.raises(ValueError, match="no header line.*fairprune data fetch lfw --root"):
+        load_dataset("lfw", root=lfw)
+
+
 def test_stratified_subsample_keeps_every_cell():
     sp = load_dataset("fashion")
     small = data.stratified_subsample(sp.train, 200, 0, "train")

@@ -251,6 +251,45 @@ def _verify_celeba(folder: Path, n_rows: int, verify: str) -> list[str]:
     return findings
 
 
+def _read_celeba_attributes(path: Path) -> tuple[list[str], list[str], list[list[int]]]:
+    """``list_attr_celeba.txt``: the count, the 40 names, one row of +1/-1 per image."""
+    lines = path.read_text(errors="replace").splitlines()
+    try:
+        n_declared = int(lines[0].strip())
+    except (IndexError, ValueError):
+        raise ValueError("celeba: list_attr_celeba.txt must start with the number of images") from None
+    names = lines[1].split() if len(lines) > 1 else []
+    if len(names) != 40:
+        raise ValueError(f"celeba: list_attr_celeba.txt header has {len(names)} attribute names, expected 40")
+    files, table = [], []
+    for line_no, line in enumerate(lines[2:], 3):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 41:
+            raise ValueError(f"celeba: list_attr_celeba.txt row for {parts[0]} has {len(parts) - 1} values, expected 40")
+        try:
+            table.append([int(v) for v in parts[1:]])
+        except ValueError:
+            raise ValueError(f"celeba: list_attr_celeba.txt line {line_no}: non-integer attribute value") from None
+        files.append(parts[0])
+    if len(files) != n_declared:
+        raise ValueError(f"celeba: list_attr_celeba.txt declares {n_declared} images but lists {len(files)}")
+    return names, files, table
+
+
+def _read_celeba_partition(path: Path) -> dict[str, int]:
+    """``list_eval_partition.txt``: image -> 0 (train), 1 (val) or 2 (test)."""
+    partition = {}
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if parts:
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise ValueError(f"celeba: list_eval_partition.txt: bad line {line[:80]!r}")
+            partition[parts[0]] = int(parts[1])
+    return partition
+
+
 def _attr_name(name: str, valid: Sequence[str], what: str, dataset: str) -> str:
     norm = {v.replace(" ", "_").lower(): v for v in valid}
     key = str(name).replace(" ", "_").lower()
@@ -294,25 +333,12 @@ def load_celeba(
     if not img_dir.is_dir():
         raise FileNotFoundError(f"celeba: image folder {img_dir} not found. {CELEBA_HOWTO}")
 
-    lines = (folder / "list_attr_celeba.txt").read_text().splitlines()
+    refetch = f"; `fairprune data fetch celeba --root {folder.parent}` fetches checked copies"
     try:
-        n_declared = int(lines[0].strip())
-    except (IndexError, ValueError):
-        raise ValueError("celeba: list_attr_celeba.txt must start with the number of images") from None
-    names = lines[1].split()
-    if len(names) != 40:
-        raise ValueError(f"celeba: list_attr_celeba.txt header has {len(names)} attribute names, expected 40")
-    files, table = [], []
-    for line in lines[2:]:
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 41:
-            raise ValueError(f"celeba: list_attr_celeba.txt row for {parts[0]} has {len(parts) - 1} values, expected 40")
-        files.append(parts[0])
-        table.append([int(v) for v in parts[1:]])
-    if len(files) != n_declared:
-        raise ValueError(f"celeba: list_attr_celeba.txt declares {n_declared} images but lists {len(files)}")
+        names, files, table = _read_celeba_attributes(folder / "list_attr_celeba.txt")
+        partition = _read_celeba_partition(folder / "list_eval_partition.txt")
+    except ValueError as e:
+        raise ValueError(f"{e}{refetch}") from None
     findings = _verify_celeba(folder, len(files), verify)
     attrs = np.array(table, dtype=np.int64)
     target = _attr_name(target or "Blond_Hair", names, "target", "celeba")
@@ -320,13 +346,6 @@ def load_celeba(
     if target == sensitive:
         raise ValueError(f"celeba: target and sensitive are the same attribute ({target})")
 
-    partition = {}
-    for line in (folder / "list_eval_partition.txt").read_text().splitlines():
-        parts = line.split()
-        if parts:
-            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                raise ValueError(f"celeba: list_eval_partition.txt: bad line {line!r}")
-            partition[parts[0]] = int(parts[1])
     missing = [f for f in files if f not in partition]
     if missing:
         raise ValueError(f"celeba: list_eval_partition.txt has no entry for {missing[0]} ({len(missing)} missing)")
@@ -430,7 +449,10 @@ def load_lfw(
     img_dir = root / "lfw"
     if not img_dir.is_dir():
         raise FileNotFoundError(f"lfw: image folder {img_dir} not found. {LFW_HOWTO}")
-    header, keys, values = _read_lfw_attributes(attr_path)
+    try:
+        header, keys, values = _read_lfw_attributes(attr_path)
+    except ValueError as e:
+        raise ValueError(f"{e}; `fairprune data fetch lfw --root {root}` fetches a checked copy") from None
     target = _attr_name(target or "Wavy_Hair", header, "target", "lfw")
     sensitive = _attr_name(sensitive or "Male", header, "sensitive", "lfw")
     if target == sensitive:
