@@ -50,6 +50,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         data = srv.files[name]
         if srv.mode == "truncated":
             data = data[: len(data) // 2]
+        elif srv.mode == "short-garbage":
+            data = b"not the file"
         elif srv.mode == "corrupt":
             k = len(data) * 3 // 4  # past the half a truncated source leaves behind
             data = data[:k] + bytes([data[k] ^ 0xFF]) + data[k + 1:]
@@ -216,6 +218,16 @@ def test_truncated_and_corrupt_files_never_reach_the_final_name(tmp_path, serve)
     assert f"{corrupt}: MD5" in text and "differs from the published" in text
     assert not (tmp_path / "blob.bin").exists()
     assert not (tmp_path / "blob.bin.part").exists()  # corrupt bytes are not kept for resuming
+
+
+def test_wrong_partial_bytes_are_not_trusted(tmp_path, serve):
+    bad, _ = serve({"blob.bin": DATA}, "short-garbage")
+    good, srv = serve({"blob.bin": DATA})
+    log = []
+    fetch.fetch(_one_file_spec(DATA), tmp_path, source=[bad, good], timeout=5, log=log.append)
+    assert (tmp_path / "blob.bin").read_bytes() == DATA
+    assert srv.requests == [("blob.bin", "bytes=12-"), ("blob.bin", None)]  # resumed, then from the start
+    assert any("after resuming an earlier partial file; downloading it again from the start" in m for m in log)
 
 
 def test_server_ignoring_range_restarts_cleanly(tmp_path, serve):

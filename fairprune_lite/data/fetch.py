@@ -305,6 +305,22 @@ def _download(url: str, part: Path, *, timeout: float, expected: int | None) -> 
             raise _Dropped(f"connection closed after {got:,} of {total:,} bytes")
 
 
+def _attempts(rf: RemoteFile, name: str, url: str, part: Path, *, timeout: float, attempts: int,
+              log: Callable[[str], None]) -> None:
+    """Up to ``attempts`` downloads of ``url`` into ``part``, each resuming where the last stopped."""
+    for attempt in range(1, attempts + 1):
+        try:
+            _download(url, part, timeout=timeout, expected=rf.size)
+            return
+        except _Dropped as e:
+            have = part.stat().st_size if part.exists() else 0
+            if attempt == attempts:
+                kept = f" ({have:,} bytes kept in {part.name}, resumed from the next source)" if have else ""
+                raise _SourceFailed(f"{e}; gave up after {attempts} attempts{kept}") from None
+            how = f"resuming at byte {have:,}" if have else "retrying"
+            log(f"{rf.name}: {name}: {e}; {how} (attempt {attempt + 1} of {attempts})")
+
+
 def _fetch_file(rf: RemoteFile, root: Path, sources: Sequence[tuple[str, str | None]], *, timeout: float,
                 attempts: int, log: Callable[[str], None]) -> str:
     """Get one file into place; returns the source that delivered it (or "present")."""
@@ -329,18 +345,15 @@ def _fetch_file(rf: RemoteFile, root: Path, sources: Sequence[tuple[str, str | N
                 with _open_part(part, "wb") as f:
                     f.write(rf.generate())
             else:
-                for attempt in range(1, attempts + 1):
-                    try:
-                        _download(url, part, timeout=timeout, expected=rf.size)
-                        break
-                    except _Dropped as e:
-                        have = part.stat().st_size if part.exists() else 0
-                        if attempt == attempts:
-                            kept = (f" ({have:,} bytes kept in {part.name}, resumed from the next source)"
-                                    if have else "")
-                            raise _SourceFailed(f"{e}; gave up after {attempts} attempts{kept}") from None
-                        how = f"resuming at byte {have:,}" if have else "retrying"
-                        log(f"{rf.name}: {name}: {e}; {how} (attempt {attempt + 1} of {attempts})")
+                resumed = part.exists() and part.stat().st_size > 0
+                _attempts(rf, name, url, part, timeout=timeout, attempts=attempts, log=log)
+                problem = verify_file(rf, part)
+                if problem is not None and resumed and not problem.startswith("truncated"):
+                    # the bytes kept from an earlier source may be the wrong ones: once more from the start
+                    log(f"{rf.name}: {name}: {problem} after resuming an earlier partial file; "
+                        "downloading it again from the start")
+                    part.unlink()
+                    _attempts(rf, name, url, part, timeout=timeout, attempts=attempts, log=log)
             problem = verify_file(rf, part)
             if problem is not None and rf.crlf and not problem.startswith("too long") and _restore_crlf(rf, part):
                 log(f"{rf.name}: {name} serves it with LF line ends; CRLF restored, checksum matches")
