@@ -45,6 +45,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             srv.seen.add(name)
         if srv.mode == "quota":
             return self._send(200, QUOTA_PAGE, "text/html; charset=utf-8")
+        if srv.mode.startswith("redirect:"):  # as Google Drive and Hugging Face send downloads to a CDN
+            self.send_response(302)
+            self.send_header("Location", srv.mode[len("redirect:"):] + name)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if name not in srv.files:
             return self._send(404, b"not found", "text/plain")
         data = srv.files[name]
@@ -235,6 +241,14 @@ def test_server_ignoring_range_restarts_cleanly(tmp_path, serve):
     url, srv = serve({"blob.bin": DATA}, "norange")
     fetch.fetch(_one_file_spec(DATA), tmp_path, source=url, timeout=5, log=lambda m: None)
     assert (tmp_path / "blob.bin").read_bytes() == DATA and srv.requests == [("blob.bin", "bytes=1000-")]
+
+
+def test_range_survives_a_redirect(tmp_path, serve):
+    (tmp_path / "blob.bin.part").write_bytes(DATA[:5000])
+    cdn, srv = serve({"blob.bin": DATA})
+    front, _ = serve({}, "redirect:" + cdn)
+    fetch.fetch(_one_file_spec(DATA), tmp_path, source=front, timeout=5, log=lambda m: None)
+    assert (tmp_path / "blob.bin").read_bytes() == DATA and srv.requests == [("blob.bin", "bytes=5000-")]
 
 
 def test_mirror_without_carriage_returns_is_restored(tmp_path, serve):
