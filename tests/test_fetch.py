@@ -335,6 +335,27 @@ def test_full_disk_leaves_nothing_under_the_final_name(tmp_path, serve, monkeypa
     assert (tmp_path / "blob.bin").read_bytes() == DATA
 
 
+def test_full_disk_while_unpacking_leaves_no_half_folder(tmp_path, serve, celeba_files, monkeypatch):
+    import zipfile
+
+    url, _ = serve(_blobs(celeba_files))
+    spec = _spec_for(fetch.CELEBA, celeba_files)
+
+    def extract_some(self, path):
+        self.extract(self.namelist()[0], path)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", extract_some)
+    with pytest.raises(fetch.FetchError, match="no space left"):
+        fetch.fetch(spec, tmp_path, source=url, timeout=5, log=lambda m: None)
+    folder = tmp_path / "celeba"
+    assert not (folder / "img_align_celeba").exists() and not list(folder.glob(".*unpacking"))
+    assert (folder / "img_align_celeba.zip").is_file()  # the verified download is kept
+    monkeypatch.undo()
+    fetch.fetch(spec, tmp_path, source=url, timeout=5, log=lambda m: None)
+    assert len(list((folder / "img_align_celeba").glob("*.jpg"))) == 12
+
+
 def test_loader_names_the_fetch_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="fairprune data fetch celeba --root"):
         load_dataset("celeba", root=tmp_path)

@@ -316,7 +316,7 @@ def load_celeba(
     (default ``Male``; s=1 when the attribute is +1). Images are centre-cropped to ``crop``
     pixels (178: the full width of the aligned images), resized to ``image_size`` and returned
     as float [3, S, S] in [0, 1]. ``cache=True`` decodes every image once into
-    ``<root>/celeba/fairprune_cache/celeba_<S>.npy`` (uint8, memory-mapped afterwards) so epochs
+    ``<root>/celeba/fairprune_cache/celeba_<S>_<crop>.npy`` (uint8, memory-mapped afterwards) so epochs
     are not bound by JPEG decoding; a path chooses another cache file. ``verify`` is described
     in :func:`_verify_celeba`. ``limit`` keeps a seeded subsample per split.
     """
