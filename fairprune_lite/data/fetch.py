@@ -396,7 +396,13 @@ def _unpack(archive: Path, into: Path, top: str, log: Callable[[str], None]) -> 
                 z.extractall(tmp)  # zipfile drops absolute paths and '..'
         else:
             with tarfile.open(archive) as t:
-                t.extractall(tmp, filter="data")  # refuses links and paths outside tmp
+                if hasattr(tarfile, "data_filter"):
+                    t.extractall(tmp, filter="data")  # refuses links and paths outside tmp
+                else:  # Python without extraction filters: only plain files and folders inside tmp
+                    for m in t.getmembers():
+                        if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in Path(m.name).parts:
+                            raise ValueError(f"{archive.name}: refusing member {m.name!r}")
+                    t.extractall(tmp)
         if not (tmp / top).is_dir():
             raise ValueError(f"{archive.name} does not hold a {top}/ folder")
         (tmp / top / marker.name).write_text(json.dumps({"archive": archive.name, "md5": md5}))
