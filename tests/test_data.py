@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fairprune_lite import data
+from fairprune_lite.data import faces, fixtures
 from fairprune_lite.data import FairDataset, Splits, from_tensors, load_dataset, load_npz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,6 +294,127 @@ def test_npz_bad_input(tmp_path, case):
         load_npz(tmp_path / "bad.npz")
 
 
+def test_npz_strings_and_objects_are_named(tmp_path):
+    x, y, s = _toy()
+    np.savez(tmp_path / "words.npz", x=x, y=np.where(y == 1, "yes", "no"), s=s)
+    with pytest.raises(ValueError, match=r"words.npz: array 'y' holds strings \(dtype <U3\); it must be numeric"):
+        load_npz(tmp_path / "words.npz")
+    np.savez(tmp_path / "xwords.npz", x=np.full((60, 2), "a"), y=y, s=s)
+    with pytest.raises(ValueError, match=r"xwords.npz: array 'x' holds strings"):
+        load_dataset(tmp_path / "xwords.npz")
+    np.savez(tmp_path / "objects.npz", x=x, y=np.array([1] * 59 + [None], dtype=object), s=s)
+    with pytest.raises(ValueError, match=r"objects.npz: array 'y' holds Python objects"):
+        load_npz(tmp_path / "objects.npz")
+    with pytest.raises(ValueError, match="y must hold binary values 0/1, found dtype <U1"):
+        from_tensors(x, np.array(["1", "0"] * 30), s)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"x,y,s\n1,0,1\n", r"not a \.npz file: not a zip archive \(it starts with b'x,y,'\)"),
+        (b"", r"not a \.npz file: empty"),
+        (None, r"not a \.npz file: a single \.npy array"),
+        ("truncated", r"not a readable \.npz archive"),
+    ],
+    ids=["csv", "empty", "npy", "truncated zip"],
+)
+def test_npz_not_an_archive(tmp_path, content, match):
+    path = tmp_path / "bad.npz"
+    x, y, s = _toy()
+    if content is None:
+        with open(path, "wb") as f:
+            np.save(f, x)
+    elif content == "truncated":
+        np.savez(tmp_path / "good.npz", x=x, y=y, s=s)
+        path.write_bytes((tmp_path / "good.npz").read_bytes()[:300])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as info:
+        load_npz(path)
+    assert str(path) in str(info.value)
+
+
+def test_cli_bad_npz_exits_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    x, y, s = _toy()
+    np.savez(tmp_path / "words.npz", x=x, y=np.where(y == 1, "yes", "no"), s=s)
+    (tmp_path / "table.npz").write_text("age,income\n31,>50K\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               FAIRPRUNE_QUIET="1")
+    procs = {  # both at once: the start-up of the interpreter dominates
+        name: subprocess.Popen(
+            [sys.executable, "-m", "fairprune_lite", "run", "--dataset", str(tmp_path / name), "--method", "omp",
+             "--sparsity", "0.5", "--profile", "smoke", "--out", str(tmp_path / "out")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        for name in ("words.npz", "table.npz")
+    }
+    for name, expected in (("words.npz", "array 'y' holds strings"), ("table.npz", "not a zip archive")):
+        _out, err = procs[name].communicate(timeout=120)
+        assert procs[name].returncode == 2, err
+        assert "Traceback" not in err
+        assert f"{tmp_path / name}: " in err and expected in err
+
+
+def test_batch_equals_items(tmp_path):
+    sp = load_dataset("fashion", limit=50)
+    idx = [7, 3, 3, 41, 0]
+    xb, yb, sb = sp.train.batch(idx)
+    assert torch.equal(xb, torch.stack([sp.train[i][0] for i in idx]))
+    assert torch.equal(yb, sp.train.y[idx]) and torch.equal(sb, sp.train.s[idx])
+    root = make_celeba(tmp_path, n_per_split=6)
+    for cache in (False, True):
+        ds = load_dataset("celeba", root=root, image_size=16, verify="off", cache=cache).train
+        order = [5, 0, 2, 2, 4]
+        xb, yb, sb = ds.batch(np.array(order))
+        assert xb.dtype == torch.float32 and xb.shape == (5, 3, 16, 16)
+        assert torch.equal(xb, torch.stack([ds[i][0] for i in order])), cache
+        assert torch.equal(yb, ds.y[order]) and torch.equal(sb, ds.s[order])
+
+
+def test_corrupt_image_names_file_and_fetch_command(tmp_path):
+    root = make_celeba(tmp_path)
+    bad = root / "celeba" / "img_align_celeba" / "000002.jpg"
+    bad.write_bytes(b"<html>quota exceeded</html>")
+    with pytest.raises(ValueError, match=r"000002.jpg is not a readable image.*fairprune data fetch celeba --root"):
+        load_dataset("celeba", root=root, verify="off", cache=True)
+    assert not list((root / "celeba" / "fairprune_cache").glob("*.npy"))  # nothing half-built left
+    lazy = load_dataset("celeba", root=root, verify="off", image_size=16)
+    with pytest.raises(ValueError, match="000002.jpg is not a readable image"):
+        lazy.train[1]
+
+
+def test_corrupt_text_files_name_file_and_fetch_command(tmp_path):
+    root = make_celeba(tmp_path)
+    attr = root / "celeba" / "list_attr_celeba.txt"
+    attr.write_text("<!DOCTYPE html><html>Google Drive - Quota exceeded</html>\n")
+    with pytest.raises(ValueError, match=r"list_attr_celeba.txt must start with the number of images; "
+                                         r"`fairprune data fetch celeba --root .*` fetches checked copies"):
+        load_dataset("celeba", root=root, verify="off")
+    attr.write_bytes(b"PK\x03\x04\xff\xfe binary")
+    with pytest.raises(ValueError, match="list_attr_celeba.txt"):
+        load_dataset("celeba", root=root, verify="off")
+    lfw = make_lfw(tmp_path / "lfw")
+    (lfw / "lfw_attributes.txt").write_text("<html>quota</html>\n")
+    with pytest.raises(ValueError, match="no header line.*fairprune data fetch lfw --root"):
+        load_dataset("lfw", root=lfw)
+
+
+def test_stratified_subsample_keeps_every_cell():
+    sp = load_dataset("fashion")
+    small = data.stratified_subsample(sp.train, 200, 0, "train")
+    assert 196 <= len(small) <= 204
+    full, part = sp.train.group_counts(), small.group_counts()
+    for cell, n in full.items():
+        assert abs(part[cell] - 200 * n / len(sp.train)) <= 1
+    again = data.stratified_subsample(sp.train, 200, 0, "train")
+    assert torch.equal(again.x, small.x)
+    assert data.stratified_subsample(sp.train, None, 0, "train") is sp.train
+
+
 def test_registry_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         load_dataset("mnist")
@@ -309,36 +431,12 @@ def test_registry_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# CelebA fixture (torchvision layout), generated here
+# CelebA fixture (torchvision layout), from fairprune_lite.data.fixtures
 # --------------------------------------------------------------------------------------------
-def _jpeg(path: Path, rng: np.random.Generator, size=(22, 26)) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, quality=90)
-
-
 def make_celeba(root: Path, n_per_split: int = 4, single_group_test: bool = False) -> Path:
-    """A tiny CelebA folder: 3 x ``n_per_split`` random JPEGs, both Male values and both
-    Blond_Hair values in every split."""
-    rng = np.random.default_rng(0)
-    folder = root / "celeba"
-    names = list(data.CELEBA_ATTRIBUTES)
-    files, rows, parts = [], [], []
-    for part in range(3):
-        for j in range(n_per_split):
-            f = f"{len(files) + 1:06d}.jpg"
-            _jpeg(folder / "img_align_celeba" / f, rng)
-            attrs = rng.choice([-1, 1], size=40)
-            attrs[names.index("Male")] = 1 if (j % 2 == 0 or (single_group_test and part == 2)) else -1
-            attrs[names.index("Blond_Hair")] = 1 if j // 2 % 2 == 0 else -1
-            files.append(f), rows.append(attrs), parts.append(part)
-    lines = [str(len(files)), " ".join(names)]
-    lines += [f + " " + " ".join(f"{v:2d}" for v in r) for f, r in zip(files, rows)]
-    (folder / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
-    (folder / "list_eval_partition.txt").write_text("".join(f"{f} {p}\n" for f, p in zip(files, parts)))
-    (folder / "identity_CelebA.txt").write_text("".join(f"{f} {i % 3 + 1}\n" for i, f in enumerate(files)))
-    return root
+    """A tiny CelebA folder: 3 x ``n_per_split`` cartoon faces, both Male values and both
+    Blond_Hair values in every split, with identity_CelebA.txt."""
+    return fixtures.make_fake_celeba(root, n_per_split, identity=True, single_group_test=single_group_test)
 
 
 def test_celeba_fixture_loads(tmp_path):
@@ -354,9 +452,10 @@ def test_celeba_fixture_loads(tmp_path):
     findings = sp.meta["verification"]
     assert any("list_attr_celeba.txt: MD5" in f and "differs" in f for f in findings)
     assert any("list_bbox_celeba.txt: absent" in f for f in findings)
-    other = load_dataset("celeba", root=root, target="bags under eyes", sensitive="Young", verify="off",
+    other = load_dataset("celeba", root=root, target="bags under eyes", sensitive="blond hair", verify="off",
                          image_size=16)
-    assert "Bags_Under_Eyes" in other.meta["target"] and other.meta["verification"] == ["verification off"]
+    assert "Bags_Under_Eyes" in other.meta["target"] and "Blond_Hair" in other.meta["sensitive"]
+    assert other.meta["verification"] == ["verification off"]
 
 
 def test_celeba_verify_modes(tmp_path, monkeypatch):
@@ -364,7 +463,7 @@ def test_celeba_verify_modes(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="list_attr_celeba.txt.*differ from the official"):
         load_dataset("celeba", root=root, verify="strict")
     # files that claim to be official (the official row count) must match the official MD5s
-    monkeypatch.setattr(data, "CELEBA_OFFICIAL_ROWS", 12)
+    monkeypatch.setattr(faces, "CELEBA_OFFICIAL_ROWS", 12)
     with pytest.raises(ValueError, match="identity_CelebA.txt"):
         load_dataset("celeba", root=root)
     with pytest.raises(ValueError, match="verify"):
@@ -408,24 +507,13 @@ def test_celeba_errors(tmp_path):
 # --------------------------------------------------------------------------------------------
 # LFW fixture
 # --------------------------------------------------------------------------------------------
-LFW_ATTRS = ["Male", "Asian", "White", "Wavy Hair", "Big Nose", "Smiling"]
+LFW_ATTRS = list(fixtures.LFW_FAKE_ATTRIBUTES)
 
 
 def make_lfw(root: Path, people: int = 12, per_person: int = 2) -> Path:
-    rng = np.random.default_rng(1)
-    lines = ["# fixture in the layout of Kumar et al.'s lfw_attributes.txt",
-             "\t".join(["#", "person", "imagenum"] + LFW_ATTRS)]
-    for p in range(people):
-        person = f"Person {chr(65 + p)} Test"
-        folder = person.replace(" ", "_")
-        for k in range(1, per_person + 1):
-            _jpeg(root / "lfw" / folder / f"{folder}_{k:04d}.jpg", rng, size=(40, 40))
-            vals = rng.normal(size=len(LFW_ATTRS))
-            vals[0] = 1.3 if k % 2 else -0.7  # both groups in every person's images
-            vals[3] = 0.5 if p % 2 else -0.5
-            lines.append("\t".join([person, str(k)] + [f"{v:.6f}" for v in vals]))
-    (root / "lfw_attributes.txt").write_text("\n".join(lines) + "\n")
-    return root
+    """Male alternates over each person's images (both groups in any split by identity),
+    Wavy Hair is set per person (odd persons)."""
+    return fixtures.make_fake_lfw(root, people, per_person, male_by="image")
 
 
 def test_lfw_fixture_loads(tmp_path):
@@ -470,3 +558,29 @@ def test_lfw_errors(tmp_path):
     (bad / "lfw_attributes.txt").write_text("person\tMale\nA\t1\n")
     with pytest.raises(ValueError, match="no header line"):
         load_dataset("lfw", root=bad)
+
+
+# --------------------------------------------------------------------------------------------
+# The installed package finds its data
+# --------------------------------------------------------------------------------------------
+def test_wheel_carries_every_shipped_file():
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert cfg["package-dir"]["fairprune_lite.data.shipped"] == "data"
+    assert "fairprune_lite.data.shipped" in cfg["packages"]
+    shipped = sorted(p.name for p in (ROOT / "data").iterdir() if p.is_file())
+    assert sorted(cfg["package-data"]["fairprune_lite.data.shipped"]) == shipped
+
+
+def test_data_dir_prefers_the_package_copy(tmp_path, monkeypatch):
+    from fairprune_lite.data import core
+
+    pkg = tmp_path / "site-packages" / "fairprune_lite" / "data"
+    (pkg / "shipped").mkdir(parents=True)
+    monkeypatch.delenv("FAIRPRUNE_DATA", raising=False)
+    monkeypatch.setattr(core, "__file__", str(pkg / "core.py"))
+    assert core.data_dir() == pkg / "shipped"
+    (pkg / "shipped").rmdir()
+    with pytest.raises(FileNotFoundError, match="shipped data folder not found.*FAIRPRUNE_DATA"):
+        core.data_dir()
