@@ -62,3 +62,12 @@ def test_toc_lists_existing_chapters():
     files = [toc["root"]] + [c["file"] for p in toc["parts"] for c in p["chapters"]]
     for f in files:
         assert any((ROOT / (f + ext)).exists() for ext in (".ipynb", ".md")), f"{f} missing"
+
+
+def test_every_subpackage_is_packaged():
+    from setuptools import find_packages
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    found = set(find_packages(str(ROOT), include=find["include"]))
+    on_disk = {str(p.parent.relative_to(ROOT)).replace("/", ".") for p in (ROOT / "fairprune_lite").rglob("__init__.py")}
+    assert on_disk and on_disk <= found, on_disk - found
