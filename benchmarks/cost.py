@@ -690,7 +690,7 @@ def section_scaling(sizes: Sizes, device: torch.device, log: Callable[[str], Non
     epochs = []
     for n in sizes.scale_sizes:
         model = make_model("cnn", in_shape=in_shape, width=w0, seed=0).to(device)
-        sub = _subset(tr, n, 0)
+        sub = experiments.stratified_subsample(tr, n, 0, "train")
         fit(model, [batch], steps=2, lr=0.01)  # warm-up
         _sync(device)
         t0 = time.perf_counter()

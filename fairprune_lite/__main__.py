@@ -271,8 +271,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(f"{args.metric}: {args.a} - {args.b}, paired over seeds (mean, {pct} t-interval; p-values: paired t, "
           f"exact sign, exact permutation)")
     for r in rows:
+        budget = f" budget {r['budget']:g}" if r["budget"] not in (None, 1) else ""
         where = f"{r['dataset']}{'/' + str(r['target']) if r['target'] else ''} {r['model']} sparsity " \
-                f"{r['sparsity']:g} tau {r['tau']:g}" + (f" budget {r['budget']:g}" if r["budget"] not in (None, 1) else "")
+                f"{r['sparsity']:g} tau {r['tau']:g}{budget}"
         if "error" in r:
             print(f"  {where}: {r['error']} (seeds {r['seeds']})")
             continue

@@ -196,3 +196,14 @@ def test_bad_input_process_exit_status(tmp_path):
     assert p.returncode == 2 and "unknown method 'nope'" in p.stderr and "Traceback" not in p.stderr
     p = cli(cwd=tmp_path, check=False)
     assert p.returncode == 2
+
+
+def test_no_progress_bars_when_output_is_not_a_terminal(tmp_path, npz):
+    e = env()
+    e.pop("FAIRPRUNE_QUIET")
+    p = subprocess.run([sys.executable, "-m", "fairprune_lite", "run", "--dataset", str(npz), "--method", "omp",
+                        "--sparsity", "0.5", "--out", str(tmp_path)], cwd=tmp_path, env=e, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "%|" not in p.stderr and "it/s" not in p.stderr, p.stderr  # piped: no tqdm bars
+    assert "data:" in p.stderr  # but the log lines are there
