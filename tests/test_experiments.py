@@ -107,6 +107,9 @@ budgets = [1, 2]
     ("methods: [{method: bifp, fair_mask: false}, {method: bifp, label: b}]\nsparsities: [0.5]\nfigure: interpolation\n",
      "needs 'pairs'"),
     ("methods: [omp]\nsparsities: [0.5]\n: [\n", "cannot parse"),
+    ("methods: [{method: bifp, stpes: 3}]\nsparsities: [0.5]\n", r"stpes.*\(did you mean 'steps'\?\)"),
+    ("methods: [omp]\nsparsities: [0.5]\nsettings: {pretrain_min_step: 2}\n", "did you mean 'pretrain_min_steps'"),
+    ("methods: [omp]\nsparsities: [0.5]\nspread: sd\n", "spread must be one of ci, std, minmax"),
 ])
 def test_config_errors_name_the_problem(tmp_path, text, match):
     with pytest.raises(ex.ConfigError, match=match):
@@ -404,5 +407,18 @@ def test_a_dense_model_no_better_than_the_majority_is_reported(tmp_path, capsys)
                             settings={"pretrain_epochs": 1, "pretrain_min_steps": 0}), out=tmp_path / "o")
     assert res["dense"]["val"]["accuracy"] <= res["dense"]["val"]["majority_baseline"]
     assert res["warnings"] and "majority" in res["warnings"][0]
-    assert "WARNING" in capsys.readouterr().err
+    from fairprune_lite.__main__ import main
+
+    capsys.readouterr()
+    assert main(["run", "--dataset", str(path), "--method", "omp", "--sparsity", "0.5", "--profile", "smoke",
+                 "--set", "pretrain_epochs=1", "--set", "pretrain_min_steps=0", "--out", str(tmp_path / "c"),
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err.count("WARNING: dense model no better than the majority class") == 1
     assert ex.load_result(tmp_path / "o" / f"{res['run_id']}.json")["warnings"] == res["warnings"]
+
+
+def test_unknown_dataset_in_a_sweep_fails_before_any_run(tmp_path):
+    cfg = {"name": "t", "profile": "smoke", "datasets": ["adlut"], "methods": ["omp"], "sparsities": [0.5]}
+    with pytest.raises(ValueError, match=r"unknown dataset 'adlut' \(did you mean 'adult'\?\)"):
+        ex.sweep(cfg, out=tmp_path, quiet=True)
+    assert not list(tmp_path.rglob("*"))

@@ -65,7 +65,9 @@ def test_other_machine_within_tolerance(stored, tmp_path):
         d["test"]["loss"] += 4e-4
 
     folder = copy_with(res, tmp_path / "a", other_machine)
-    rep = ex.verify(folder, n=1, quiet=True, tolerances=TOL)
+    tol_file = tmp_path / "TOLERANCES.json"
+    tol_file.write_text(json.dumps(TOL))
+    rep = ex.verify(folder, n=1, quiet=True, tolerances=tol_file)
     assert rep["ok"], rep["mismatches"]
     assert rep["checks"][res["run_id"]].startswith("within tolerance, max |diff| = 0.0004 (at test.loss)")
     # an old result without a fingerprint counts as another machine

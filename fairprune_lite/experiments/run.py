@@ -12,8 +12,8 @@ Protocol
    (dataset, attributes, model, width, seed, profile, pretraining knobs) in
    ``<cache>/dense/<key>.pt``, written atomically after every epoch, tensors and plain values
    only (loads with ``weights_only=True``). A dense model no better than the majority class on
-   ``val`` is reported loudly (stderr and the result's ``warnings``): pruning it prunes a
-   constant predictor.
+   ``val`` is reported in the result's ``warnings`` (and loudly by ``fairprune run`` / ``sweep``):
+   pruning it prunes a constant predictor.
 3. Prune, fine-tune on ``val`` and evaluate on ``val`` and ``test`` in one call of
    :func:`~fairprune_lite.pruners.prune` (its ``metrics`` are the result's ``val`` / ``test``).
 """
@@ -283,9 +283,7 @@ def _run(spec: RunSpec, profile: Profile, dev: str, *, out: Any, cache_dir: Any,
     dense, pre_cost = pretrain(spec, profile, splits, cache_dir=cache_dir, device=dev, progress=progress)
     dense_metrics = {k: _train.evaluate(dense, getattr(splits, k), batch_size=profile.eval_batch_size)
                      for k in SPLITS}
-    warnings = dense_warnings(dense_metrics)
-    for w in warnings:
-        print(f"WARNING [{run_id}]: {w}", file=sys.stderr, flush=True)
+    warnings = dense_warnings(dense_metrics)  # in the result; the command line prints them
 
     kw = {"surrogate": spec.surrogate} if spec.surrogate is not None else {}
     constraint = FairnessConstraint(spec.constraint, spec.tau, dual_lr=profile.dual_lr, **kw)

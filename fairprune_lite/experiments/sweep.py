@@ -27,6 +27,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import torch
+from tqdm.auto import tqdm
+
 from .. import train as _train
 from .config import RunSpec, SweepConfig, check_config, check_spec, load_config, sweep_dir
 from .profiles import log, progress_default, quiet_default
@@ -44,8 +47,6 @@ EXECUTORS = ("local", "ray")
 # ---------------------------------------------------------------------------------------------
 def _set_threads(threads: int | None) -> None:
     if threads:
-        import torch
-
         torch.set_num_threads(int(threads))
 
 
@@ -55,8 +56,6 @@ def pretrain_task(spec: dict, cache: str, device: str | None, root: Any, threads
     try:
         s = RunSpec.from_dict(spec)
         profile = check_spec(s)
-        import torch
-
         before = torch.get_num_threads()
         if profile.threads:
             torch.set_num_threads(int(profile.threads))
@@ -282,8 +281,6 @@ def sweep(config: str | os.PathLike | Mapping[str, Any] | SweepConfig, *, out: s
                 pass
     bar = None
     if progress and todo:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(todo), desc=f"sweep {cfg.name}")
     try:
         for rec in run_map(run_task, [(s.to_dict(), str(folder), cache, device, root, threads) for s in todo]):
