@@ -3,6 +3,7 @@ sweep's numbers; bad executor arguments fail before anything is written; the cle
 from __future__ import annotations
 
 import importlib
+import os
 import json
 from pathlib import Path
 
@@ -140,3 +141,15 @@ def test_book_results_refused_from_a_dirty_tree(npz, tmp_path, monkeypatch):
     assert ex.check_clean(tmp_path / "elsewhere", allow_dirty=False) is True  # only the book's results
     monkeypatch.setattr(prov, "git_state", lambda: ("abc", False))
     assert ex.check_clean(book, allow_dirty=False) is False
+
+
+def _dies_on_one(x: int) -> int:
+    if x == 1:
+        os._exit(3)  # a worker killed mid-run (out of memory, SIGKILL)
+    return x
+
+
+def test_a_lost_local_worker_is_reported_not_raised():
+    sweep_mod = importlib.import_module("fairprune_lite.experiments.sweep")
+    out = list(sweep_mod._processes(2)(_dies_on_one, [(0,), (1,)]))
+    assert len(out) == 2 and any(isinstance(o, str) and o.startswith("worker lost") for o in out)

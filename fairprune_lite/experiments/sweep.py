@@ -9,7 +9,9 @@ at a time, in ``jobs`` local processes, or as Ray tasks on a cluster.
   a corrupt one is renamed ``<name>.corrupt`` and a stale one ``<name>.stale``, then recomputed.
 * Each run writes its own result atomically, so a killed sweep or a lost worker loses only the
   runs in flight; a run that raises leaves ``<run_id>.failed.json`` (error and traceback) and
-  the others go on. Re-running retries only failed and missing runs.
+  the others go on. A lost worker is recorded the same way: Ray retries its task twice first;
+  a local process pool breaks when one of its processes dies, so its unfinished runs are all
+  recorded as "worker lost". Re-running retries only failed and missing runs.
 * In parallel, the distinct dense models are pretrained first (one task each), then the runs
   read them from the cache: results are identical to a serial sweep apart from timing and
   provenance.
@@ -69,6 +71,16 @@ def pretrain_task(spec: dict, cache: str, device: str | None, root: Any, threads
     return None
 
 
+def record_failure(spec: dict, folder: str, err: str, tb: str) -> dict[str, Any]:
+    """Write ``<folder>/<run_id>.failed.json`` (error and traceback); the sweep's record of it."""
+    s = RunSpec.from_dict(spec)
+    rid = s.run_id()
+    write_json(Path(folder) / f"{rid}.failed.json", {
+        "run_id": rid, "spec": s.to_dict(), "error": err, "traceback": tb,
+        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()})
+    return {"run_id": rid, "ok": False, "error": err}
+
+
 def run_task(spec: dict, folder: str, cache: str, device: str | None, root: Any,
              threads: int | None) -> dict[str, Any]:
     """One run of a sweep, never raising: the result's summary, or the error recorded in
@@ -80,10 +92,7 @@ def run_task(spec: dict, folder: str, cache: str, device: str | None, root: Any,
     try:
         res = run(s, out=folder, cache_dir=cache, device=device, progress=False, quiet=True, root=root)
     except Exception as e:
-        err = f"{type(e).__name__}: {e}"
-        write_json(failed, {"run_id": rid, "spec": s.to_dict(), "error": err, "traceback": traceback.format_exc(),
-                            "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()})
-        return {"run_id": rid, "ok": False, "error": err}
+        return record_failure(spec, folder, f"{type(e).__name__}: {e}", traceback.format_exc())
     if failed.exists():
         failed.unlink()
     return {"run_id": rid, "ok": True, "line": f"test acc {res['test']['accuracy']:.4f} gap "
@@ -99,13 +108,22 @@ def _serial(fn: Callable, args: Sequence[tuple]) -> Any:
         yield fn(*a)
 
 
+def _lost(fn: Callable, a: tuple, e: BaseException) -> Any:
+    """What a task whose worker was lost (killed, out of memory) returns: a recorded failure."""
+    err = f"worker lost ({type(e).__name__}: {e})"
+    return record_failure(a[0], a[1], err, "".join(traceback.format_exception(e))) if fn is run_task else err
+
+
 def _processes(jobs: int) -> Callable:
     def map_(fn: Callable, args: Sequence[tuple]) -> Any:
         ctx = multiprocessing.get_context("spawn")  # no forked torch / OpenMP state
         with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(fn, *a) for a in args]
+            futures = {pool.submit(fn, *a): a for a in args}
             for f in cf.as_completed(futures):
-                yield f.result()
+                try:
+                    yield f.result()
+                except cf.process.BrokenProcessPool as e:  # the other runs of the pool are lost too
+                    yield _lost(fn, futures[f], e)
     return map_
 
 
@@ -141,10 +159,14 @@ def _ray(jobs: int, address: str | None, gpu: bool) -> Callable:
 
     def map_(fn: Callable, args: Sequence[tuple]) -> Any:
         remote = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=2)(fn)
-        pending = [remote.remote(*a) for a in args]
+        tasks = {remote.remote(*a): a for a in args}
+        pending = list(tasks)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            try:
+                yield ray.get(done[0])
+            except (ray.exceptions.RayError, OSError) as e:  # the worker died after its retries
+                yield _lost(fn, tasks[done[0]], e)
     return map_
 
 
