@@ -90,6 +90,7 @@ def test_no_measured_tolerance_is_a_mismatch_never_a_pass(stored, tmp_path):
     folder = copy_with(res, tmp_path / "a", lambda d: d["provenance"].pop("fingerprint"))
     rep = ex.verify(folder, n=1, quiet=True, tolerances={"families": {"cnn": {"accuracy": 1.0}}})
     assert not rep["ok"] and "no measured tolerances for family 'mlp'" in rep["mismatches"][res["run_id"]][0]
+    assert rep["checks"][res["run_id"]].startswith("within tolerance: impossible")
 
     def dp(d):
         d["provenance"].pop("fingerprint")

@@ -77,7 +77,7 @@ def compare_results(stored: Mapping[str, Any], new: Mapping[str, Any], *, exact:
         if family not in fams:
             where = "TOLERANCES.json" if tolerances is not None else "no tolerances file"
             out.append(f"no measured tolerances for family {family!r} ({where}); cannot compare across machines")
-            return {"mismatches": out, "max_diff": 0.0, "at": None}
+            return {"mismatches": out, "max_diff": 0.0, "at": None, "impossible": True}
         fam_tol = fams[family]
     worst = {"d": 0.0, "at": None}
 
@@ -135,7 +135,7 @@ def compare_results(stored: Mapping[str, Any], new: Mapping[str, Any], *, exact:
 
     for k in VERIFIED:
         walk(stored.get(k), new.get(k), k)
-    return {"mismatches": out, "max_diff": worst["d"], "at": worst["at"]}
+    return {"mismatches": out, "max_diff": worst["d"], "at": worst["at"], "impossible": False}
 
 
 def verify(results_dir: str | os.PathLike, n: int = 3, seed: int = 0, *, atol: float = 0.0,
@@ -178,6 +178,8 @@ def verify(results_dir: str | os.PathLike, n: int = 3, seed: int = 0, *, atol: f
             cmp = compare_results(r, new, exact=exact, tolerances=tol, atol=atol)
             if exact:
                 check = "exact"
+            elif cmp["impossible"]:
+                check = f"within tolerance: impossible, no measured tolerances for family {r['model']!r}"
             elif cmp["at"] is None:
                 check = "within tolerance, max |diff| = 0"
             else:
