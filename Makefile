@@ -10,12 +10,13 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 PYTEST_NB := --nbval-lax --nbval-current-env --nbval-sanitize-with book/sanitize.cfg
 
-.PHONY: help install test test-unit test-book book book-execute bench clean
+.PHONY: help install test test-unit test-book verify book book-execute bench clean
 
 help:
 	@echo "make book          build the executed book (HTML in _build/html)"
-	@echo "make test          unit tests + every notebook under nbval"
+	@echo "make test          unit tests + every notebook under nbval (recomputes a sample of stored results)"
 	@echo "make test-unit     unit tests only"
+	@echo "make verify        recompute FAIRPRUNE_VERIFY_N (default 1) runs of every stored sweep"
 	@echo "make book-execute  re-run every chapter in place (default profile), then build"
 	@echo "make bench         the cost benchmark (benchmarks/README.md)"
 
@@ -29,10 +30,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests book $(PYTEST_NB)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests book $(PYTEST_NB)
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+verify: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests/test_stored_results.py
 
 test-book: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider book $(PYTEST_NB)

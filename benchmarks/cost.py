@@ -39,6 +39,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -52,9 +53,10 @@ from fairprune_lite import experiments  # noqa: E402
 from fairprune_lite.bilevel import IG_VARIANTS, bifp, bip  # noqa: E402
 from fairprune_lite.constraints import FairnessConstraint  # noqa: E402
 from fairprune_lite.data import load_dataset  # noqa: E402
-from fairprune_lite.masks import MaskScores, apply_masks, masked_weights, prunable_layers, remove_masks  # noqa: E402
-from fairprune_lite.models import make_model  # noqa: E402
-from fairprune_lite.train import PassCounter, evaluate, fit, make_loader, set_seed, task_loss  # noqa: E402
+from fairprune_lite.masks import MaskScores, apply_masks  # noqa: E402
+from fairprune_lite import pruners  # noqa: E402
+from fairprune_lite.models import default_model_name, make_model  # noqa: E402
+from fairprune_lite.train import PassCounter, evaluate, fit, make_loader, set_seed  # noqa: E402
 
 SECTIONS = ("step", "convergence", "scaling", "book")
 UPDATES = ("alternating", "joint")
@@ -277,21 +279,13 @@ def top_profile(fn: Callable[[], Any], n: int = 15) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 # data and models
 # ---------------------------------------------------------------------------------------------
-def _subset(ds: Any, n: int | None, seed: int) -> Any:
-    if n is None or n >= len(ds):
-        return ds
-    g = torch.Generator().manual_seed(seed)
-    return ds.subset(torch.randperm(len(ds), generator=g)[:n].sort().values)
-
-
 def load_limited(name: str, limits: tuple[int, int, int], seed: int = 0) -> tuple[Any, Any, Any, tuple]:
+    """The dataset with each split capped by the library's stratified subsampler
+    (:func:`fairprune_lite.experiments.stratified_subsample`)."""
     splits = load_dataset(name, seed=seed)
-    tr, va, te = (_subset(d, n, seed) for d, n in zip((splits.train, splits.val, splits.test), limits))
+    tr, va, te = (experiments.stratified_subsample(d, n, seed, k)
+                  for k, d, n in zip(("train", "val", "test"), (splits.train, splits.val, splits.test), limits))
     return tr, va, te, tuple(splits.input_shape)
-
-
-def model_name(dataset: str) -> str:
-    return "mlp" if dataset == "adult" else "cnn"
 
 
 def pretrain_dense(dataset: str, train: Any, in_shape: tuple, width: int, epochs: int,
@@ -299,7 +293,7 @@ def pretrain_dense(dataset: str, train: Any, in_shape: tuple, width: int, epochs
     """The shared dense model every method starts from (its cost is excluded, stated)."""
     prof = experiments.get_profile("cpu")
     set_seed(seed)
-    model = make_model(model_name(dataset), in_shape=in_shape, width=width, seed=seed).to(device)
+    model = make_model(default_model_name(in_shape), in_shape=in_shape, width=width, seed=seed).to(device)
     c = PassCounter()
     t0 = time.perf_counter()
     fit(model, make_loader(train, prof.batch_size, shuffle=True, seed=seed), epochs=epochs,
@@ -310,44 +304,6 @@ def pretrain_dense(dataset: str, train: Any, in_shape: tuple, width: int, epochs
 def omp_masks(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
     """One-shot global magnitude pruning: the top-k of |w| over all prunable weights."""
     return MaskScores(model, sparsity, init="magnitude").binary_masks()
-
-
-def global_topk(saliency: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
-    """Binary masks keeping the largest saliencies: exactly ``round(sparsity * n)`` pruned,
-    ties broken by position (the library's rule)."""
-    names = list(saliency)
-    flat = torch.cat([saliency[n].detach().reshape(-1).float().cpu() for n in names])
-    n_prune = int(round(sparsity * flat.numel()))
-    order = torch.sort(flat, stable=True).indices
-    keep = torch.ones_like(flat)
-    keep[order[:n_prune]] = 0.0
-    parts = keep.split([saliency[n].numel() for n in names])
-    return {n: p.view(saliency[n].shape).to(saliency[n].device) for n, p in zip(names, parts)}
-
-
-def snip_masks(model: nn.Module, batch: tuple, sparsity: float, counter: PassCounter) -> dict[str, torch.Tensor]:
-    """SNIP: connection sensitivity |w * dL/dw| of the task loss on one batch, global top-k."""
-    layers = prunable_layers(model)
-    weights = {n: m.weight for n, m in layers.items()}
-    x, y, _s = (t.to(next(model.parameters()).device) for t in batch)
-    model.zero_grad(set_to_none=True)
-    was = model.training
-    model.train()
-    loss = task_loss(model(x), y)
-    counter.forward(len(y))
-    grads = torch.autograd.grad(loss, list(weights.values()))
-    counter.backward()
-    model.train(was)
-    return global_topk({n: (w * g).abs() for (n, w), g in zip(weights.items(), grads)}, sparsity)
-
-
-def lottery_levels(target: float) -> list[float]:
-    """IMP rounds: each removes 20% of the remaining weights, the last one stops at ``target``."""
-    levels, s = [], 0.0
-    while s < target - 1e-12:
-        s = min(target, 1.0 - (1.0 - s) * 0.8)
-        levels.append(s)
-    return levels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,35 +483,21 @@ def _add_offset(off: dict[str, float], clock: PassCounter, wall: float) -> dict[
 
 def _prune_stage(how: str, model: nn.Module, val: Any, sparsity: float, retrain: int, device: torch.device,
                  off: dict[str, float]) -> tuple[nn.Module, dict[str, float], dict[str, Any]]:
-    """Prune ``model`` (a copy) by ``how``; returns the masked model, the new cost offset and
-    what the stage cost. IMP retrains ``retrain`` masked SGD steps (task loss, pruning data)
-    after every round (no rewinding)."""
+    """Prune a copy of ``model`` with the library's method ``how`` (:func:`fairprune_lite.pruners.prune`
+    on the pruning data, no fine-tuning, no evaluation); returns the masked model, the new cost
+    offset and what the stage cost. IMP retrains ``retrain`` masked SGD steps per round
+    (``round_steps``, the library's Lottery schedule, no rewinding)."""
     if how not in ("omp", "imp", "snip"):
         raise ValueError(f"pruning step must be omp, imp or snip, got {how!r}")
     prof = experiments.get_profile("cpu")
-    model = copy.deepcopy(model)
     clock = StepClock(device)
     t0 = time.perf_counter()
-    loader = make_loader(val, prof.batch_size, shuffle=True, seed=1)
-    if how == "omp":
-        masks = omp_masks(model, sparsity)
-    elif how == "snip":
-        masks = snip_masks(model, next(iter(loader)), sparsity, clock)
-    else:  # imp
-        masks = None
-        for level in lottery_levels(sparsity):
-            if masks is None:
-                masks = omp_masks(model, level)
-            else:
-                # magnitude of the *masked* weights: pruned weights stay pruned
-                masks = global_topk({n: w.detach().abs() for n, w in masked_weights(model).items()}, level)
-                remove_masks(model, bake=False)
-            apply_masks(model, MaskScores.from_masks(model, masks))
-            fit(model, loader, steps=retrain, lr=prof.finetune_lr, counter=clock)
-        remove_masks(model, bake=False)
-    apply_masks(model, MaskScores.from_masks(model, masks))
+    splits = SimpleNamespace(train=val, val=val, test=val)
+    opts = {"round_steps": retrain} if how == "imp" else {}
+    res = pruners.prune(how, model, splits, sparsity=sparsity, seed=1, finetune_steps=0, batch_size=prof.batch_size,
+                        lr=prof.finetune_lr, device=device, counter=clock, evaluate_on=(), **opts)
     wall = time.perf_counter() - t0
-    return model, _add_offset(off, clock, wall), {"iterations": clock.iterations, "wall_time_s": round(wall, 3)}
+    return res.model, _add_offset(off, clock, wall), {"iterations": clock.iterations, "wall_time_s": round(wall, 3)}
 
 
 def section_convergence(sizes: Sizes, device: torch.device, log: Callable[[str], None]) -> dict[str, Any]:
@@ -674,10 +616,10 @@ def section_convergence(sizes: Sizes, device: torch.device, log: Callable[[str],
                                                             / max(1, b["forward_passes"] + b["backward_passes"]), 3),
                       "wall_time": round(a["wall_time_s"] / max(1e-9, b["wall_time_s"]), 3)}
         entry = {
-            "model": model_name(dataset), "width": sizes.widths[dataset], "in_shape": list(in_shape),
+            "model": default_model_name(in_shape), "width": sizes.widths[dataset], "in_shape": list(in_shape),
             "n": {"train": len(tr), "val": len(va), "test": len(te)}, "sparsity": sp,
             "constraint": kind, "gap_metric": metric, "tau": tau, "eval_every": every, "max_steps": T,
-            "imp_retrain_steps_per_round": sizes.imp_retrain, "imp_levels": lottery_levels(sp),
+            "imp_retrain_steps_per_round": sizes.imp_retrain, "imp_levels": pruners.lottery_sparsities(until=sp),
             "dense": {"accuracy": d_eval["accuracy"], "gap": d_eval[metric],
                       "majority_baseline": d_eval["majority_baseline"],
                       "pretraining_iterations_excluded": pre_it, "pretraining_wall_s_excluded": round(pre_s, 2)},
@@ -748,7 +690,7 @@ def section_scaling(sizes: Sizes, device: torch.device, log: Callable[[str], Non
     epochs = []
     for n in sizes.scale_sizes:
         model = make_model("cnn", in_shape=in_shape, width=w0, seed=0).to(device)
-        sub = _subset(tr, n, 0)
+        sub = experiments.stratified_subsample(tr, n, 0, "train")
         fit(model, [batch], steps=2, lr=0.01)  # warm-up
         _sync(device)
         t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Command line: ``python -m fairprune_lite <command> ...`` (also installed as ``fairprune``).
 
-Commands: ``run`` (one experiment), ``sweep`` (a configuration file), ``figure`` (from stored
-results), ``verify`` (recompute a sample of stored results), ``list-methods``,
+Commands: ``run`` (one experiment), ``sweep`` (a configuration file; ``--jobs N`` local processes
+or ``--executor ray``), ``figure`` (from stored results), ``verify`` (recompute a sample of stored
+results), ``compare`` (paired difference of two methods over seeds), ``list-methods``,
 ``list-profiles``. Argument parsing only; the work is done by :mod:`fairprune_lite.experiments`.
 
 Exit status: 0 on success, 1 when ``verify`` finds a mismatch or ``sweep`` has failed runs, 2 on
@@ -14,15 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+from pathlib import Path
 from typing import Any, Sequence
+
+import yaml
+
+from . import __version__, pruners
+from . import experiments as ex
 
 EXAMPLES = """examples:
   fairprune run --dataset adult --method bifp --sparsity 0.7 --seed 0
   fairprune run --dataset my_data.npz --method omp --sparsity 0.5 --profile smoke
   fairprune sweep configs/fig1.yaml                      # runs only what is missing
   fairprune figure configs/fig1.yaml                     # PNG + SVG next to the results
+  fairprune sweep configs/fig1.yaml --jobs 2             # two runs at a time
+  fairprune sweep configs/fig1.yaml --executor ray --address HOST:6379
   fairprune verify runs/fig1 -n 3                        # recompute 3 stored results
+  fairprune compare runs/fig3_4 --a bifp --b omp --metric test.equalized_odds_difference
 profile: --profile or FAIRPRUNE_PROFILE (smoke | cpu | gpu; default cpu); quiet: --quiet or FAIRPRUNE_QUIET=1
 """
 
@@ -35,8 +46,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_value(text: str) -> Any:
-    import yaml
-
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -47,8 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fairprune", description="Fairness-constrained pruning experiments (fairprune-lite).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"fairprune-lite {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command")
 
@@ -78,12 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=1.0, help="factor on the pruning-stage length (default 1)")
     p.add_argument("--save-weights", action="store_true", help="also store the final weights (for Fig. 8)")
     p.add_argument("--json", action="store_true", help="print the whole result JSON on stdout")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="allow writing into book/results from a tree with uncommitted changes (results say so)")
 
     p = sub.add_parser("sweep", help="methods x sparsities x seeds from a YAML/TOML config; runs what is missing")
     _common(p)
     p.add_argument("config", help="a .yaml/.yml/.toml sweep configuration (schema: configs/README.md)")
     p.add_argument("--out", default=None, help="results root (default: the config's 'out' or runs)")
     p.add_argument("--dry-run", action="store_true", help="check everything and list the missing runs only")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="runs at a time (local processes or Ray CPUs; default 1)")
+    p.add_argument("--executor", default="local", help="local | ray (default local)")
+    p.add_argument("--address", default=None, help="Ray cluster address (HOST:PORT, ray://HOST:PORT or auto)")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="allow writing into book/results from a tree with uncommitted changes (results say so)")
 
     p = sub.add_parser("figure", help="draw a figure (PNG + SVG) from stored results")
     p.add_argument("source", help="a sweep config (draws its grid) or a folder of results (needs --kind)")
@@ -91,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for the images (default: the results folder)")
     p.add_argument("--results", default=None, help="results root of a config (default: its 'out' or runs)")
     p.add_argument("--name", default=None, help="file name stem of the images")
-    p.add_argument("--spread", default=None, help="std | minmax (default: the config's or std)")
+    p.add_argument("--spread", default=None, help="ci | std | minmax (default: the config's or ci, a 95%% t-interval)")
     p.add_argument("--profile", default=None, help="the profile whose results a config should draw")
     p.add_argument("--quiet", "-q", action="store_true", default=None)
 
@@ -99,10 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="a folder of result JSON files (searched recursively)")
     p.add_argument("-n", type=int, default=3, help="how many results to recompute (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random sample (default 0)")
-    p.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance (default 1e-9)")
+    p.add_argument("--atol", type=float, default=0.0,
+                   help="absolute tolerance of the exact check on the same machine (default 0)")
+    p.add_argument("--tolerances", default=None,
+                   help="measured tolerances for results from another machine (default book/results/TOLERANCES.json)")
     p.add_argument("--reuse-cache", action="store_true", help="reuse stored dense checkpoints instead of retraining")
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", "-q", action="store_true", default=None)
+
+    p = sub.add_parser("compare", help="paired difference of two methods over seeds, with CI and tests")
+    p.add_argument("results", help="a folder of result JSON files (searched recursively)")
+    p.add_argument("--a", required=True, help="a label or method name")
+    p.add_argument("--b", required=True, help="a label or method name")
+    p.add_argument("--metric", default="test.accuracy_gap", help="dotted path, e.g. test.equalized_odds_difference")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level of the interval (default 0.95)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
     sub.add_parser("list-methods", help="the pruning methods of the registry")
     sub.add_parser("list-profiles", help="the profiles and their knobs")
@@ -122,14 +147,10 @@ def _key_values(items: Sequence[str], what: str) -> dict[str, Any]:
 
 
 def _quiet(args: argparse.Namespace) -> bool:
-    from .experiments import quiet_default
-
-    return bool(args.quiet) or quiet_default()
+    return bool(args.quiet) or ex.quiet_default()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from . import experiments as ex
-
     quiet = _quiet(args)
     profile = ex.get_profile(args.profile)
     spec = ex.RunSpec(
@@ -140,8 +161,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         settings=_key_values(args.settings, "--set"), save_weights=args.save_weights,
     )
     ex.check_spec(spec)
+    ex.check_clean(args.out, args.allow_dirty)
     ex.check_writable(args.out)
-    res = ex.run(spec, out=args.out, device=args.device, progress=not quiet, quiet=quiet)
+    res = ex.run(spec, out=args.out, device=args.device, progress=ex.progress_default(quiet), quiet=quiet)
     path = os.path.join(args.out, f"{res['run_id']}.json")
     if args.json:
         print(json.dumps(res, indent=1))
@@ -154,15 +176,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
               f"degradation gap {t['degradation_gap']:.4f}\n"
               f"  {res['cost']['iterations']} iterations, {res['cost']['forward_passes']} forward / "
               f"{res['cost']['backward_passes']} backward passes, {res['wall_time_s']:.1f} s")
+    for w in res.get("warnings") or []:
+        print(f"WARNING: {w}", file=sys.stderr)
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from . import experiments as ex
-
     quiet = _quiet(args)
     summary = ex.sweep(args.config, out=args.out, profile=args.profile, device=args.device, quiet=quiet,
-                       dry_run=args.dry_run)
+                       dry_run=args.dry_run, jobs=args.jobs, executor=args.executor, address=args.address,
+                       allow_dirty=args.allow_dirty)
     for path, why in summary["corrupt"]:
         print(f"corrupt result recomputed: {why}", file=sys.stderr)
     if args.dry_run:
@@ -172,15 +195,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             print(f"  missing {rid}")
         return 0
     print(f"{summary['folder']}: {summary['total']} runs, {summary['done_before']} were done, "
-          f"{len(summary['ran'])} ran now ({summary.get('wall_time_s', 0.0):.1f} s)")
+          f"{len(summary['ran'])} ran now ({summary.get('wall_time_s', 0.0):.1f} s)"
+          + (" from a DIRTY tree" if summary.get("dirty") else ""))
+    for rid, err in summary["failed"]:
+        print(f"FAILED {rid}: {err} (details: {Path(summary['folder']) / (rid + '.failed.json')})", file=sys.stderr)
+    if summary["failed"]:
+        print(f"{len(summary['failed'])} runs failed; rerun the same command to retry them", file=sys.stderr)
     return 1 if summary["failed"] else 0
 
 
 def _cmd_figure(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from . import experiments as ex
-
     src = Path(args.source)
     if src.suffix in (".yaml", ".yml", ".toml"):
         cfg = ex.load_config(src)
@@ -195,8 +219,6 @@ def _cmd_figure(args: argparse.Namespace) -> int:
         _, missing = ex.figure_from_config(cfg, out=out, results_out=args.results, profile=args.profile)
         stem = args.name or ex._slug(cfg["name"])
         if args.name:
-            import shutil
-
             for ext in ("png", "svg"):
                 shutil.move(str(Path(out) / f"{ex._slug(cfg['name'])}.{ext}"), str(Path(out) / f"{stem}.{ext}"))
         if missing:
@@ -209,22 +231,20 @@ def _cmd_figure(args: argparse.Namespace) -> int:
         out = args.out or src
         ex.check_writable(out)
         stem = args.name or args.kind
-        ex.figure(args.kind, src, out=out, name=stem, spread=args.spread or "std")
+        ex.figure(args.kind, src, out=out, name=stem, spread=args.spread or "ci")
     print(f"{Path(out) / stem}.png\n{Path(out) / stem}.svg")
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from . import experiments as ex
-
     quiet = _quiet(args)
     rep = ex.verify(args.results, n=args.n, seed=args.seed, atol=args.atol, fresh_cache=not args.reuse_cache,
-                    device=args.device, quiet=quiet)
+                    device=args.device, quiet=quiet, tolerances=args.tolerances)
     for path, why in rep["bad_files"]:
         print(f"BAD FILE {why}")
     for rid in rep["checked"]:
         diffs = rep["mismatches"].get(rid)
-        print(f"{'MISMATCH' if diffs else 'ok      '} {rid}")
+        print(f"{'MISMATCH' if diffs else 'ok      '} {rid}: {rep['checks'][rid]}")
         for d in (diffs or [])[:20]:
             print(f"    {d}")
     if rep["skipped"]:
@@ -233,18 +253,51 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if rep["ok"] else 1
 
 
-def _cmd_list_methods(args: argparse.Namespace) -> int:
-    from . import pruners
+def _fmt(x: float) -> str:
+    return f"{x:+.4f}"
 
-    for name, fn in pruners.METHODS.items():
-        doc = (getattr(fn, "__doc__", None) or "").strip().splitlines()
-        print(f"{name:<10} {doc[0] if doc else ''}")
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    if not 0 < args.level < 1:
+        raise ValueError(f"--level must be in (0, 1), got {args.level}")
+    results, bad = ex.load_results(args.results)
+    for path, why in bad:
+        print(f"warning: skipping {why}", file=sys.stderr)
+    rows = ex.compare(results, args.a, args.b, args.metric, level=args.level)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    pct = f"{100 * args.level:g}%"
+    print(f"{args.metric}: {args.a} - {args.b}, paired over seeds (mean, {pct} t-interval; p-values: paired t, "
+          f"exact sign, exact permutation)")
+    for r in rows:
+        budget = f" budget {r['budget']:g}" if r["budget"] not in (None, 1) else ""
+        where = f"{r['dataset']}{'/' + str(r['target']) if r['target'] else ''} {r['model']} sparsity " \
+                f"{r['sparsity']:g} tau {r['tau']:g}{budget}"
+        if "error" in r:
+            print(f"  {where}: {r['error']} (seeds {r['seeds']})")
+            continue
+        print(f"  {where}: {_fmt(r['mean_diff'])} [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}] n={r['n']} "
+              f"p_t={r['t_test_p']:.3g} p_sign={r['sign_test_p']:.3g} p_perm={r['permutation_p']:.3g}")
+    return 0
+
+
+def method_description(info: Any) -> str:
+    """A method's own one-line description: the one it was registered with, else the first line
+    of its registered function's docstring (never the registry entry's class docstring)."""
+    if (info.description or "").strip():
+        return info.description.strip()
+    doc = (getattr(info.fn, "__doc__", None) or "").strip().splitlines()
+    return doc[0].strip() if doc else ""
+
+
+def _cmd_list_methods(args: argparse.Namespace) -> int:
+    for name, info in pruners.METHODS.items():
+        print(f"{name:<10} {method_description(info)}")
     return 0
 
 
 def _cmd_list_profiles(args: argparse.Namespace) -> int:
-    from . import experiments as ex
-
     for name, prof in ex.PROFILES.items():
         print(f"{name}:")
         for k, v in prof.to_dict().items():
@@ -254,7 +307,7 @@ def _cmd_list_profiles(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "figure": _cmd_figure, "verify": _cmd_verify,
-            "list-methods": _cmd_list_methods, "list-profiles": _cmd_list_profiles}
+            "compare": _cmd_compare, "list-methods": _cmd_list_methods, "list-profiles": _cmd_list_profiles}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,11 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if getattr(args, "quiet", None):
         os.environ["FAIRPRUNE_QUIET"] = "1"
-    from .experiments import ConfigError, ResultError
-
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, ConfigError, ResultError) as e:
+    except (ValueError, FileNotFoundError, ex.ConfigError, ex.ResultError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

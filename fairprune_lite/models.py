@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchvision.models import mobilenet_v2
 from torchvision.models.resnet import BasicBlock, ResNet
 
-__all__ = ["make_model", "default_model_for", "MODELS", "MLP", "SmallCNN", "OneLogit"]
+__all__ = ["make_model", "default_model_for", "default_model_name", "MODELS", "MLP", "SmallCNN", "OneLogit"]
 
 SMALL_INPUT = 64  # images up to this side get the small-input stems (3x3, stride 1, no max-pool)
 
@@ -165,8 +165,17 @@ def make_model(
         return build()
 
 
+def default_model_name(dataset: Any) -> str:
+    """The one model-for-dataset rule: ``"mlp"`` for feature vectors, ``"cnn"`` (the small CNN)
+    for images. ``dataset`` is anything with ``.input_shape``, or one example's shape."""
+    shape = tuple(getattr(dataset, "input_shape", dataset))
+    if not shape:
+        raise ValueError("input shape must be non-empty, got ()")
+    return "mlp" if len(shape) == 1 else "cnn"
+
+
 def default_model_for(dataset: Any, *, width: int | float | None = None, seed: int | None = None) -> nn.Module:
     """The default model for a dataset (anything with ``.input_shape``, or a shape tuple):
-    an MLP for feature vectors, the small CNN for images."""
+    :func:`default_model_name` built with :func:`make_model`."""
     shape = tuple(getattr(dataset, "input_shape", dataset))
-    return make_model("mlp" if len(shape) == 1 else "cnn", in_shape=shape, width=width, seed=seed)
+    return make_model(default_model_name(shape), in_shape=shape, width=width, seed=seed)

@@ -101,16 +101,29 @@ def test_only_merges_into_existing_results(quick_run, tmp_path):
     assert merged["last_run"]["sections"] == ["book"]
 
 
-def test_helpers_exact_topk_and_lottery_levels():
+def test_benchmark_calls_the_library_not_a_copy():
+    """One Lottery schedule, one subsampler, one model rule, the registry's OMP / IMP / SNIP."""
     cost = _load_cost()
-    sal = {"a": torch.tensor([[0.5, 0.1], [0.1, 0.9]]), "b": torch.tensor([0.1, 0.2, 0.3])}
-    masks = cost.global_topk(sal, 3 / 7)
-    # three pruned: the three 0.1's, ties broken by position
-    assert int(sum((m == 0).sum() for m in masks.values())) == 3
-    assert masks["a"].tolist() == [[1.0, 0.0], [0.0, 1.0]] and masks["b"].tolist() == [0.0, 1.0, 1.0]
-    levels = cost.lottery_levels(0.9)
-    assert levels[0] == pytest.approx(0.2) and levels[1] == pytest.approx(0.36) and levels[-1] == 0.9
-    assert all(b > a for a, b in zip(levels, levels[1:]))
+    for copy_name in ("global_topk", "snip_masks", "lottery_levels", "_subset", "model_name"):
+        assert not hasattr(cost, copy_name), copy_name
+    from fairprune_lite import experiments, pruners
+    from fairprune_lite import masks as fp_masks
+
+    tr, va, te, shape = cost.load_limited("adult", (300, 200, 100))
+    splits = cost.load_dataset("adult", seed=0)
+    for k, mine, limit in (("train", tr, 300), ("val", va, 200), ("test", te, 100)):
+        ref = experiments.stratified_subsample(getattr(splits, k), limit, 0, k)
+        assert torch.equal(mine.x, ref.x) and abs(len(mine) - limit) <= 4, k  # one rounding per (s, y) cell
+    dense = cost.make_model("mlp", in_shape=shape, width=8, seed=0)
+    for how in ("omp", "imp", "snip"):
+        model, off, stage = cost._prune_stage(how, dense, va, 0.5, 2, torch.device("cpu"), cost._zero_offset())
+        lib = pruners.prune(how, dense, type("S", (), {"train": va, "val": va, "test": va})(), sparsity=0.5,
+                            seed=1, finetune_steps=0, batch_size=experiments.get_profile("cpu").batch_size,
+                            lr=experiments.get_profile("cpu").finetune_lr, evaluate_on=(),
+                            **({"round_steps": 2} if how == "imp" else {}))
+        mine = fp_masks.model_masks(model).binary_masks()
+        assert {k: v.tolist() for k, v in mine.items()} == {k: v.tolist() for k, v in lib.masks.items()}, how
+        assert (stage["iterations"] > 0) == (how == "imp"), (how, stage)
 
 
 def test_bad_arguments_are_refused(tmp_path):

@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("fairprune_lite.pruners", reason="the method registry (pruners.py) is required")
-
 from fairprune_lite import experiments as ex
 from fairprune_lite.__main__ import main
 
@@ -140,9 +138,13 @@ def test_list_commands(capsys):
     from fairprune_lite import pruners
 
     assert main(["list-methods"]) == 0
-    out = capsys.readouterr().out
-    for name in pruners.METHODS:
-        assert name in out
+    lines = capsys.readouterr().out.strip().splitlines()
+    described = {line.split()[0]: line.split(None, 1)[1] for line in lines}
+    assert list(described) == list(pruners.METHODS)
+    for name, info in pruners.METHODS.items():  # each method's own one-line description
+        assert described[name] == info.description.strip(), name
+    assert len(set(described.values())) == len(described), "two methods print the same description"
+    assert not any(pruners.MethodInfo.__doc__.split(":")[0] in d for d in described.values())
     assert main(["list-profiles"]) == 0
     out = capsys.readouterr().out
     assert "smoke:" in out and "cpu:" in out and "gpu:" in out
@@ -165,6 +167,11 @@ def test_list_commands(capsys):
     (["sweep", "nothere.yaml"], "nothere.yaml not found"),
     (["figure", "results_dir_missing"], "neither a config file"),
     (["verify", "empty"], "no result files"),
+    (["sweep", "good.yaml", "--jobs", "0"], "--jobs must be a positive integer"),
+    (["sweep", "good.yaml", "--jobs", "-2"], "--jobs must be a positive integer"),
+    (["sweep", "good.yaml", "--executor", "dask"], "unknown executor 'dask'"),
+    (["sweep", "good.yaml", "--executor", "ray", "--address", "127.0.0.1:9"], "unreachable"),
+    (["compare", "empty", "--a", "omp", "--b", "bifp"], "no result files|no results of"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, monkeypatch, capsys, args, match):
     monkeypatch.chdir(tmp_path)
@@ -172,6 +179,7 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, monkeypatch, capsys, a
     monkeypatch.setenv("FAIRPRUNE_QUIET", "1")
     (tmp_path / "blocker").write_text("a file, not a folder")
     (tmp_path / "typo.yaml").write_text("methods: [omp]\nsparsity: [0.5]\n")
+    (tmp_path / "good.yaml").write_text("methods: [omp]\nsparsities: [0.5]\n")
     (tmp_path / "empty").mkdir()
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -188,3 +196,14 @@ def test_bad_input_process_exit_status(tmp_path):
     assert p.returncode == 2 and "unknown method 'nope'" in p.stderr and "Traceback" not in p.stderr
     p = cli(cwd=tmp_path, check=False)
     assert p.returncode == 2
+
+
+def test_no_progress_bars_when_output_is_not_a_terminal(tmp_path, npz):
+    e = env()
+    e.pop("FAIRPRUNE_QUIET")
+    p = subprocess.run([sys.executable, "-m", "fairprune_lite", "run", "--dataset", str(npz), "--method", "omp",
+                        "--sparsity", "0.5", "--out", str(tmp_path)], cwd=tmp_path, env=e, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "%|" not in p.stderr and "it/s" not in p.stderr, p.stderr  # piped: no tqdm bars
+    assert "data:" in p.stderr  # but the log lines are there

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("fairprune_lite.pruners", reason="the method registry (pruners.py) is required")
-
 from fairprune_lite import experiments as ex
 
 
@@ -109,6 +107,9 @@ budgets = [1, 2]
     ("methods: [{method: bifp, fair_mask: false}, {method: bifp, label: b}]\nsparsities: [0.5]\nfigure: interpolation\n",
      "needs 'pairs'"),
     ("methods: [omp]\nsparsities: [0.5]\n: [\n", "cannot parse"),
+    ("methods: [{method: bifp, stpes: 3}]\nsparsities: [0.5]\n", r"stpes.*\(did you mean 'steps'\?\)"),
+    ("methods: [omp]\nsparsities: [0.5]\nsettings: {pretrain_min_step: 2}\n", "did you mean 'pretrain_min_steps'"),
+    ("methods: [omp]\nsparsities: [0.5]\nspread: sd\n", "spread must be one of ci, std, minmax"),
 ])
 def test_config_errors_name_the_problem(tmp_path, text, match):
     with pytest.raises(ex.ConfigError, match=match):
@@ -192,7 +193,7 @@ def test_dense_checkpoint_is_weights_only_and_resumes_bit_exactly(npz, tmp_path,
     files = list((tmp_path / "a" / "dense").glob("*.pt"))
     assert len(files) == 1
     ck = torch.load(files[0], weights_only=True)
-    assert ck["epoch"] == profile.pretrain_epochs
+    assert ck["epoch"] == profile.pretrain_epochs_for(len(splits.train)) >= 3
 
     calls = {"n": 0}
     real_fit = train.fit
@@ -375,3 +376,49 @@ def test_iterations_to_fair_picks_the_cheapest_fair_run():
 
     res = [r("a", 0, 10, 0.2), r("a", 0, 20, 0.04), r("a", 0, 40, 0.01), r("a", 1, 10, 0.3), r("b", 0, 5, 0.0)]
     assert ex.iterations_to_fair(res) == {"a": {0: 20.0, 1: None}, "b": {0: 5.0}}
+
+
+# ------------------------------------------------------------------------------------------ pretraining budget
+def test_pretraining_budget_has_a_minimum_number_of_steps():
+    cpu, smoke = ex.PROFILES["cpu"], ex.PROFILES["smoke"]
+    # Adult and the Fashion benchmark under the cpu / smoke caps: exactly the epochs they always had
+    assert cpu.pretrain_epochs_for(cpu.limits["train"]) == cpu.pretrain_epochs == 4
+    assert smoke.pretrain_epochs_for(smoke.limits["train"]) == smoke.pretrain_epochs == 5
+    # a 1,000-row table (600 training rows, 5 steps per epoch): 40 epochs = 200 steps, not 20
+    assert cpu.pretrain_epochs_for(600) == 40
+    assert cpu.replace(pretrain_min_steps=0).pretrain_epochs_for(600) == 4
+
+
+def test_a_dense_model_no_better_than_the_majority_is_reported(tmp_path, capsys):
+    from fairprune_lite.experiments.run import dense_warnings
+
+    ok = {"val": {"accuracy": 0.85, "majority_baseline": 0.75}}
+    const = {"val": {"accuracy": 0.682, "majority_baseline": 0.682}}
+    assert dense_warnings(ok) == []
+    [w] = dense_warnings(const)
+    assert "no better than the majority class" in w and "0.6820" in w
+    # end to end: labels independent of the features, one pretraining step
+    rng = np.random.default_rng(0)
+    n = 600
+    path = tmp_path / "noise.npz"
+    np.savez(path, x=rng.normal(size=(n, 4)).astype(np.float32), y=(rng.random(n) < 0.3).astype(np.int64),
+             s=(rng.random(n) < 0.4).astype(np.int64))
+    res = ex.run(ex.RunSpec(method="omp", dataset=str(path), sparsity=0.5, profile="smoke",
+                            settings={"pretrain_epochs": 1, "pretrain_min_steps": 0}), out=tmp_path / "o")
+    assert res["dense"]["val"]["accuracy"] <= res["dense"]["val"]["majority_baseline"]
+    assert res["warnings"] and "majority" in res["warnings"][0]
+    from fairprune_lite.__main__ import main
+
+    capsys.readouterr()
+    assert main(["run", "--dataset", str(path), "--method", "omp", "--sparsity", "0.5", "--profile", "smoke",
+                 "--set", "pretrain_epochs=1", "--set", "pretrain_min_steps=0", "--out", str(tmp_path / "c"),
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err.count("WARNING: dense model no better than the majority class") == 1
+    assert ex.load_result(tmp_path / "o" / f"{res['run_id']}.json")["warnings"] == res["warnings"]
+
+
+def test_unknown_dataset_in_a_sweep_fails_before_any_run(tmp_path):
+    cfg = {"name": "t", "profile": "smoke", "datasets": ["adlut"], "methods": ["omp"], "sparsities": [0.5]}
+    with pytest.raises(ValueError, match=r"unknown dataset 'adlut' \(did you mean 'adult'\?\)"):
+        ex.sweep(cfg, out=tmp_path, quiet=True)
+    assert not list(tmp_path.rglob("*"))

@@ -120,3 +120,17 @@ def test_cuda(name):
     shape = (5,) if name == "mlp" else (3, 32, 32)
     model = make_model(name, in_shape=shape, width=4 if name != "mobilenetv2" else 0.25, seed=0).cuda()
     assert model(torch.randn(2, *shape, device="cuda")).shape == (2,)
+
+
+def test_the_one_model_for_dataset_rule():
+    from fairprune_lite import experiments
+    from fairprune_lite.models import default_model_for, default_model_name
+
+    assert default_model_name((14,)) == "mlp" and default_model_name((1, 28, 28)) == "cnn"
+    assert type(default_model_for((14,))).__name__ == "MLP"
+    with pytest.raises(ValueError, match="non-empty"):
+        default_model_name(())
+    # the profiles use it for data they do not name (bring-your-own .npz)
+    prof = experiments.PROFILES["cpu"]
+    assert prof.model_for("mine.npz", (3, 32, 32)) == "cnn" and prof.model_for("mine.npz", (7,)) == "mlp"
+    assert prof.model_for("adult", (14,)) == prof.models["adult"]

@@ -62,3 +62,10 @@ def test_toc_lists_existing_chapters():
     files = [toc["root"]] + [c["file"] for p in toc["parts"] for c in p["chapters"]]
     for f in files:
         assert any((ROOT / (f + ext)).exists() for ext in (".ipynb", ".md")), f"{f} missing"
+
+
+def test_every_subpackage_is_packaged():
+    """Every package folder under fairprune_lite/ is listed, so a wheel carries all the code."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {str(p.parent.relative_to(ROOT)).replace("/", ".") for p in (ROOT / "fairprune_lite").rglob("__init__.py")}
+    assert on_disk and on_disk <= listed, on_disk - listed

@@ -1,0 +1,405 @@
+"""What to run: :class:`RunSpec` (one run) and :class:`SweepConfig` (a grid of runs, read from a
+YAML ``.yaml``/``.yml`` or TOML ``.toml`` file; schema in ``configs/README.md``).
+
+Every key of a configuration is checked before any computation: an unknown key, method, method
+option, profile knob or value is a :class:`ConfigError` naming it and the nearest known name.
+The grid is datasets x models x methods x sparsities x taus x budgets x seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .. import data as _data
+from .. import models as _models
+from .. import pruners
+from .profiles import PROFILES, Profile, get_profile, lottery_levels
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = ["RunSpec", "SweepConfig", "ConfigError", "check_spec", "load_config", "check_config",
+           "expand_config", "sweep_dir", "CONFIG_KEYS", "CONSTRAINT_KINDS", "FIGURE_KINDS", "SPREADS"]
+
+CONSTRAINT_KINDS = ("accuracy_gap", "demographic_parity", "equalized_odds")
+FIGURE_KINDS = ("sparsity", "tradeoff", "cost", "ablation", "interpolation")
+SPREADS = ("ci", "std", "minmax")
+
+
+class ConfigError(ValueError):
+    """A sweep configuration with an unknown key or a bad value."""
+
+
+def slug(text: str) -> str:
+    """A filesystem-safe short form of ``text``."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(text)).strip("-")[:40] or "x"
+
+
+def check_number(value: Any, name: str, low: float, high: float, *, high_open: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if value < low or value > high or (high_open and value == high):
+        raise ValueError(f"{name} must be in [{low}, {high}{')' if high_open else ']'}, got {value!r}")
+    return float(value)
+
+
+def suggest(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class RunSpec:
+    """Everything that determines one run; :func:`run` of the same spec gives the same numbers
+    on CPU. ``label`` names the method variant in figures (default: the method name);
+    ``method_kwargs`` go to the method (e.g. ``fair_mask=False``); ``budget`` scales the
+    pruning-stage length; ``settings`` override profile knobs."""
+
+    method: str
+    dataset: str
+    sparsity: float
+    seed: int = 0
+    target: str | None = None
+    sensitive: str | None = None
+    model: str | None = None
+    profile: str | None = None
+    constraint: str = "accuracy_gap"
+    tau: float = 0.02
+    surrogate: str | None = None
+    structured: bool | None = None
+    label: str | None = None
+    method_kwargs: dict = field(default_factory=dict)
+    budget: float = 1.0
+    settings: dict = field(default_factory=dict)
+    save_weights: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["method_kwargs"] = dict(sorted(d["method_kwargs"].items()))
+        d["settings"] = dict(sorted(d["settings"].items()))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ValueError(f"run spec: unknown keys {bad}; known: {sorted(names)}")
+        return cls(**dict(d))
+
+    @property
+    def run_label(self) -> str:
+        return self.label or self.method
+
+    def run_id(self) -> str:
+        """A readable, filesystem-safe id: label, dataset, sparsity, seed and a spec hash."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        h = hashlib.sha256(blob.encode()).hexdigest()[:10]
+        ds = Path(str(self.dataset)).stem if str(self.dataset).endswith(".npz") else str(self.dataset)
+        return f"{slug(self.run_label)}_{slug(ds)}_s{self.sparsity:.4f}_seed{self.seed}_{h}"
+
+
+def check_spec(spec: RunSpec) -> Profile:
+    """Validate everything about ``spec`` that can be checked without data; return its profile."""
+    methods = pruners.METHODS
+    if spec.method not in methods:
+        raise ValueError(f"unknown method {spec.method!r}{suggest(spec.method, methods)}; "
+                         f"choose one of {', '.join(methods)}")
+    check_number(spec.sparsity, "sparsity", 0.0, 1.0)
+    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {spec.seed!r}")
+    if spec.constraint not in CONSTRAINT_KINDS:
+        raise ValueError(f"constraint must be one of {', '.join(CONSTRAINT_KINDS)}, got {spec.constraint!r}")
+    check_number(spec.tau, "tau", 0.0, 1.0, high_open=False)
+    check_number(spec.budget, "budget", 0.0, 1e6)
+    if spec.budget <= 0:
+        raise ValueError(f"budget must be positive, got {spec.budget!r}")
+    if spec.model is not None and spec.model not in _models.MODELS:
+        raise ValueError(f"unknown model {spec.model!r}{suggest(spec.model, _models.MODELS)}; "
+                         f"choose one of {', '.join(_models.MODELS)}")
+    if spec.structured not in (None, True, False):
+        raise ValueError(f"structured must be true, false or unset, got {spec.structured!r}")
+    if not isinstance(spec.method_kwargs, Mapping):
+        raise ValueError("method_kwargs must be a mapping")
+    profile = get_profile(spec.profile)
+    if spec.settings:
+        profile = profile.replace(**spec.settings)
+    ds = str(spec.dataset)
+    if ds.endswith(".npz"):
+        if not Path(ds).is_file():
+            raise FileNotFoundError(f"dataset file {ds} not found")
+    elif ds not in _data.DATASETS:
+        raise ValueError(f"unknown dataset {ds!r}{suggest(ds, _data.DATASETS)}; choose one of "
+                         f"{sorted(_data.DATASETS)} or a path ending in .npz")
+    return profile
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep configuration
+# ---------------------------------------------------------------------------------------------
+CONFIG_KEYS = {
+    "name", "figure", "profile", "out", "datasets", "models", "methods", "sparsities", "seeds",
+    "constraint", "taus", "surrogate", "structured", "budgets", "settings", "save_weights", "pairs",
+    "points", "spread", "description",
+}
+DATASET_KEYS = {"dataset", "target", "sensitive", "model", "label"}
+METHOD_KEYS = {"method", "label", "structured", "taus"}
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    dataset: str
+    target: str | None = None
+    sensitive: str | None = None
+    model: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method of a sweep: registry name, label, own taus / structured, method options."""
+
+    method: str
+    label: str | None = None
+    structured: bool | None = None
+    taus: tuple | None = None
+    options: dict = field(default_factory=dict)
+
+    @property
+    def run_label(self) -> str:
+        return str(self.label or self.method)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A checked sweep configuration (built by :meth:`from_mapping`; ``raw`` keeps the mapping)."""
+
+    name: str
+    methods: tuple[MethodEntry, ...]
+    sparsities: tuple[float, ...]
+    seeds: tuple[int, ...] = (0,)
+    figure: str = "sparsity"
+    profile: str | None = None
+    out: str | None = None
+    datasets: tuple[DatasetEntry, ...] = ()
+    models: tuple[str | None, ...] = (None,)
+    constraint: str = "accuracy_gap"
+    taus: tuple[float, ...] = (0.02,)
+    surrogate: str | None = None
+    structured: bool | None = None
+    budgets: tuple[float, ...] = (1.0,)
+    settings: dict = field(default_factory=dict)
+    save_weights: bool = False
+    pairs: tuple = ()
+    points: int = 21
+    spread: str = "ci"
+    description: str | None = None
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any], *, where: str = "config") -> "SweepConfig":
+        """Check every key and value of ``cfg`` (no data is loaded); :class:`ConfigError` naming
+        the first problem."""
+        cfg = dict(cfg)
+        for k in cfg:
+            if k not in CONFIG_KEYS:
+                raise ConfigError(f"{where}: unknown key {k!r}{suggest(k, CONFIG_KEYS)}; known keys: "
+                                  f"{', '.join(sorted(CONFIG_KEYS))}")
+        fig = cfg.get("figure", "sparsity")
+        if fig not in FIGURE_KINDS:
+            raise ConfigError(f"{where}: figure must be one of {', '.join(FIGURE_KINDS)}, got {fig!r}")
+        for k in ("methods", "sparsities"):
+            if k not in cfg:
+                raise ConfigError(f"{where}: key {k!r} is required")
+        for k in ("datasets", "models", "methods", "taus", "budgets", "pairs"):
+            if k in cfg and not isinstance(cfg[k], list):
+                raise ConfigError(f"{where}: {k!r} must be a list")
+        datasets = []
+        for i, entry in enumerate(cfg.get("datasets", []) or []):
+            if isinstance(entry, Mapping):
+                for k in entry:
+                    if k not in DATASET_KEYS:
+                        raise ConfigError(f"{where}: datasets[{i}]: unknown key {k!r}{suggest(k, DATASET_KEYS)}")
+                if "dataset" not in entry:
+                    raise ConfigError(f"{where}: datasets[{i}] needs a 'dataset' key")
+                datasets.append(DatasetEntry(**{**dict(entry), "dataset": str(entry["dataset"])}))
+            elif isinstance(entry, str):
+                datasets.append(DatasetEntry(entry))
+            else:
+                raise ConfigError(f"{where}: datasets[{i}] must be a name or a mapping")
+        methods = []
+        for i, entry in enumerate(cfg["methods"]):
+            name = entry.get("method") if isinstance(entry, Mapping) else entry
+            if not isinstance(name, str):
+                raise ConfigError(f"{where}: methods[{i}] must be a method name or a mapping with 'method'")
+            if name not in pruners.METHODS:
+                raise ConfigError(f"{where}: methods[{i}]: unknown method {name!r}{suggest(name, pruners.METHODS)}; "
+                                  f"choose one of {', '.join(pruners.METHODS)}")
+            entry = dict(entry) if isinstance(entry, Mapping) else {"method": name}
+            options = {k: v for k, v in entry.items() if k not in METHOD_KEYS}
+            try:
+                pruners.check_method_kwargs(name, options)
+            except (TypeError, ValueError) as e:
+                known = pruners.METHODS[name].options()
+                bad = next((k for k in options if k not in known), "")
+                raise ConfigError(f"{where}: methods[{i}]: {e}{suggest(bad, known)}") from None
+            if "taus" in entry and (not isinstance(entry["taus"], list) or not entry["taus"]):
+                raise ConfigError(f"{where}: methods entry {name!r}: taus must be a non-empty list")
+            methods.append(MethodEntry(name, entry.get("label"), entry.get("structured"),
+                                       tuple(entry["taus"]) if "taus" in entry else None, options))
+        constraint = cfg.get("constraint", "accuracy_gap")
+        if constraint not in CONSTRAINT_KINDS:
+            raise ConfigError(f"{where}: constraint must be one of {', '.join(CONSTRAINT_KINDS)}, got {constraint!r}")
+        settings = cfg.get("settings", {}) or {}
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"{where}: settings must be a mapping of profile knobs")
+        try:
+            PROFILES["cpu"].replace(**settings)
+        except ValueError as e:
+            knobs = PROFILES["cpu"].to_dict()
+            bad = next((k for k in settings if k not in knobs), "")
+            raise ConfigError(f"{where}: settings: {e}{suggest(bad, knobs)}") from None
+        spread = cfg.get("spread", "ci")
+        if spread not in SPREADS:
+            raise ConfigError(f"{where}: spread must be one of {', '.join(SPREADS)}, got {spread!r}")
+        if "profile" in cfg and cfg["profile"] not in PROFILES:
+            raise ConfigError(f"{where}: unknown profile {cfg['profile']!r}{suggest(cfg['profile'], PROFILES)}; "
+                              f"choose one of {', '.join(PROFILES)}")
+        if fig == "interpolation":
+            if not cfg.get("pairs"):
+                raise ConfigError(f"{where}: the interpolation figure needs 'pairs' of method labels")
+            if not cfg.get("save_weights"):
+                raise ConfigError(f"{where}: the interpolation figure needs save_weights: true")
+        try:
+            sparsities = parse_sparsities(cfg["sparsities"])
+            seeds = parse_seeds(cfg.get("seeds", [0]))
+            taus = [check_number(t, "taus entry", 0.0, 1.0, high_open=False) for t in cfg.get("taus", [0.02])]
+            for m in methods:
+                for t in m.taus or ():
+                    check_number(t, "taus entry", 0.0, 1.0, high_open=False)
+            budgets = []
+            for b in cfg.get("budgets", [1]):
+                check_number(b, "budgets entry", 0.0, 1e6)
+                if b <= 0:
+                    raise ValueError(f"budgets entries must be positive, got {b!r}")
+                budgets.append(float(b))
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        labels = [m.run_label for m in methods]
+        dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if dup:
+            raise ConfigError(f"{where}: method labels must be unique, repeated: {dup} (give each a 'label')")
+        for pair in cfg.get("pairs", []) or []:
+            if not (isinstance(pair, list) and len(pair) == 2 and all(p in labels for p in pair)):
+                raise ConfigError(f"{where}: each pair must be [label_a, label_b] of method labels {labels}, "
+                                  f"got {pair!r}")
+        return cls(
+            name=str(cfg.get("name", "sweep")), methods=tuple(methods), sparsities=tuple(sparsities),
+            seeds=tuple(seeds), figure=fig, profile=cfg.get("profile"), out=cfg.get("out"),
+            datasets=tuple(datasets), models=tuple(cfg.get("models") or [None]), constraint=constraint,
+            taus=tuple(cfg.get("taus", [0.02])), surrogate=cfg.get("surrogate"), structured=cfg.get("structured"),
+            budgets=tuple(budgets), settings=dict(settings), save_weights=bool(cfg.get("save_weights", False)),
+            pairs=tuple(tuple(p) for p in cfg.get("pairs", []) or []), points=int(cfg.get("points", 21)),
+            spread=spread, description=cfg.get("description"), raw=cfg,
+        )
+
+    def specs(self, *, profile: str | None = None) -> list[RunSpec]:
+        """The runs of the grid; ``profile`` (the command line's choice) overrides the config's
+        ``profile``, which overrides ``$FAIRPRUNE_PROFILE``."""
+        prof_name = profile or self.profile or get_profile().name
+        prof = get_profile(prof_name)
+        datasets = self.datasets or (DatasetEntry(prof.default_dataset),)
+        out = []
+        for d in datasets:
+            for model in ([d.model] if d.model else list(self.models)):
+                for m in self.methods:
+                    structured = m.structured if m.structured is not None else self.structured
+                    for sp in self.sparsities:
+                        for tau in (m.taus if m.taus is not None else self.taus):
+                            for budget in self.budgets:
+                                for seed in self.seeds:
+                                    out.append(RunSpec(
+                                        method=m.method, dataset=d.dataset, sparsity=float(sp), seed=seed,
+                                        target=d.target, sensitive=d.sensitive, model=model, profile=prof_name,
+                                        constraint=self.constraint, tau=float(tau), surrogate=self.surrogate,
+                                        structured=structured, label=m.label, method_kwargs=dict(m.options),
+                                        budget=float(budget), settings=dict(self.settings),
+                                        save_weights=self.save_weights))
+        return out
+
+
+def parse_sparsities(value: Any) -> list[float]:
+    if isinstance(value, str):
+        m = re.fullmatch(r"lottery:(\d+)", value.strip())
+        if not m:
+            raise ValueError(f"sparsities must be a list of numbers or 'lottery:K', got {value!r}")
+        return lottery_levels(int(m.group(1)))
+    if not isinstance(value, list) or not value:
+        raise ValueError("sparsities must be a non-empty list")
+    return [check_number(v, "sparsities entry", 0.0, 1.0) for v in value]
+
+
+def parse_seeds(value: Any) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"seeds as a count must be positive, got {value}")
+        return list(range(value))
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ValueError(f"seeds must be a positive count or a list of non-negative integers, got {value!r}")
+    return list(value)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a sweep configuration (YAML or TOML) and check its keys; returns the checked mapping
+    (``name`` defaults to the file stem). :class:`ConfigError` on a typo, a bad value or an
+    unknown file type, :class:`FileNotFoundError` if missing."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {p} not found")
+    if p.suffix not in (".yaml", ".yml", ".toml"):
+        raise ConfigError(f"{p}: config must end in .yaml, .yml or .toml")
+    text = p.read_text()
+    try:
+        cfg = yaml.safe_load(text) if p.suffix in (".yaml", ".yml") else tomllib.loads(text)
+    except Exception as e:
+        raise ConfigError(f"{p}: cannot parse ({type(e).__name__}: {e})") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of keys")
+    cfg = dict(cfg)
+    cfg.setdefault("name", p.stem)
+    check_config(cfg, where=str(p))
+    return cfg
+
+
+def check_config(cfg: Mapping[str, Any] | SweepConfig, *, where: str = "config") -> SweepConfig:
+    """Check keys and value types of a sweep configuration (no data is loaded)."""
+    if isinstance(cfg, SweepConfig):
+        return cfg
+    return SweepConfig.from_mapping(cfg, where=where)
+
+
+def expand_config(cfg: Mapping[str, Any] | SweepConfig, *, profile: str | None = None) -> list[RunSpec]:
+    """The runs of a sweep: datasets x models x methods x sparsities x taus x budgets x seeds."""
+    return check_config(cfg).specs(profile=profile)
+
+
+def sweep_dir(cfg: Mapping[str, Any] | SweepConfig, out: Any = None) -> Path:
+    """Where a sweep's results live: ``<out>/<name>`` (``out`` from the argument, the config, or
+    ``runs``)."""
+    c = check_config(cfg) if not isinstance(cfg, SweepConfig) else cfg
+    return Path(out or c.out or "runs") / slug(c.name)

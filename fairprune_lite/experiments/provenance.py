@@ -1,0 +1,116 @@
+"""Where a result comes from: versions, git commit and whether the tree was dirty, device, and the
+machine fingerprint that decides how exactly a result can be recomputed elsewhere.
+
+CPU float kernels differ between processors (vector width, oneDNN / MKL code paths), so a run is
+bit-identical only on a machine with the same :func:`fingerprint`; ``verify`` compares exactly
+when the fingerprints are equal and within measured tolerances otherwise.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+
+__all__ = ["provenance", "device_name", "fingerprint", "git_state", "REPO", "BOOK_RESULTS", "check_clean"]
+
+REPO = Path(__file__).resolve().parents[2]
+BOOK_RESULTS = REPO / "book" / "results"
+FINGERPRINT_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """The repository's commit and whether tracked files differ from it (``None`` without git)."""
+    if not (REPO / ".git").exists():
+        return None, None
+    commit = _git(["rev-parse", "HEAD"], REPO)
+    status = _git(["status", "--porcelain", "--untracked-files=no"], REPO)
+    return commit, (None if status is None else bool(status))
+
+
+def check_clean(out: str | os.PathLike, allow_dirty: bool) -> bool:
+    """Refuse (``ValueError``) to write into the book's stored results (``book/results``) from a
+    working tree with uncommitted changes, unless ``allow_dirty``; returns whether the tree is
+    dirty."""
+    _, dirty = git_state()
+    try:
+        inside = Path(out).resolve().is_relative_to(BOOK_RESULTS.resolve())
+    except OSError:
+        inside = False
+    if inside and dirty and not allow_dirty:
+        raise ValueError(f"refusing to write into {BOOK_RESULTS} from a working tree with uncommitted changes "
+                         f"(commit first, or pass --allow-dirty and every result and caption will say so)")
+    return bool(dirty)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def device_name(device: str) -> str:
+    """A human-readable name of the device (GPU model or CPU model)."""
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return _cpu_name()
+
+
+def fingerprint(device: str = "cpu") -> dict[str, Any]:
+    """What decides the bits of a run: CPU model, the instruction set torch dispatches to
+    (``torch.backends.cpu.get_cpu_capability()``), torch version and build, torch threads, the
+    dispatch overrides ``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` when set, and the GPU."""
+    fp: dict[str, Any] = {
+        "cpu": _cpu_name(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "torch_git": getattr(torch.version, "git_version", None),
+        "threads": torch.get_num_threads(),
+    }
+    for k in FINGERPRINT_ENV:
+        if os.environ.get(k):
+            fp[k] = os.environ[k]
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        fp["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        fp["cuda"] = torch.version.cuda
+    return fp
+
+
+def provenance(device: str = "cpu") -> dict[str, Any]:
+    """Where a result comes from: versions, git commit (and whether the tracked tree was dirty),
+    device, a machine description without the hostname, the fingerprint, and the UTC date."""
+    commit, dirty = git_state()
+    return {
+        "package": "fairprune-lite",
+        "version": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} logical CPUs",
+        "torch_threads": torch.get_num_threads(),
+        "fingerprint": fingerprint(device),
+        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+    }
