@@ -24,6 +24,7 @@ import yaml
 
 from . import __version__, pruners
 from . import experiments as ex
+from .data import fetch as data_fetch
 
 EXAMPLES = """examples:
   fairprune run --dataset adult --method bifp --sparsity 0.7 --seed 0
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list-methods", help="the pruning methods of the registry")
     sub.add_parser("list-profiles", help="the profiles and their knobs")
+    data_fetch.add_cli(sub)
     return parser
 
 
@@ -307,7 +309,8 @@ def _cmd_list_profiles(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "figure": _cmd_figure, "verify": _cmd_verify,
-            "compare": _cmd_compare, "list-methods": _cmd_list_methods, "list-profiles": _cmd_list_profiles}
+            "compare": _cmd_compare, "list-methods": _cmd_list_methods, "list-profiles": _cmd_list_profiles,
+            "data": data_fetch.cli_fetch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -207,3 +207,11 @@ def test_no_progress_bars_when_output_is_not_a_terminal(tmp_path, npz):
     assert p.returncode == 0, p.stderr
     assert "%|" not in p.stderr and "it/s" not in p.stderr, p.stderr  # piped: no tqdm bars
     assert "data:" in p.stderr  # but the log lines are there
+
+
+def test_data_fetch_is_a_command(capsys, tmp_path):
+    """`fairprune data fetch` is wired into the command line: bad input exits 2 naming it."""
+    assert main(["data", "fetch", "nope", "--root", str(tmp_path)]) == 2
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
+    assert main(["data", "fetch", "lfw", "--list-sources"]) == 0
+    assert "lfw.tgz" in capsys.readouterr().out

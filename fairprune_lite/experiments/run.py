@@ -39,6 +39,7 @@ from .. import models as _models
 from .. import pruners
 from .. import train as _train
 from ..constraints import FairnessConstraint
+from ..data import stratified_subsample
 from .config import RunSpec, check_spec, slug
 from .profiles import Profile, log
 from .provenance import provenance
@@ -53,27 +54,6 @@ HISTORY_MAX = 200
 # ---------------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------------
-def stratified_subsample(ds: Any, limit: int | None, seed: int, split: str) -> Any:
-    """At most ``limit`` examples, the same share of every ``(s, y)`` cell (at least one of each
-    non-empty cell), chosen by a seeded generator; the order of the kept examples is preserved."""
-    n = len(ds)
-    if limit is None or n <= limit:
-        return ds
-    rng = np.random.default_rng([seed, ("train", "val", "test").index(split), 11])
-    y = ds.y.cpu().numpy()
-    s = ds.s.cpu().numpy()
-    keep = []
-    for sv in (0, 1):
-        for yv in (0, 1):
-            idx = np.flatnonzero((s == sv) & (y == yv))
-            if len(idx) == 0:
-                continue
-            k = max(1, int(round(limit * len(idx) / n)))
-            keep.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
-    index = np.sort(np.concatenate(keep))
-    return ds.subset(index)
-
-
 _SPLITS_CACHE: dict[str, Any] = {}
 _SPLITS_CACHE_MAX = 4
 

@@ -78,7 +78,9 @@ def compare_results(stored: Mapping[str, Any], new: Mapping[str, Any], *, exact:
             where = "TOLERANCES.json" if tolerances is not None else "no tolerances file"
             out.append(f"no measured tolerances for family {family!r} ({where}); cannot compare across machines")
             return {"mismatches": out, "max_diff": 0.0, "at": None, "impossible": True}
-        fam_tol = fams[family]
+        # the method's own measured entry is tighter where it exists; the family's covers the rest
+        method_tol = (tolerances or {}).get("methods", {}).get(family, {}).get(str(stored.get("method")), {})
+        fam_tol = {**fams[family], **method_tol}
     worst = {"d": 0.0, "at": None}
 
     def leaf(a: Any, b: Any, path: str) -> None:
