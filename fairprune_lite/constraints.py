@@ -39,18 +39,77 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["FairnessConstraint", "KINDS", "MODES", "N_CONSTRAINTS"]
+__all__ = ["FairnessConstraint", "KINDS", "MODES", "N_CONSTRAINTS", "constraint_se", "feasibility"]
 
 KINDS = ("accuracy_gap", "demographic_parity", "equalized_odds")
 MODES = ("lagrangian", "penalty")
 SURROGATES = ("hinge", "logistic", "sigmoid", "ramp")
 #: number of one-sided constraints of each kind
 N_CONSTRAINTS = {"accuracy_gap": 2, "demographic_parity": 2, "equalized_odds": 4}
+
+
+@torch.no_grad()
+def constraint_se(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
+    """Binomial standard error of each exact one-sided value ``c_i`` (shape ``[n]``, float64).
+
+    A one-sided value is a difference of two group proportions ``p+ - p-`` (accuracy, selection
+    rate, TPR or FPR of ``s=1`` and ``s=0``), so its SE is ``sqrt(p+(1-p+)/n+ + p-(1-p-)/n-)``
+    with the per-group (per-cell for equalized odds) counts; both sides of a pair share it.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    lg = logits.detach().flatten()
+    y, s = torch.as_tensor(y).flatten().to(lg.device), torch.as_tensor(s).flatten().to(lg.device)
+    sel = lg > 0
+    plus = s == 1
+
+    def pair(hit: Tensor, keep: Tensor) -> list[float]:
+        out = 0.0
+        for g in (plus, ~plus):
+            n = int((keep & g).sum())
+            if n == 0:
+                return [float("nan")] * 2
+            p = float((hit & keep & g).sum()) / n
+            out += p * (1 - p) / n
+        return [math.sqrt(out)] * 2
+
+    everyone = torch.ones_like(plus)
+    if kind == "accuracy_gap":
+        vals = pair(sel == (y == 1), everyone)
+    elif kind == "demographic_parity":
+        vals = pair(sel, everyone)
+    else:
+        vals = pair(sel, y == 1) + pair(sel, y == 0)
+    return torch.tensor(vals, dtype=torch.float64)
+
+
+def feasibility(kind: str, tau: float, logits: Tensor, y: Tensor, s: Tensor) -> dict[str, Any]:
+    """``{"metric", "value", "tau", "se", "met"}`` of ``F <= tau`` on ``(logits, y, s)``.
+
+    ``value`` is the constrained metric ``max_i c_i`` (the absolute accuracy gap, the DP
+    difference, or the EO difference ``max(|TPR gap|, |FPR gap|)``), ``se`` the binomial
+    standard error of the entry that attains it (:func:`constraint_se`), ``met`` is
+    ``value <= tau``. ``value``/``se`` are None when a compared group or cell has no example.
+    """
+    from . import fairness  # imported on use, so this module loads on its own
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    tau = _number(tau, "tau")
+    try:
+        vals = fairness.constraint_values(kind, logits.detach().float(), y, s, surrogate=None)
+    except ValueError:
+        return {"metric": kind, "value": None, "tau": tau, "se": None, "met": None}
+    i = int(torch.argmax(vals))
+    value = float(vals[i])
+    se = float(constraint_se(kind, logits, y, s)[i])
+    return {"metric": kind, "value": value, "tau": tau, "se": se, "met": bool(value <= tau)}
 
 
 def _number(value: Any, name: str, *, low: float = 0.0, strict: bool = False) -> float:
@@ -74,7 +133,8 @@ class FairnessConstraint:
             or ``"penalty"`` (fixed ``penalty_weight``).
         dual_lr: step of the dual ascent (lagrangian mode).
         penalty_weight: weight of the fixed penalty (penalty mode).
-        init_multiplier: starting value of every ``lambda_i`` (lagrangian mode).
+        init_multiplier: starting value of every ``lambda_i`` (lagrangian mode), or one value
+            per one-sided constraint.
         max_multiplier: optional cap on ``lambda_i`` (projection onto ``[0, max]``); ``None``
             means no cap.
         window: :meth:`update` with a batch measures the exact values on the pooled predictions
@@ -83,6 +143,11 @@ class FairnessConstraint:
             is noise that makes *both* one-sided multipliers grow.
         temperature: the surrogate is ``u(t / temperature)``; margins of a trained network are
             several units, so a sigmoid with temperature 1 sees gradient only near the boundary.
+        margin: ``z >= 0``: the multipliers ascend on ``c_i - (tau - z * SE_i)``, the measured
+            value against ``tau`` lowered by ``z`` binomial standard errors of that measurement
+            (:func:`constraint_se`), so that a value enforced on the pruning data stays below
+            ``tau`` on unseen data with probability about ``Phi(z)`` (one-sided). 0: plain
+            ``tau``.
     """
 
     def __init__(
@@ -94,10 +159,11 @@ class FairnessConstraint:
         mode: str = "lagrangian",
         dual_lr: float = 0.05,
         penalty_weight: float = 1.0,
-        init_multiplier: float = 0.0,
+        init_multiplier: float | Sequence[float] = 0.0,
         max_multiplier: float | None = None,
         window: int = 8,
         temperature: float = 1.0,
+        margin: float = 0.0,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -111,7 +177,16 @@ class FairnessConstraint:
         self.mode = mode
         self.dual_lr = _number(dual_lr, "dual_lr")
         self.penalty_weight = _number(penalty_weight, "penalty_weight")
-        init = _number(init_multiplier, "init_multiplier")
+        n = N_CONSTRAINTS[kind]
+        if isinstance(init_multiplier, (list, tuple)):
+            if len(init_multiplier) != n:
+                raise ValueError(f"init_multiplier must have {n} entries for kind {kind!r}, got {len(init_multiplier)}")
+            init = [_number(v, "init_multiplier") for v in init_multiplier]
+        else:
+            init = [_number(init_multiplier, "init_multiplier")] * n
+        if self.tau > 1:
+            raise ValueError(f"tau must be in [0, 1] (a difference of rates), got {tau!r}")
+        self.margin = _number(margin, "margin")
         self.max_multiplier = None if max_multiplier is None else _number(max_multiplier, "max_multiplier")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be a positive integer, got {window!r}")
@@ -121,7 +196,7 @@ class FairnessConstraint:
         self._pool: deque[tuple[Tensor, Tensor, Tensor]] = deque(maxlen=window)
         self.skipped_terms = 0
         self.skipped_updates = 0
-        self.multipliers = torch.full((self.n,), init if mode == "lagrangian" else 0.0, dtype=torch.float64)
+        self.multipliers = torch.tensor(init if mode == "lagrangian" else [0.0] * self.n, dtype=torch.float64)
         if self.max_multiplier is not None:
             self.multipliers.clamp_(max=self.max_multiplier)
         self.updates = 0
@@ -177,7 +252,7 @@ class FairnessConstraint:
 
     @torch.no_grad()
     def update(self, logits: Tensor | None = None, y: Tensor | None = None, s: Tensor | None = None, *,
-               measured: Tensor | None = None) -> Tensor:
+               measured: Tensor | None = None, se: Tensor | None = None, pooled: bool = True) -> Tensor:
         """Projected dual ascent on the measured violation; returns the new multipliers.
 
         Give either the batch (``logits, y, s``) or ``measured``, the exact one-sided values
@@ -185,28 +260,45 @@ class FairnessConstraint:
         ``window`` batches and the exact values are measured on the pooled predictions; if a
         compared rate has no example in the whole window, no step is taken (counted in
         ``skipped_updates``). Penalty mode records the values and leaves the (zero) multipliers
-        alone.
+        alone. ``pooled=False`` measures on the given data alone (e.g. a full pass) without
+        joining the window. With ``margin > 0`` the standard errors come from the data's
+        counts, or from ``se`` with ``measured``.
         """
         if measured is None:
             if logits is None or y is None or s is None:
                 raise ValueError("update needs logits, y and s, or measured=")
-            self._pool.append((logits.detach().flatten(), torch.as_tensor(y).flatten(), torch.as_tensor(s).flatten()))
-            if len(self._pool) == 1:
-                pl, py, ps = self._pool[0]
+            if pooled:
+                self._pool.append((logits.detach().flatten(), torch.as_tensor(y).flatten(),
+                                   torch.as_tensor(s).flatten()))
+                if len(self._pool) == 1:
+                    pl, py, ps = self._pool[0]
+                else:
+                    pl, py, ps = (torch.cat([b[k].to(self._pool[-1][k].device) for b in self._pool]) for k in range(3))
             else:
-                pl, py, ps = (torch.cat([b[k].to(self._pool[-1][k].device) for b in self._pool]) for k in range(3))
+                pl, py, ps = logits.detach().flatten(), torch.as_tensor(y).flatten(), torch.as_tensor(s).flatten()
             if not self.defined(py, ps):
                 self.skipped_updates += 1
                 return self.multipliers.clone()
             measured = self.exact_values(pl, py, ps)
+            if self.margin > 0:
+                se = constraint_se(self.kind, pl, py, ps)
+        elif self.margin > 0 and se is None:
+            raise ValueError("margin > 0 needs the standard errors: give se= with measured=, or the data")
         measured = torch.as_tensor(measured).detach().to("cpu", torch.float64).flatten()
         if measured.shape != (self.n,):
             raise ValueError(f"measured must have {self.n} entries for kind {self.kind!r}, got {tuple(measured.shape)}")
         if not bool(torch.isfinite(measured).all()):
             raise ValueError(f"measured constraint values are not finite: {measured.tolist()}")
         self._last["exact"] = measured
+        bound = torch.full_like(measured, self.tau)
+        if self.margin > 0:
+            se_t = torch.as_tensor(se, dtype=torch.float64).flatten()
+            if se_t.shape != measured.shape:
+                raise ValueError(f"se must have {self.n} entries, got {tuple(se_t.shape)}")
+            bound = bound - self.margin * se_t
+            self._last["bound"] = bound
         if self.mode == "lagrangian":
-            new = (self.multipliers + self.dual_lr * (measured - self.tau)).clamp_(min=0.0)
+            new = (self.multipliers + self.dual_lr * (measured - bound)).clamp_(min=0.0)
             if self.max_multiplier is not None:
                 new.clamp_(max=self.max_multiplier)
             self.multipliers = new
@@ -214,6 +306,10 @@ class FairnessConstraint:
         return self.multipliers.clone()
 
     # -- bookkeeping ---------------------------------------------------------------------------
+    def feasibility(self, logits: Tensor, y: Tensor, s: Tensor) -> dict[str, Any]:
+        """:func:`feasibility` of this constraint's kind and ``tau`` on ``(logits, y, s)``."""
+        return feasibility(self.kind, self.tau, logits, y, s)
+
     def to(self, device: torch.device | str) -> "FairnessConstraint":
         """No-op kept for symmetry with modules: multipliers live on the CPU in float64 and are
         moved to the logits' device inside :meth:`term`."""
@@ -237,6 +333,7 @@ class FairnessConstraint:
             "kind": self.kind, "tau": self.tau, "surrogate": self.surrogate, "mode": self.mode,
             "dual_lr": self.dual_lr, "penalty_weight": self.penalty_weight,
             "max_multiplier": self.max_multiplier, "window": self.window, "temperature": self.temperature,
+            "margin": self.margin,
             "updates": self.updates, "skipped_terms": self.skipped_terms, "skipped_updates": self.skipped_updates,
             "multipliers": [float(v) for v in self.multipliers],
         }
@@ -261,7 +358,7 @@ class FairnessConstraint:
         return FairnessConstraint(self.kind, self.tau, surrogate=self.surrogate, mode=self.mode,
                                   dual_lr=self.dual_lr, penalty_weight=self.penalty_weight,
                                   max_multiplier=self.max_multiplier, window=self.window,
-                                  temperature=self.temperature)
+                                  temperature=self.temperature, margin=self.margin)
 
     def __repr__(self) -> str:
         return (f"FairnessConstraint(kind={self.kind!r}, tau={self.tau}, surrogate={self.surrogate!r}, "

@@ -4,11 +4,9 @@ bad input, and its use inside fit / bifp (ablation switches really remove the fa
 import pytest
 import torch
 
-fairness = pytest.importorskip("fairprune_lite.fairness")
-
-from fairprune_lite import bilevel, train  # noqa: E402
-from fairprune_lite.constraints import N_CONSTRAINTS, FairnessConstraint  # noqa: E402
-from fairprune_lite.data import FairDataset  # noqa: E402
+from fairprune_lite import bilevel, fairness, train
+from fairprune_lite.constraints import N_CONSTRAINTS, FairnessConstraint, constraint_se, feasibility
+from fairprune_lite.data import FairDataset
 
 
 def _batch(n=64, seed=0):
@@ -191,3 +189,42 @@ def test_sigmoid_term_acts_along_the_signed_gap_only():
     # logistic: a descent step on the summed term moves every margin towards zero
     step = -grads["logistic"] * (2 * y - 1)  # change of the margin under gradient descent
     assert bool((step * margin < 0).all())
+
+
+def test_feasibility_value_se_and_met():
+    logits, y, s = _batch(400, seed=3)
+    for kind in ("accuracy_gap", "demographic_parity", "equalized_odds"):
+        f = feasibility(kind, 0.05, logits, y, s)
+        exact = fairness.constraint_values(kind, logits, y, s)
+        assert f["metric"] == kind and f["value"] == pytest.approx(float(exact.max()))
+        assert f["met"] == (f["value"] <= 0.05) and f["tau"] == 0.05
+    # the SE is the binomial one of a difference of two proportions (accuracy gap by hand)
+    pred = (logits > 0).long()
+    se = 0.0
+    for g in (0, 1):
+        a = float((pred[s == g] == y[s == g]).float().mean())
+        se += a * (1 - a) / int((s == g).sum())
+    assert feasibility("accuracy_gap", 0.05, logits, y, s)["se"] == pytest.approx(se ** 0.5)
+    assert constraint_se("equalized_odds", logits, y, s).shape == (4,)
+    # a cell without examples: no value, never a NaN
+    f = feasibility("accuracy_gap", 0.05, logits, y, torch.ones_like(s))
+    assert f["value"] is None and f["met"] is None
+
+
+def test_margin_ascends_against_tau_minus_z_se_and_init_multiplier_per_side():
+    logits, y, s = _batch(200, seed=1)
+    measured = fairness.constraint_values("accuracy_gap", logits, y, s)
+    se = constraint_se("accuracy_gap", logits, y, s)
+    c0 = FairnessConstraint("accuracy_gap", tau=0.1, dual_lr=1.0)
+    c2 = FairnessConstraint("accuracy_gap", tau=0.1, dual_lr=1.0, margin=2.0)
+    a, b = c0.update(logits, y, s, pooled=False), c2.update(logits, y, s, pooled=False)
+    expect = (torch.full((2,), 0.0, dtype=torch.float64) + measured.double() - (0.1 - 2.0 * se)).clamp(min=0)
+    assert torch.allclose(b, expect) and bool((b >= a).all()) and float((b - a).max()) > 0
+    with pytest.raises(ValueError, match="se="):
+        c2.update(measured=measured)
+    c = FairnessConstraint("equalized_odds", init_multiplier=[1.0, 0.0, 2.0, 0.0])
+    assert c.multipliers.tolist() == [1.0, 0.0, 2.0, 0.0]
+    for bad, word in [(dict(init_multiplier=[1.0]), "init_multiplier"), (dict(margin=-1.0), "margin"),
+                      (dict(tau=1.5), "tau"), (dict(tau=-0.1), "tau")]:
+        with pytest.raises(ValueError, match=word):
+            FairnessConstraint("accuracy_gap", **bad)
