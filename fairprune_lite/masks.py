@@ -209,7 +209,9 @@ class MaskScores(nn.Module):
         init: how the scores start (the binary mask at step 0 follows from this):
 
             * ``"magnitude"`` (default): ``|w|`` divided by the largest ``|w|`` in the scope
-              (structured: a filter's L2 norm divided by the largest filter norm in the scope),
+              (structured: a filter's L2 norm divided by the largest filter norm *of its layer*,
+              in either scope: filter norms of layers with different fan-in are not comparable,
+              and a global norm ranking empties the layer with the smallest filters first),
               so the first mask is exactly magnitude pruning (global or per layer), the mask
               BiP starts from.
             * ``"uniform"``: i.i.d. ``U(0, 1)`` from a generator seeded with ``seed`` (the
@@ -332,7 +334,7 @@ class MaskScores(nn.Module):
         for n, m in mods.items():
             w = _weight_of(m).detach().float()
             raw[n] = w.flatten(1).norm(dim=1) if self.structured else w.abs()
-        if self.scope == "global":
+        if self.scope == "global" and not self.structured:
             top = max(float(r.max()) if r.numel() else 0.0 for r in raw.values())
             tops = {n: top for n in raw}
         else:
