@@ -473,11 +473,10 @@ def log_step(st: _State, rec: dict[str, Any], out: Mapping[str, Any]) -> dict[st
     if c is not None:
         state = c.last_state()
         rec["multipliers"] = state["multipliers"]
-        y, s = out["y"], out["s"]
-        if c.defined(y, s):
-            exact = c.exact_values(out["logits"], y, s)
-            rec["gap"] = float(exact.max())
-            rec["exact"] = [float(v) for v in exact]
+        exact = c.batch_values(out["logits"], out["y"], out["s"])
+        if exact is not None:
+            rec["exact"] = exact.tolist()
+            rec["gap"] = max(rec["exact"])
         else:
             rec["gap"] = rec["exact"] = None
         if st.fair_up or st.fair_low:

@@ -64,29 +64,7 @@ def constraint_se(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    lg = logits.detach().flatten()
-    y, s = torch.as_tensor(y).flatten().to(lg.device), torch.as_tensor(s).flatten().to(lg.device)
-    sel = lg > 0
-    plus = s == 1
-
-    def pair(hit: Tensor, keep: Tensor) -> list[float]:
-        out = 0.0
-        for g in (plus, ~plus):
-            n = int((keep & g).sum())
-            if n == 0:
-                return [float("nan")] * 2
-            p = float((hit & keep & g).sum()) / n
-            out += p * (1 - p) / n
-        return [math.sqrt(out)] * 2
-
-    everyone = torch.ones_like(plus)
-    if kind == "accuracy_gap":
-        vals = pair(sel == (y == 1), everyone)
-    elif kind == "demographic_parity":
-        vals = pair(sel, everyone)
-    else:
-        vals = pair(sel, y == 1) + pair(sel, y == 0)
-    return torch.tensor(vals, dtype=torch.float64)
+    return se_from_stats(kind, cell_stats(kind, logits.detach().flatten(), y, s))
 
 
 def feasibility(kind: str, tau: float, logits: Tensor, y: Tensor, s: Tensor) -> dict[str, Any]:
@@ -118,6 +96,59 @@ def _number(value: Any, name: str, *, low: float = 0.0, strict: bool = False) ->
     if value < low or (strict and value == low):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
     return float(value)
+
+
+def _cells(y: Tensor, s: Tensor) -> Tensor:
+    """Cell index ``2 s + y`` of each example: (s=0,y=0), (s=0,y=1), (s=1,y=0), (s=1,y=1)."""
+    return (2 * s + y).long()
+
+
+def _hits(kind: str, logits: Tensor, y: Tensor) -> Tensor:
+    """What the constraint's rates count: correct predictions (accuracy gap) or positive ones."""
+    sel = logits.detach() > 0
+    return (sel == (y == 1)) if kind == "accuracy_gap" else sel
+
+
+def cell_stats(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
+    """``[n_00, n_01, n_10, n_11, h_00, h_01, h_10, h_11]`` (float64, CPU): examples and hits
+    (:func:`_hits`) per (group, label) cell. Sums of these over batches are the pooled
+    statistics the exact values and their standard errors are computed from."""
+    idx = _cells(torch.as_tensor(y).flatten(), torch.as_tensor(s).flatten()).cpu()
+    hit = _hits(kind, logits.flatten(), torch.as_tensor(y).flatten().to(logits.device)).cpu().double()
+    return torch.cat([torch.bincount(idx, minlength=4).double(), torch.bincount(idx, weights=hit, minlength=4)])
+
+
+def _pairs(kind: str, st: Tensor) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """``(hits+, n+, hits-, n-)`` of each compared rate from cell statistics."""
+    n, h = st[:4], st[4:]
+    if kind == "equalized_odds":
+        return [(h[3], n[3], h[1], n[1]), (h[2], n[2], h[0], n[0])]  # TPR (y=1), FPR (y=0)
+    return [(h[2] + h[3], n[2] + n[3], h[0] + h[1], n[0] + n[1])]
+
+
+def values_from_stats(kind: str, st: Tensor) -> Tensor | None:
+    """Exact one-sided values from :func:`cell_stats` (float64), None when a compared rate has
+    no example."""
+    out = []
+    for hp, np_, hm, nm in _pairs(kind, st):
+        if np_ == 0 or nm == 0:
+            return None
+        g = hp / np_ - hm / nm
+        out += [g, -g]
+    return torch.stack(out)
+
+
+def se_from_stats(kind: str, st: Tensor) -> Tensor:
+    """Binomial standard errors of :func:`values_from_stats` (NaN where undefined)."""
+    out = []
+    for hp, np_, hm, nm in _pairs(kind, st):
+        if np_ == 0 or nm == 0:
+            v = torch.tensor(float("nan"), dtype=torch.float64)
+        else:
+            a, b = hp / np_, hm / nm
+            v = torch.sqrt(a * (1 - a) / np_ + b * (1 - b) / nm)
+        out += [v, v]
+    return torch.stack(out)
 
 
 class FairnessConstraint:
@@ -193,7 +224,8 @@ class FairnessConstraint:
         self.window = window
         self.temperature = _number(temperature, "temperature", strict=True)
         self.n = N_CONSTRAINTS[kind]
-        self._pool: deque[tuple[Tensor, Tensor, Tensor]] = deque(maxlen=window)
+        self._pool: deque[Tensor] = deque(maxlen=window)  # cell statistics of recent batches
+        self._u = None  # the surrogate function, made on first use
         self.skipped_terms = 0
         self.skipped_updates = 0
         self.multipliers = torch.tensor(init if mode == "lagrangian" else [0.0] * self.n, dtype=torch.float64)
@@ -206,13 +238,13 @@ class FairnessConstraint:
     def defined(self, y: Tensor, s: Tensor) -> bool:
         """Whether every rate the constraint compares has examples in ``(y, s)``: both groups
         (accuracy gap, DP), or all four (group, label) cells (equalized odds)."""
-        plus = s == 1
+        n = torch.bincount(_cells(torch.as_tensor(y).flatten(), torch.as_tensor(s).flatten()).cpu(), minlength=4)
+        return self._defined_counts(n)
+
+    def _defined_counts(self, n: Tensor) -> bool:
         if self.kind == "equalized_odds":
-            pos = y == 1
-            cells = torch.stack([(plus & pos).sum(), (plus & ~pos).sum(), (~plus & pos).sum(), (~plus & ~pos).sum()])
-        else:
-            cells = torch.stack([plus.sum(), (~plus).sum()])
-        return bool((cells > 0).all())
+            return bool((n[:4] > 0).all())
+        return bool(n[0] + n[1] > 0 and n[2] + n[3] > 0)
 
     def surrogate_values(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
         """Differentiable values ``c~_i`` of the one-sided constraints, shape ``[n]`` (upper
@@ -221,6 +253,34 @@ class FairnessConstraint:
 
         u = fairness.surrogate(self.surrogate, temperature=self.temperature)
         return fairness.constraint_values(self.kind, logits, y, s, surrogate=u)
+
+    def _fast_surrogate(self, logits: Tensor, y: Tensor, s: Tensor, n: list[int]) -> Tensor:
+        """:meth:`surrogate_values` in a few vectorised ops (per-cell sums by ``index_add``),
+        for the training loop; ``n`` are the cell counts, every compared one positive. Equal to
+        :func:`fairprune_lite.fairness.constraint_values` up to summation order (tested)."""
+        if self._u is None:
+            from . import fairness
+
+            self._u = fairness.surrogate(self.surrogate, temperature=self.temperature)
+        y = y.to(logits.device)
+        idx = _cells(y, s.to(logits.device))
+        t = (2 * y.to(logits.dtype) - 1) * logits if self.kind == "accuracy_gap" else logits
+        a = logits.new_zeros(4).index_add(0, idx, self._u(t))   # sum of u(t) per cell
+        b = logits.new_zeros(4).index_add(0, idx, self._u(-t))  # sum of u(-t) per cell
+        if self.kind == "equalized_odds":
+            out = []
+            for p_, m_ in ((3, 1), (2, 0)):  # TPR cells (s+, y=1) vs (s-, y=1), then FPR cells
+                out += [a[p_] / n[p_] + b[m_] / n[m_] - 1.0, a[m_] / n[m_] + b[p_] / n[p_] - 1.0]
+            return torch.stack(out)
+        n_p, n_m = n[2] + n[3], n[0] + n[1]
+        a_p, a_m, b_p, b_m = a[2] + a[3], a[0] + a[1], b[2] + b[3], b[0] + b[1]
+        return torch.stack([a_p / n_p + b_m / n_m - 1.0, a_m / n_m + b_p / n_p - 1.0])
+
+    @torch.no_grad()
+    def batch_values(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor | None:
+        """Exact one-sided values of one batch (float64) from its cell statistics, or None when
+        the batch lacks a compared cell (cheap: one pass, no validation)."""
+        return values_from_stats(self.kind, cell_stats(self.kind, logits.detach().flatten(), y, s))
 
     @torch.no_grad()
     def exact_values(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
@@ -238,12 +298,13 @@ class FairnessConstraint:
         for equalized odds) cannot estimate the constraint: the term is then 0 for that batch
         and counted in ``skipped_terms`` (reported by :meth:`last_state`).
         """
-        if not self.defined(y, s):
+        n = torch.bincount(_cells(torch.as_tensor(y).flatten(), torch.as_tensor(s).flatten()).cpu(), minlength=4)
+        if not self._defined_counts(n):
             self.skipped_terms += 1
             return logits.sum() * 0.0
-        sur = self.surrogate_values(logits, y, s)
-        if sur.shape != (self.n,):
-            raise ValueError(f"constraint_values returned shape {tuple(sur.shape)}, expected ({self.n},)")
+        if logits.dim() != 1:
+            raise ValueError(f"logits must have shape [B] (one logit per example), got {tuple(logits.shape)}")
+        sur = self._fast_surrogate(logits, torch.as_tensor(y), torch.as_tensor(s), n.tolist())
         self._last["surrogate"] = sur.detach()
         if self.mode == "lagrangian":
             lam = self.multipliers.to(device=sur.device, dtype=sur.dtype)
@@ -267,21 +328,17 @@ class FairnessConstraint:
         if measured is None:
             if logits is None or y is None or s is None:
                 raise ValueError("update needs logits, y and s, or measured=")
+            st = cell_stats(self.kind, logits.detach().flatten(), y, s)
             if pooled:
-                self._pool.append((logits.detach().flatten(), torch.as_tensor(y).flatten(),
-                                   torch.as_tensor(s).flatten()))
-                if len(self._pool) == 1:
-                    pl, py, ps = self._pool[0]
-                else:
-                    pl, py, ps = (torch.cat([b[k].to(self._pool[-1][k].device) for b in self._pool]) for k in range(3))
-            else:
-                pl, py, ps = logits.detach().flatten(), torch.as_tensor(y).flatten(), torch.as_tensor(s).flatten()
-            if not self.defined(py, ps):
+                self._pool.append(st)
+                st = torch.stack(list(self._pool)).sum(0) if len(self._pool) > 1 else st
+            self._last["stats"] = st
+            if not self._defined_counts(st[:4]):
                 self.skipped_updates += 1
                 return self.multipliers.clone()
-            measured = self.exact_values(pl, py, ps)
+            measured = values_from_stats(self.kind, st)
             if self.margin > 0:
-                se = constraint_se(self.kind, pl, py, ps)
+                se = se_from_stats(self.kind, st)
         elif self.margin > 0 and se is None:
             raise ValueError("margin > 0 needs the standard errors: give se= with measured=, or the data")
         measured = torch.as_tensor(measured).detach().to("cpu", torch.float64).flatten()

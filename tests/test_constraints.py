@@ -228,3 +228,25 @@ def test_margin_ascends_against_tau_minus_z_se_and_init_multiplier_per_side():
                       (dict(tau=1.5), "tau"), (dict(tau=-0.1), "tau")]:
         with pytest.raises(ValueError, match=word):
             FairnessConstraint("accuracy_gap", **bad)
+
+
+@pytest.mark.parametrize("kind", ["accuracy_gap", "demographic_parity", "equalized_odds"])
+def test_fast_paths_equal_the_reference_values(kind):
+    """The training loop's vectorised term, window statistics and batch values agree with
+    fairness.constraint_values (the reference, with its validation)."""
+    logits, y, s = _batch(300, seed=4)
+    for surrogate in ("sigmoid", "hinge"):
+        c = FairnessConstraint(kind, tau=0.0, surrogate=surrogate, temperature=2.0)
+        lg = logits.clone().requires_grad_(True)
+        n = torch.bincount(2 * s + y, minlength=4).tolist()
+        fast = c._fast_surrogate(lg, y, s, n)
+        ref = c.surrogate_values(lg, y, s)
+        assert torch.allclose(fast, ref, atol=1e-6)
+        g1, = torch.autograd.grad(fast.sum(), lg)
+        g2, = torch.autograd.grad(ref.sum(), lg)
+        assert torch.allclose(g1, g2, atol=1e-6)
+    ref = fairness.constraint_values(kind, logits, y, s)
+    assert torch.allclose(c.batch_values(logits, y, s).float(), ref, atol=1e-6)
+    c.update(logits[:150], y[:150], s[:150])
+    c.update(logits[150:], y[150:], s[150:])  # the window pools both halves
+    assert torch.allclose(c._last["exact"].float(), ref, atol=1e-6)
