@@ -41,10 +41,10 @@ VARIANTS = {
     "postproc": ("postproc", {}, None),
     "bifp": ("bifp", {}, None),
     "bifp_joint": ("bifp", {"update": "joint"}, None),
-    "bifp_safe": ("bifp", {"dual_every": 5, "margin": 1.645}, None),
+    "bifp_margin": ("bifp", {"margin": 1.645}, None),
 }
 GROUPS = {
-    "fair": [(b, v) for b in ("adult", "fashion") for v in ("omp", "pf", "bifp", "bifp_joint", "bifp_safe", "postproc")
+    "fair": [(b, v) for b in ("adult", "fashion") for v in ("omp", "pf", "bifp", "bifp_joint", "bifp_margin", "postproc")
              if not (b == "fashion" and v == "postproc")],
 }
 
