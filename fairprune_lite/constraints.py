@@ -49,6 +49,7 @@ __all__ = ["FairnessConstraint", "KINDS", "MODES", "N_CONSTRAINTS", "constraint_
 
 KINDS = ("accuracy_gap", "demographic_parity", "equalized_odds")
 MODES = ("lagrangian", "penalty")
+DUALS = ("gda", "nupi")
 SURROGATES = ("hinge", "logistic", "sigmoid", "ramp")
 #: number of one-sided constraints of each kind
 N_CONSTRAINTS = {"accuracy_gap": 2, "demographic_parity": 2, "equalized_odds": 4}
@@ -174,6 +175,13 @@ class FairnessConstraint:
             is noise that makes *both* one-sided multipliers grow.
         temperature: the surrogate is ``u(t / temperature)``; margins of a trained network are
             several units, so a sigmoid with temperature 1 sees gradient only near the boundary.
+        dual: how the multipliers move: ``"gda"`` (projected gradient ascent, ours) or
+            ``"nupi"``: cooper-optim's ``DenseMultiplier`` updated by its ``nuPI`` controller
+            (Sohrabi et al., 2024) with gains ``kp`` (proportional) and ``Ki = 1`` and error
+            smoothing ``ema_nu``, projected onto ``>= 0`` by the multiplier's ``post_step_``:
+            the proportional term damps the oscillation of noisy measurements.
+        kp, ema_nu: nuPI's gains (``dual="nupi"`` only); ``kp = 0, ema_nu = 0`` is plain
+            gradient ascent.
         margin: ``z >= 0``: the multipliers ascend on ``c_i - (tau - z * SE_i)``, the measured
             value against ``tau`` lowered by ``z`` binomial standard errors of that measurement
             (:func:`constraint_se`), so that a value enforced on the pruning data stays below
@@ -195,6 +203,9 @@ class FairnessConstraint:
         window: int = 8,
         temperature: float = 1.0,
         margin: float = 0.0,
+        dual: str = "gda",
+        kp: float = 0.0,
+        ema_nu: float = 0.0,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -218,6 +229,13 @@ class FairnessConstraint:
         if self.tau > 1:
             raise ValueError(f"tau must be in [0, 1] (a difference of rates), got {tau!r}")
         self.margin = _number(margin, "margin")
+        if dual not in DUALS:
+            raise ValueError(f"dual must be one of {DUALS}, got {dual!r}")
+        self.dual = dual
+        self.kp = _number(kp, "kp")
+        self.ema_nu = _number(ema_nu, "ema_nu")
+        if self.ema_nu >= 1:
+            raise ValueError(f"ema_nu must be in [0, 1), got {ema_nu!r}")
         self.max_multiplier = None if max_multiplier is None else _number(max_multiplier, "max_multiplier")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be a positive integer, got {window!r}")
@@ -233,6 +251,7 @@ class FairnessConstraint:
             self.multipliers.clamp_(max=self.max_multiplier)
         self.updates = 0
         self._last: dict[str, Any] = {}
+        self._cooper: tuple[Any, Any] | None = None
 
     # -- values --------------------------------------------------------------------------------
     def defined(self, y: Tensor, s: Tensor) -> bool:
@@ -354,7 +373,12 @@ class FairnessConstraint:
                 raise ValueError(f"se must have {self.n} entries, got {tuple(se_t.shape)}")
             bound = bound - self.margin * se_t
             self._last["bound"] = bound
-        if self.mode == "lagrangian":
+        if self.mode == "lagrangian" and self.dual == "nupi":
+            new = self._nupi_step(measured - bound)
+            if self.max_multiplier is not None:
+                new.clamp_(max=self.max_multiplier)
+            self.multipliers = new
+        elif self.mode == "lagrangian":
             new = (self.multipliers + self.dual_lr * (measured - bound)).clamp_(min=0.0)
             if self.max_multiplier is not None:
                 new.clamp_(max=self.max_multiplier)
@@ -363,6 +387,24 @@ class FairnessConstraint:
         return self.multipliers.clone()
 
     # -- bookkeeping ---------------------------------------------------------------------------
+    def _nupi_step(self, violation: Tensor) -> Tensor:
+        """One step of cooper's nuPI on a cooper ``DenseMultiplier`` (made on first use, from the
+        current multipliers); the violation is the gradient of the Lagrangian in ``lambda``."""
+        import cooper
+
+        if self._cooper is None:
+            mult = cooper.multipliers.DenseMultiplier(init=self.multipliers.clone())
+            mult.set_constraint_type(cooper.ConstraintType.INEQUALITY)
+            opt = cooper.optim.nuPI(mult.parameters(), lr=self.dual_lr, Kp=self.kp, Ki=1.0, ema_nu=self.ema_nu,
+                                    maximize=True)
+            self._cooper = (mult, opt)
+        mult, opt = self._cooper
+        opt.zero_grad()
+        mult.weight.grad = violation.to(mult.weight.dtype).clone()
+        opt.step()
+        mult.post_step_()
+        return mult.weight.detach().clone().to(torch.float64)
+
     def feasibility(self, logits: Tensor, y: Tensor, s: Tensor) -> dict[str, Any]:
         """:func:`feasibility` of this constraint's kind and ``tau`` on ``(logits, y, s)``."""
         return feasibility(self.kind, self.tau, logits, y, s)
@@ -390,7 +432,7 @@ class FairnessConstraint:
             "kind": self.kind, "tau": self.tau, "surrogate": self.surrogate, "mode": self.mode,
             "dual_lr": self.dual_lr, "penalty_weight": self.penalty_weight,
             "max_multiplier": self.max_multiplier, "window": self.window, "temperature": self.temperature,
-            "margin": self.margin,
+            "margin": self.margin, "dual": self.dual, "kp": self.kp, "ema_nu": self.ema_nu,
             "updates": self.updates, "skipped_terms": self.skipped_terms, "skipped_updates": self.skipped_updates,
             "multipliers": [float(v) for v in self.multipliers],
         }
@@ -401,6 +443,7 @@ class FairnessConstraint:
             raise ValueError(f"state multipliers must have {self.n} entries, got {tuple(mult.shape)}")
         self.multipliers = mult.clamp(min=0.0)
         self.updates = int(state.get("updates", 0))
+        self._cooper = None  # nuPI restarts from the loaded multipliers
 
     def reset(self) -> None:
         """Multipliers back to zero, counters cleared."""
@@ -408,6 +451,7 @@ class FairnessConstraint:
         self.updates = 0
         self._last = {}
         self._pool.clear()
+        self._cooper = None
         self.skipped_terms = self.skipped_updates = 0
 
     def clone(self) -> "FairnessConstraint":
@@ -415,7 +459,8 @@ class FairnessConstraint:
         return FairnessConstraint(self.kind, self.tau, surrogate=self.surrogate, mode=self.mode,
                                   dual_lr=self.dual_lr, penalty_weight=self.penalty_weight,
                                   max_multiplier=self.max_multiplier, window=self.window,
-                                  temperature=self.temperature, margin=self.margin)
+                                  temperature=self.temperature, margin=self.margin, dual=self.dual, kp=self.kp,
+                                  ema_nu=self.ema_nu)
 
     def __repr__(self) -> str:
         return (f"FairnessConstraint(kind={self.kind!r}, tau={self.tau}, surrogate={self.surrogate!r}, "

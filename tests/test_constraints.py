@@ -250,3 +250,23 @@ def test_fast_paths_equal_the_reference_values(kind):
     c.update(logits[:150], y[:150], s[:150])
     c.update(logits[150:], y[150:], s[150:])  # the window pools both halves
     assert torch.allclose(c._last["exact"].float(), ref, atol=1e-6)
+
+
+def test_nupi_multipliers_from_cooper():
+    """dual="nupi": cooper-optim's multiplier and nuPI controller. With kp = 0 and no smoothing
+    nuPI is gradient ascent (the same multipliers as ours); kp > 0 changes them; a zero
+    multiplier or violation never gives NaN; the projection keeps them >= 0."""
+    seq = [torch.tensor([0.3, -0.3], dtype=torch.float64), torch.tensor([0.1, -0.1], dtype=torch.float64),
+           torch.tensor([-0.2, 0.2], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)]
+    gda = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=0.5)
+    pi0 = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=0.5, dual="nupi")
+    pi1 = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=0.5, dual="nupi", kp=2.0)
+    for v in seq:
+        a, b, c = gda.update(measured=v), pi0.update(measured=v), pi1.update(measured=v)
+        assert torch.allclose(a, b, atol=1e-6)
+        assert bool(torch.isfinite(c).all()) and bool((c >= 0).all())
+    assert not torch.allclose(pi1.multipliers, gda.multipliers)
+    p = pi1
+    with pytest.raises(ValueError, match="dual"):
+        FairnessConstraint("accuracy_gap", dual="adam")
+    assert p.clone().dual == "nupi" and p.state_dict()["kp"] == 2.0
