@@ -42,10 +42,15 @@ VARIANTS = {
     "bifp": ("bifp", {}, None),
     "bifp_joint": ("bifp", {"update": "joint"}, None),
     "bifp_margin": ("bifp", {"margin": 1.645}, None),
+    "bifp_nupi": ("bifp", {"dual": "nupi", "kp": 5.0}, None),
+    "bifp_full_margin": ("bifp", {"dual_every": 1, "margin": 1.645}, None),
 }
+#: keys of a variant's options that configure the constraint, not the method
+CONSTRAINT_KEYS = ("margin", "dual", "kp")
 GROUPS = {
     "fair": [(b, v) for b in ("adult", "fashion") for v in ("omp", "pf", "bifp", "bifp_joint", "bifp_margin", "postproc")
              if not (b == "fashion" and v == "postproc")],
+    "adult_dual": [("adult", v) for v in ("bifp_nupi", "bifp_full_margin")],
 }
 
 
@@ -74,7 +79,8 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
         b["sparsity"] = sparsity
     m, kw, st = VARIANTS.get(variant, (method, kwargs or {}, structured))
     kw = dict(kw)
-    margin = kw.pop("margin", None)
+    cons = {k: kw.pop(k) for k in CONSTRAINT_KEYS if k in kw}
+    margin = cons.get("margin")
     spec = ex.RunSpec(method=m, dataset=b["dataset"], sparsity=b["sparsity"], seed=seed, profile="cpu",
                       constraint=b["constraint"], tau=b["tau"], structured=st if structured is None else structured,
                       method_kwargs=kw)
@@ -83,8 +89,8 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
     splits = ex.load_splits(spec, profile)
     dense, _ = ex.pretrain(spec, profile, splits, cache_dir=ex.default_cache_dir(None), device="cpu")
     constraint = ex._make_constraint(spec, profile)
-    if margin:
-        constraint.margin = float(margin)
+    for k, v in cons.items():
+        setattr(constraint, k, v)
     args = ex._method_arguments(spec, profile) | kw
     if spec.structured is not None:
         args["structured"] = spec.structured
@@ -96,7 +102,7 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
     dense_m = {k: train.evaluate(dense, getattr(splits, k), constraint=constraint) for k in ("val", "test")}
     layers = {n: int(mk.flatten(1)[:, 0].sum()) if mk.dim() > 1 else int(mk.sum()) for n, mk in res.masks.items()}
     return {"bench": bench, "variant": variant, "seed": seed, "sparsity": spec.sparsity, "method": m,
-            "method_kwargs": kw, "margin": margin, "structured": spec.structured,
+            "method_kwargs": kw, "constraint_options": cons, "margin": margin, "structured": spec.structured,
             "val": res.metrics["val"], "test": res.metrics["test"], "dense": dense_m,
             "achieved_sparsity": res.sparsity(), "kept_units_per_layer": layers,
             "empty_layers": [n for n, mk in res.masks.items() if not bool(mk.any())],
