@@ -44,13 +44,14 @@ VARIANTS = {
     "bifp_margin": ("bifp", {"margin": 1.645}, None),
     "bifp_nupi": ("bifp", {"dual": "nupi", "kp": 5.0}, None),
     "bifp_full_margin": ("bifp", {"dual_every": 1, "margin": 1.645}, None),
+    "bifp_select": ("bifp", {"holdout": 0.25, "select_every": 10, "margin": 1.645}, None),
 }
 #: keys of a variant's options that configure the constraint, not the method
 CONSTRAINT_KEYS = ("margin", "dual", "kp")
 GROUPS = {
     "fair": [(b, v) for b in ("adult", "fashion") for v in ("omp", "pf", "bifp", "bifp_joint", "bifp_margin", "postproc")
              if not (b == "fashion" and v == "postproc")],
-    "adult_dual": [("adult", v) for v in ("bifp_nupi", "bifp_full_margin")],
+    "adult_dual": [("adult", v) for v in ("bifp_nupi", "bifp_full_margin", "bifp_select")],
 }
 
 

@@ -110,6 +110,7 @@ from .train import (
     model_device,
     predict,
     set_seed,
+    subset,
     task_loss,
 )
 
@@ -238,6 +239,13 @@ class BiFPConfig:
         fair_mask / fair_weights: the constraint term in the upper / lower level (ablations).
         dual_every: the multipliers ascend every ``k`` steps on a full pass over ``dual_data``
             (None: after every step on the constraint's moving window).
+        holdout, select_every: with ``holdout = f > 0`` a fraction ``f`` of the pruning data
+            (drawn with the seed) is kept out of training; every ``select_every`` steps at the
+            target sparsity (and at the end) the masked model is evaluated there, and the result
+            is the most accurate iterate whose constraint value plus ``margin`` standard errors
+            (the constraint's ``margin``) is ``<= tau`` on it, else the one with the smallest
+            value (a safety test in the sense of Seldonian algorithms). The evaluations are
+            counted in the cost.
         gate_norm: structured only: masks also gate the BatchNorm after a masked layer and the
             score gradient is taken there (:mod:`fairprune_lite.masks`).
         log_every: one history entry every this many upper steps (and the last).
@@ -261,6 +269,8 @@ class BiFPConfig:
     fair_mask: bool = True
     fair_weights: bool = True
     dual_every: int | None = None
+    holdout: float = 0.0
+    select_every: int = 10
     gate_norm: bool = True
     log_every: int = 1
     batch_size: int = 128
@@ -298,6 +308,10 @@ class BiFPConfig:
             v = getattr(self, nm)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{nm} must be a positive number, got {v!r}")
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout must be a fraction in [0, 1), got {self.holdout!r}")
+        if not _pos_int(self.select_every):
+            raise ValueError(f"select_every must be a positive integer, got {self.select_every!r}")
         if self.dual_every is not None and not _pos_int(self.dual_every):
             raise ValueError(f"dual_every must be a positive integer or None, got {self.dual_every!r}")
         wd = self.gamma if self.weight_decay is None else self.weight_decay
@@ -489,6 +503,40 @@ def log_step(st: _State, rec: dict[str, Any], out: Mapping[str, Any]) -> dict[st
     return rec
 
 
+def _split_holdout(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    """``(train part, held-out part)`` of a dataset, drawn with ``seed``."""
+    if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        raise ValueError("holdout needs the pruning data as a dataset (or a BatchLoader over one), not an iterable")
+    n = len(data)
+    k = int(round(fraction * n))
+    if k < 1 or k >= n:
+        raise ValueError(f"holdout={fraction} leaves no examples on one side of {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    return subset(data, perm[k:]), subset(data, perm[:k])
+
+
+def select_step(st: _State, step: int, held: Any, best: dict[str, Any]) -> None:
+    """Evaluate the current masked model on the held-out data and keep it in ``best`` when it is
+    the most accurate iterate passing the safety test so far (or, while none passes, the one
+    with the smallest constraint value)."""
+    st.scores_grad(False)
+    logits, y, s = predict(st.model, held, counter=st.counter, batch_size=1024)
+    st.scores_grad(True)
+    acc = float(((logits > 0).long() == y).float().mean())
+    c = st.constraint
+    if c is not None:
+        f = c.feasibility(logits, y, s)
+        value = f["value"] if f["value"] is not None else float("inf")
+        ok = f["value"] is not None and value + c.margin * f["se"] <= c.tau
+    else:
+        value, ok = 0.0, True
+    key = (1, acc) if ok else (0, -value)
+    if best.get("key") is None or key > best["key"]:
+        best.update(key=key, step=step, accuracy=acc, value=value, passed=ok,
+                    state=copy.deepcopy(st.model.state_dict()),
+                    scores=[p.detach().clone() for p in st.scores])
+
+
 def bifp(
     model: nn.Module,
     train_loader: Iterable | Any,
@@ -554,6 +602,11 @@ def bifp(
         train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
     elif hasattr(train_loader, "y") and hasattr(train_loader, "s") and hasattr(train_loader, "__getitem__"):
         train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
+    held = None
+    if cfg.holdout > 0:
+        base = getattr(train_loader, "dataset", train_loader)
+        part, held = _split_holdout(base, cfg.holdout, seed)
+        train_loader = make_loader(part, getattr(train_loader, "batch_size", cfg.batch_size), shuffle=True, seed=seed)
     if dual_data is None:
         dual_data = getattr(train_loader, "dataset", train_loader)
     per_step = 1 if cfg.update == "joint" else cfg.lower_steps + 1
@@ -597,6 +650,7 @@ def bifp(
                 constraint=constraint, fair_up=fair_up, fair_low=fair_low)
     t_start = time.perf_counter()
     history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
     model.train()
     bar = _progress(total, progress, name)
     try:
@@ -612,6 +666,9 @@ def bifp(
                 rec["lower_loss"] = float(out["low"].detach())
             st.counter.step()
             dual_step(st, step, out["logits"], out["y"], out["s"], dual_data)
+            if held is not None and ms.sparsity == float(sparsity) and (
+                    (step + 1) % cfg.select_every == 0 or step == total - 1):
+                select_step(st, step, held, best)
             if step % cfg.log_every == 0 or step == total - 1:
                 history.append(log_step(st, rec, out))
             if bar is not None:
@@ -622,6 +679,13 @@ def bifp(
 
     # ---- final exact masks -----------------------------------------------------------------
     ms.sparsity = float(sparsity)
+    selection = None
+    if best:
+        model.load_state_dict(best["state"])
+        with torch.no_grad():
+            for p, v in zip(scores, best["scores"]):
+                p.copy_(v)
+        selection = {k: best[k] for k in ("step", "accuracy", "value", "passed")} | {"held_out": len(held)}
     masks = ms.binary_masks()
     final_scores = {n: ms.score(n).detach().clone() for n in names}
     remove_masks(model, bake=True)
@@ -633,7 +697,7 @@ def bifp(
         "mask_init": cfg.mask_init if isinstance(cfg.mask_init, str) else "given", "steps": total,
         "weight_decay": wd, "seed": seed, "device": str(dev), "gate_norm": gate,
         "constraint": constraint.state_dict() if constraint is not None else None,
-        "achieved_sparsity": rep["overall"],
+        "achieved_sparsity": rep["overall"], "selection": selection,
     }
     cost = st.counter.as_dict() | {"wall_time_s": wall, "data": data_split}
     return PruneResult(method=name, sparsity_target=float(sparsity), masks=masks, model=model,

@@ -680,7 +680,8 @@ _BILEVEL_DOC = ("BiFP/BiP train the weights inside their own ``steps`` (the fine
                 "the other methods does not apply). Options and defaults: the fields of "
                 ":class:`fairprune_lite.bilevel.BiFPConfig` (``batch_size`` comes from :func:`prune`).")
 _BIP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig)
-               if f.name not in ("fair_mask", "fair_weights", "dual_every", "batch_size", "log_every")]
+               if f.name not in ("fair_mask", "fair_weights", "dual_every", "batch_size", "log_every", "holdout",
+                                 "select_every")]
 _BIFP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig) if f.name not in ("batch_size", "log_every")]
 
 

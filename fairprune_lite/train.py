@@ -47,6 +47,7 @@ __all__ = [
     "PassCounter",
     "BatchLoader",
     "make_loader",
+    "subset",
     "make_optimizer",
     "task_loss",
     "check_finite",
@@ -174,6 +175,28 @@ class BatchLoader:
             else:
                 items = [ds[int(i)] for i in idx]
                 yield tuple(torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(3))  # type: ignore[misc]
+
+
+class _Part(Dataset):
+    """Examples ``idx`` of an in-memory dataset, as tensors ``x, y, s`` (the loader's fast path)."""
+
+    def __init__(self, base: Any, idx: Tensor) -> None:
+        self.x, self.y, self.s = base.x[idx], base.y[idx], base.s[idx]
+        self.name = f"{getattr(base, 'name', 'data')}[{len(idx)}]"
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        return self.x[i], self.y[i], self.s[i]
+
+
+def subset(dataset: Any, idx: Tensor) -> Dataset:
+    """The examples ``idx`` of ``dataset``: tensors when it holds ``x``, ``y``, ``s`` tensors
+    (fast batching), else a ``torch.utils.data.Subset``."""
+    if all(isinstance(getattr(dataset, k, None), Tensor) for k in ("x", "y", "s")):
+        return _Part(dataset, idx)
+    return torch.utils.data.Subset(dataset, [int(i) for i in idx])
 
 
 def make_loader(dataset: Dataset, batch_size: int = 128, *, shuffle: bool, seed: int = 0,

@@ -539,3 +539,25 @@ def test_structured_bifp_on_batchnorm_keeps_every_layer(sparsity):
     assert all(k > 0 for k in kept.values()), kept
     te = train.evaluate(res.model, _images(1000, 2))
     assert te["accuracy"] > te["majority_baseline"] + 0.1, te
+
+
+def test_holdout_selection_keeps_the_best_safe_iterate():
+    ds = _two_rules(600, 0)
+    train.set_seed(0)
+    dense = Mlp()
+    train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=3, lr=0.05)
+    c = FairnessConstraint("accuracy_gap", tau=0.05, margin=1.0)
+    res = bilevel.bifp(dense, ds, sparsity=0.8, steps=40, batch_size=64, update="joint", constraint=c,
+                       holdout=0.25, select_every=10)
+    sel = res.config["selection"]
+    assert sel["held_out"] == 150 and sel["step"] in (9, 19, 29, 39)
+    # 40 training batches of the 450 kept examples, plus 4 evaluation passes of the held-out 150
+    assert res.cost["examples"] == sum(len(b[1]) for b, _ in zip(train.cycle(train.make_loader(
+        train.subset(ds, torch.arange(450)), 64, shuffle=False)), range(40))) + 4 * 150
+    # the returned model is the selected iterate: its held-out accuracy is the recorded one
+    perm = torch.randperm(600, generator=torch.Generator().manual_seed(0))
+    held = train.subset(ds, perm[:150])
+    rep = train.evaluate(res.model, held)
+    assert rep["accuracy"] == pytest.approx(sel["accuracy"])
+    with pytest.raises(ValueError, match="holdout"):
+        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, holdout=1.0)
