@@ -115,7 +115,7 @@ def _done(path: Path) -> set:
         return set()
     out = set()
     for line in path.read_text().splitlines():
-        if line.strip():
+        if line.strip() and not line.startswith("#"):
             r = json.loads(line)
             out.add((r["bench"], r["variant"], r["seed"], r["sparsity"]))
     return out
