@@ -56,6 +56,22 @@ Variants (``ig=``):
 
 Solver (:func:`bifp`)
 ---------------------
+Every default lives once in :class:`BiFPConfig` (:data:`DEFAULTS`); one upper step is a few
+named functions over a small state: :func:`lower_step` (weights), :func:`mask_gradient` (the
+upper pass and the implicit gradient), :func:`score_step` (scores, clamped), in joint mode
+:func:`joint_weight_step` (from the *lower* loss's gradients), :func:`dual_step` (multipliers),
+optionally :func:`select_step` (the held-out safety test) and :func:`log_step`.
+
+``gamma`` is not a weight decay: the weights are decayed by ``weight_decay`` (decoupled, as in
+BiP's code); ``gamma`` is the curvature the implicit gradient assumes for the lower problem and
+only scales its correction by ``1/gamma``.
+
+Structured masks on conv-BN blocks gate the BatchNorm too (``gate_norm``, see
+:mod:`fairprune_lite.masks`): without it BN cancels the rescaling of a kept channel, whose score
+gradient is then ~0, while a pruned channel's (BN variance 0) is huge, and the scores of kept
+channels drift to the clamp where the top-k used to break ties by position (the first layer
+emptied). Scores start from each filter's norm relative to its own layer.
+
 Per upper step (``update="alternating"``, the default): ``lower_steps`` weight steps, each on a
 fresh batch, ``theta <- theta - alpha * grad_theta [L_low + (weight decay) ||theta||^2 / 2]``,
 then one mask step on a fresh batch, ``s <- clip(s - beta * IG, 0, 1)``. The weight optimizer
