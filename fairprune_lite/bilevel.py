@@ -503,7 +503,10 @@ def log_step(st: _State, rec: dict[str, Any], out: Mapping[str, Any]) -> dict[st
     if c is not None:
         state = c.last_state()
         rec["multipliers"] = state["multipliers"]
-        exact = c.batch_values(out["logits"], out["y"], out["s"])
+        # the dual step already counted this batch (window mode): reuse its cell statistics
+        reuse = st.cfg.dual_every is None and (st.fair_up or st.fair_low)
+        exact = c.batch_values(out["logits"], out["y"], out["s"],
+                               stats=c._last.get("batch_stats") if reuse else None)
         if exact is not None:
             rec["exact"] = exact.tolist()
             rec["gap"] = max(rec["exact"])

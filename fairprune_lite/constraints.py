@@ -119,37 +119,38 @@ def cell_stats(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
     return torch.cat([torch.bincount(idx, minlength=4).double(), torch.bincount(idx, weights=hit, minlength=4)])
 
 
-def _pairs(kind: str, st: Tensor) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """``(hits+, n+, hits-, n-)`` of each compared rate from cell statistics."""
-    n, h = st[:4], st[4:]
+def _pairs(kind: str, st: Tensor | list[float]) -> list[tuple[float, float, float, float]]:
+    """``(hits+, n+, hits-, n-)`` of each compared rate from cell statistics (Python floats:
+    a handful of scalars, cheaper than tensor arithmetic in the training loop)."""
+    n00, n01, n10, n11, h00, h01, h10, h11 = st.tolist() if isinstance(st, Tensor) else st
     if kind == "equalized_odds":
-        return [(h[3], n[3], h[1], n[1]), (h[2], n[2], h[0], n[0])]  # TPR (y=1), FPR (y=0)
-    return [(h[2] + h[3], n[2] + n[3], h[0] + h[1], n[0] + n[1])]
+        return [(h11, n11, h01, n01), (h10, n10, h00, n00)]  # TPR (y=1), FPR (y=0)
+    return [(h10 + h11, n10 + n11, h00 + h01, n00 + n01)]
 
 
-def values_from_stats(kind: str, st: Tensor) -> Tensor | None:
+def values_from_stats(kind: str, st: Tensor | list[float]) -> Tensor | None:
     """Exact one-sided values from :func:`cell_stats` (float64), None when a compared rate has
     no example."""
-    out = []
+    out: list[float] = []
     for hp, np_, hm, nm in _pairs(kind, st):
         if np_ == 0 or nm == 0:
             return None
         g = hp / np_ - hm / nm
         out += [g, -g]
-    return torch.stack(out)
+    return torch.tensor(out, dtype=torch.float64)
 
 
-def se_from_stats(kind: str, st: Tensor) -> Tensor:
+def se_from_stats(kind: str, st: Tensor | list[float]) -> Tensor:
     """Binomial standard errors of :func:`values_from_stats` (NaN where undefined)."""
-    out = []
+    out: list[float] = []
     for hp, np_, hm, nm in _pairs(kind, st):
         if np_ == 0 or nm == 0:
-            v = torch.tensor(float("nan"), dtype=torch.float64)
+            v = float("nan")
         else:
             a, b = hp / np_, hm / nm
-            v = torch.sqrt(a * (1 - a) / np_ + b * (1 - b) / nm)
+            v = math.sqrt(a * (1 - a) / np_ + b * (1 - b) / nm)
         out += [v, v]
-    return torch.stack(out)
+    return torch.tensor(out, dtype=torch.float64)
 
 
 class FairnessConstraint:
@@ -296,10 +297,12 @@ class FairnessConstraint:
         return torch.stack([a_p / n_p + b_m / n_m - 1.0, a_m / n_m + b_p / n_p - 1.0])
 
     @torch.no_grad()
-    def batch_values(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor | None:
-        """Exact one-sided values of one batch (float64) from its cell statistics, or None when
-        the batch lacks a compared cell (cheap: one pass, no validation)."""
-        return values_from_stats(self.kind, cell_stats(self.kind, logits.detach().flatten(), y, s))
+    def batch_values(self, logits: Tensor, y: Tensor, s: Tensor, *, stats: Tensor | None = None) -> Tensor | None:
+        """Exact one-sided values of one batch (float64) from its cell statistics (given as
+        ``stats``, or counted), or None when the batch lacks a compared cell."""
+        if stats is None:
+            stats = cell_stats(self.kind, logits.detach().flatten(), y, s)
+        return values_from_stats(self.kind, stats)
 
     @torch.no_grad()
     def exact_values(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
@@ -348,6 +351,7 @@ class FairnessConstraint:
             if logits is None or y is None or s is None:
                 raise ValueError("update needs logits, y and s, or measured=")
             st = cell_stats(self.kind, logits.detach().flatten(), y, s)
+            self._last["batch_stats"] = st
             if pooled:
                 self._pool.append(st)
                 st = torch.stack(list(self._pool)).sum(0) if len(self._pool) > 1 else st
