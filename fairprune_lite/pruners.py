@@ -238,7 +238,7 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
           constraint: FairnessConstraint | None = None, finetune_steps: int = 100,
           finetune_epochs: int | None = None, batch_size: int = 128, lr: float = 0.01, optimizer: str = "sgd",
           device: Any = None, counter: PassCounter | None = None, progress: bool = False,
-          evaluate_on: Iterable[str] = ("val", "test"), **options: Any) -> PruneResult:
+          evaluate_on: Iterable[str] = ("val", "test"), eval_batch_size: int = 1024, **options: Any) -> PruneResult:
     """Run ``method`` on a copy of the dense ``model`` and evaluate it.
 
     Args:
@@ -258,7 +258,8 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
             (``finetune_epochs * ceil(len(val) / batch_size)`` steps).
         counter: a :class:`PassCounter` to add to; evaluation passes are not counted.
         evaluate_on: splits on which the result's ``metrics`` are computed (with the dense
-            model's predictions, so the degradation entries of Defs. 2-3 are filled in).
+            model's predictions, so the degradation entries of Defs. 2-3 are filled in, and,
+            with a constraint, its ``feasibility`` block); ``eval_batch_size`` batches them.
         **options: the method's own options (:func:`check_method_kwargs`).
     """
     info = _info(method)
@@ -290,9 +291,10 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
     for split in ("train", "val", "test"):
         if not hasattr(splits, split):
             raise ValueError(f"splits has no {split!r} split")
-    for name, v in (("finetune_steps", finetune_steps), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "batch_size" else 0):
-            raise ValueError(f"{name} must be a {'positive' if name == 'batch_size' else 'non-negative'} "
+    for name, v in (("finetune_steps", finetune_steps), ("batch_size", batch_size),
+                    ("eval_batch_size", eval_batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "finetune_steps" else 1):
+            raise ValueError(f"{name} must be a {'non-negative' if name == 'finetune_steps' else 'positive'} "
                              f"integer, got {v!r}")
     if finetune_epochs is not None:
         if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
@@ -319,7 +321,7 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
     metrics = {}
     for split in evaluate_on:
         metrics[split] = evaluate(pruned, getattr(splits, split), dense_model=dense, constraint=constraint,
-                                  postprocess=post)
+                                  postprocess=post, batch_size=eval_batch_size)
     cost = counter.as_dict()
     cost["wall_time_s"] = wall
     cost["data"] = out.info.pop("data", info.data)

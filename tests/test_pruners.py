@@ -429,6 +429,7 @@ def test_registry_and_extension():
     (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, finetune_epochs=-1), "finetune_epochs"),
     (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, finetune_steps=2.5), "finetune_steps"),
     (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, batch_size=0), "batch_size"),
+    (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, eval_batch_size=0), "eval_batch_size"),
     (lambda: pruners.prune("pf", _mlp(), _splits(), sparsity=0.5, constraint="accuracy_gap"), "constraint"),
     (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, evaluate_on=("dev",)), "evaluate_on"),
     (lambda: pruners.prune("fp", _mlp(), _splits(), sparsity=0.5, constraint=_constraint(), fair_split="test"),
