@@ -788,6 +788,15 @@ def _resolve_masks(
     return weight, (channel or None)
 
 
+def _gated_norms(model: nn.Module, masks: Any) -> dict[str, str]:
+    """``{layer: BatchNorm}`` gated by the masks in use (``gate_norm``); empty for dict masks."""
+    if isinstance(masks, MaskScores):
+        return dict(masks.norms)
+    if masks is None:
+        return dict(model_masks(model).norms)
+    return {}
+
+
 def _plain_copy(model: nn.Module) -> nn.Module:
     """Deep copy with our parametrizations removed, keeping the dense weights theta."""
     out = copy.deepcopy(model)
@@ -803,6 +812,7 @@ def to_torch_prune(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | 
     channels (``bias_orig`` / ``bias_mask``), as :func:`apply_masks` does.
     """
     weight, channel = _resolve_masks(model, masks)
+    norms = _gated_norms(model, masks)
     out = _plain_copy(model)
     modules = dict(out.named_modules())
     for n, wm in weight.items():
@@ -810,12 +820,17 @@ def to_torch_prune(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | 
         torch_prune.custom_from_mask(mod, "weight", wm.to(mod.weight.device))
         if channel is not None and isinstance(getattr(mod, "bias", None), Tensor):
             torch_prune.custom_from_mask(mod, "bias", channel[n].to(mod.bias.device))
+        if n in norms:  # a gated BatchNorm: its channel goes with the mask
+            bn = modules[norms[n]]
+            for t in ("weight", "bias"):
+                torch_prune.custom_from_mask(bn, t, channel[n].to(getattr(bn, t).device))
     return out
 
 
 def to_dense(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None = None) -> nn.Module:
     """Deep copy as a plain model whose pruned weights (and structured bias channels) are zero."""
     weight, channel = _resolve_masks(model, masks)
+    norms = _gated_norms(model, masks)
     out = _plain_copy(model)
     modules = dict(out.named_modules())
     with torch.no_grad():
@@ -824,6 +839,10 @@ def to_dense(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None =
             mod.weight.mul_(wm.to(mod.weight))
             if channel is not None and isinstance(getattr(mod, "bias", None), Tensor):
                 mod.bias.mul_(channel[n].to(mod.bias))
+            if n in norms:  # a gated BatchNorm: the pruned channel's affine is 0 as well
+                bn = modules[norms[n]]
+                bn.weight.mul_(channel[n].to(bn.weight))
+                bn.bias.mul_(channel[n].to(bn.bias))
     return out
 
 

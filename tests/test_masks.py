@@ -653,6 +653,11 @@ def test_gate_norm_gives_kept_channels_a_real_score_gradient():
         model(x)
         assert bool((out["relu"][:, ~sc.channel_masks()["0"].bool()] == 0).all())
     ref = model.eval()(x).detach()
+    for export in (to_dense, to_torch_prune):  # exports keep the gate
+        assert torch.allclose(export(model).eval()(x), ref, atol=1e-6)
+    small = to_smaller(model, None, x)  # a gated channel is exactly 0: it can be removed
+    assert small[0].out_channels == int(sc.channel_masks()["0"].sum())
+    assert torch.allclose(small(x), ref, atol=1e-5)
     remove_masks(model, bake=True)
     assert torch.allclose(model(x), ref, atol=1e-6)
     assert not any(is_masked(m) for m in model.modules())
