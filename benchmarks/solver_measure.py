@@ -52,6 +52,7 @@ GROUPS = {
     "fair": [(b, v) for b in ("adult", "fashion") for v in ("omp", "pf", "bifp", "bifp_joint", "bifp_margin", "postproc")
              if not (b == "fashion" and v == "postproc")],
     "adult_dual": [("adult", v) for v in ("bifp_nupi", "bifp_full_margin", "bifp_select")],
+    "fashion_select": [("fashion", "bifp_select")],
 }
 
 
