@@ -82,6 +82,7 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
     m, kw, st = VARIANTS.get(variant, (method, kwargs or {}, structured))
     kw = dict(kw)
     cons = {k: kw.pop(k) for k in CONSTRAINT_KEYS if k in kw}
+    scope = kw.pop("scope", None)  # an argument of pruners.prune, not a method option
     margin = cons.get("margin")
     spec = ex.RunSpec(method=m, dataset=b["dataset"], sparsity=b["sparsity"], seed=seed, profile="cpu",
                       constraint=b["constraint"], tau=b["tau"], structured=st if structured is None else structured,
@@ -93,7 +94,7 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
     constraint = ex._make_constraint(spec, profile)
     for k, v in cons.items():
         setattr(constraint, k, v)
-    args = ex._method_arguments(spec, profile) | kw
+    args = ex._method_arguments(spec, profile) | kw | ({"scope": scope} if scope else {})
     if spec.structured is not None:
         args["structured"] = spec.structured
     train.set_seed(seed)
@@ -104,7 +105,7 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
     dense_m = {k: train.evaluate(dense, getattr(splits, k), constraint=constraint) for k in ("val", "test")}
     layers = {n: int(mk.flatten(1)[:, 0].sum()) if mk.dim() > 1 else int(mk.sum()) for n, mk in res.masks.items()}
     return {"bench": bench, "variant": variant, "seed": seed, "sparsity": spec.sparsity, "method": m,
-            "method_kwargs": kw, "constraint_options": cons, "margin": margin, "structured": spec.structured,
+            "method_kwargs": kw, "scope": scope or "global", "constraint_options": cons, "margin": margin, "structured": spec.structured,
             "val": res.metrics["val"], "test": res.metrics["test"], "dense": dense_m,
             "achieved_sparsity": res.sparsity(), "kept_units_per_layer": layers,
             "empty_layers": [n for n, mk in res.masks.items() if not bool(mk.any())],
@@ -150,7 +151,7 @@ def table(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--group", choices=sorted(GROUPS) + ["structured"], default=None)
+    ap.add_argument("--group", choices=sorted(GROUPS) + ["structured", "structured_layer"], default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/solver_runs.jsonl"))
     ap.add_argument("--table", type=Path, default=None)
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         fh.write("# " + json.dumps(provenance("python " + " ".join(sys.argv))) + "\n")
     if a.group == "structured":
         jobs = [("fashion", v, s, sp) for sp in (0.79, 0.893) for s in a.seeds for v in ("bifp_str", "fpgm")]
+    elif a.group == "structured_layer":
+        jobs = [("fashion", "bifp_str_layer", s, sp) for sp in (0.79, 0.893) for s in a.seeds]
     else:
         jobs = [(b, v, s, BENCH[b]["sparsity"]) for s in a.seeds for b, v in GROUPS[a.group]]
     for b, v, s, sp in jobs:
@@ -176,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if v == "bifp_str":
             r = run_one(b, v, s, sparsity=sp, structured=True, method="bifp")
+        elif v == "bifp_str_layer":
+            r = run_one(b, v, s, sparsity=sp, structured=True, method="bifp", kwargs={"scope": "layer"})
         elif v == "fpgm":
             r = run_one(b, v, s, sparsity=sp, structured=True, method="fpgm")
         else:
