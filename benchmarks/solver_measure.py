@@ -151,7 +151,7 @@ def table(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--group", choices=sorted(GROUPS) + ["structured", "structured_layer"], default=None)
+    ap.add_argument("--group", choices=sorted(GROUPS) + ["structured", "structured_layer", "structured_bifp"], default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/solver_runs.jsonl"))
     ap.add_argument("--table", type=Path, default=None)
@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         fh.write("# " + json.dumps(provenance("python " + " ".join(sys.argv))) + "\n")
     if a.group == "structured":
         jobs = [("fashion", v, s, sp) for sp in (0.79, 0.893) for s in a.seeds for v in ("bifp_str", "fpgm")]
+    elif a.group == "structured_bifp":
+        jobs = [("fashion", v, s, sp) for sp in (0.79, 0.893) for s in a.seeds for v in ("bifp_str", "bifp_str_layer")]
     elif a.group == "structured_layer":
         jobs = [("fashion", "bifp_str_layer", s, sp) for sp in (0.79, 0.893) for s in a.seeds]
     else:

@@ -132,6 +132,7 @@ from .train import (
 
 __all__ = ["BiFPConfig", "DEFAULTS", "implicit_gradient", "implicit_gradient_z", "sparsity_schedule", "bifp", "bip",
            "lower_step", "mask_gradient", "score_step", "joint_weight_step", "dual_step", "log_step",
+           "select_step", "recalibrate_bn",
            "IG_VARIANTS"]
 
 IG_VARIANTS = ("paper", "repo", "first_order")
@@ -264,6 +265,11 @@ class BiFPConfig:
             counted in the cost.
         gate_norm: structured only: masks also gate the BatchNorm after a masked layer and the
             score gradient is taken there (:mod:`fairprune_lite.masks`).
+        recalibrate_bn: re-estimate BatchNorm running statistics with the final masks (one
+            pass over the pruning data in training mode, no gradient, counted in the cost)
+            before the result is returned; ``None``: only for structured masks, where a channel
+            that re-enters the mask late brings running statistics measured while it was 0
+            (variance ~0) and the eval-mode network explodes.
         log_every: one history entry every this many upper steps (and the last).
         batch_size: batch size when a dataset (not a loader) is given.
     """
@@ -288,6 +294,7 @@ class BiFPConfig:
     holdout: float = 0.0
     select_every: int = 10
     gate_norm: bool = True
+    recalibrate_bn: bool | None = None
     log_every: int = 1
     batch_size: int = 128
 
@@ -522,6 +529,33 @@ def log_step(st: _State, rec: dict[str, Any], out: Mapping[str, Any]) -> dict[st
     return rec
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, data: Iterable, counter: PassCounter | None = None) -> int:
+    """Reset every BatchNorm's running statistics and re-estimate them (cumulative average) by
+    one pass over ``data`` in training mode without gradients; returns the BN layers updated."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns:
+        return 0
+    saved = [m.momentum for m in bns]
+    was = model.training
+    dev = model_device(model)
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the pass
+        model.train()
+        for batch in data:
+            x, y, _ = _to(batch, dev)
+            model(x)
+            if counter is not None:
+                counter.forward(len(y))
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.train(was)
+    return len(bns)
+
+
 def _split_holdout(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     """``(train part, held-out part)`` of a dataset, drawn with ``seed``."""
     if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
@@ -705,6 +739,11 @@ def bifp(
             for p, v in zip(scores, best["scores"]):
                 p.copy_(v)
         selection = {k: best[k] for k in ("step", "accuracy", "value", "passed")} | {"held_out": len(held)}
+    recal = structured if cfg.recalibrate_bn is None else bool(cfg.recalibrate_bn)
+    if recal:
+        st.scores_grad(False)
+        recalibrate_bn(model, train_loader, st.counter)
+        st.scores_grad(True)
     masks = ms.binary_masks()
     final_scores = {n: ms.score(n).detach().clone() for n in names}
     remove_masks(model, bake=True)
@@ -714,7 +753,7 @@ def bifp(
     config = {f.name: getattr(cfg, f.name) for f in fields(cfg)} | {
         "sparsity": float(sparsity), "structured": structured, "scope": scope,
         "mask_init": cfg.mask_init if isinstance(cfg.mask_init, str) else "given", "steps": total,
-        "weight_decay": wd, "seed": seed, "device": str(dev), "gate_norm": gate,
+        "weight_decay": wd, "seed": seed, "device": str(dev), "gate_norm": gate, "recalibrate_bn": recal,
         "constraint": constraint.state_dict() if constraint is not None else None,
         "achieved_sparsity": rep["overall"], "selection": selection,
     }

@@ -262,7 +262,8 @@ def test_solver_reaches_exact_sparsity_and_counts(kw):
         if n in res.masks:
             assert bool((mod.weight.detach()[res.masks[n] == 0] == 0).all())  # baked: pruned weights are 0
     per_step = 1 if kw.get("update") == "joint" else kw.get("lower_steps", 1) + 1
-    assert res.cost["forward_passes"] == 12 * per_step
+    recal = 4 if kw.get("structured") else 0  # structured: one BN recalibration pass over the 4 batches
+    assert res.cost["forward_passes"] == 12 * per_step + recal
     assert res.cost["iterations"] == 12 and len(res.history) == 12
     if kw.get("schedule") == "cubic":
         sp = [h["sparsity"] for h in res.history]
@@ -561,3 +562,27 @@ def test_holdout_selection_keeps_the_best_safe_iterate():
     assert rep["accuracy"] == pytest.approx(sel["accuracy"])
     with pytest.raises(ValueError, match="holdout"):
         bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, holdout=1.0)
+
+
+def test_recalibrate_bn_measures_the_final_network():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 1), nn.Flatten(0))
+    x = torch.randn(64, 4) * 3 + 1
+    with torch.no_grad():
+        net[1].running_mean.fill_(100.0)
+        net[1].running_var.fill_(1e-6)  # as for a channel that was masked to 0 for a while
+    net.eval()
+    n = bilevel.recalibrate_bn(net, [(x[:32], torch.zeros(32), torch.zeros(32)),
+                                     (x[32:], torch.zeros(32), torch.zeros(32))])
+    h = net[0](x).detach()
+    assert n == 1 and not net.training and net[1].momentum == 0.1
+    assert torch.allclose(net[1].running_mean, h.mean(0), atol=1e-5)  # the pass's average
+    # structured BiFP recalibrates by default and counts the pass
+    tr, va = _images(300, 0), _images(200, 1)
+    cnn = SmallCNN(1, width=4)
+    res = bilevel.bifp(cnn, va, sparsity=0.5, structured=True, steps=3, batch_size=64,
+                       constraint=FairnessConstraint("accuracy_gap", tau=0.02))
+    assert res.config["recalibrate_bn"] is True and res.cost["forward_passes"] == 3 * 2 + 4
+    res = bilevel.bifp(cnn, va, sparsity=0.5, steps=3, batch_size=64,
+                       constraint=FairnessConstraint("accuracy_gap", tau=0.02))
+    assert res.config["recalibrate_bn"] is False and res.cost["forward_passes"] == 3 * 2
