@@ -56,6 +56,22 @@ Variants (``ig=``):
 
 Solver (:func:`bifp`)
 ---------------------
+Every default lives once in :class:`BiFPConfig` (:data:`DEFAULTS`); one upper step is a few
+named functions over a small state: :func:`lower_step` (weights), :func:`mask_gradient` (the
+upper pass and the implicit gradient), :func:`score_step` (scores, clamped), in joint mode
+:func:`joint_weight_step` (from the *lower* loss's gradients), :func:`dual_step` (multipliers),
+optionally :func:`select_step` (the held-out safety test) and :func:`log_step`.
+
+``gamma`` is not a weight decay: the weights are decayed by ``weight_decay`` (decoupled, as in
+BiP's code); ``gamma`` is the curvature the implicit gradient assumes for the lower problem and
+only scales its correction by ``1/gamma``.
+
+Structured masks on conv-BN blocks gate the BatchNorm too (``gate_norm``, see
+:mod:`fairprune_lite.masks`): without it BN cancels the rescaling of a kept channel, whose score
+gradient is then ~0, while a pruned channel's (BN variance 0) is huge, and the scores of kept
+channels drift to the clamp where the top-k used to break ties by position (the first layer
+emptied). Scores start from each filter's norm relative to its own layer.
+
 Per upper step (``update="alternating"``, the default): ``lower_steps`` weight steps, each on a
 fresh batch, ``theta <- theta - alpha * grad_theta [L_low + (weight decay) ||theta||^2 / 2]``,
 then one mask step on a fresh batch, ``s <- clip(s - beta * IG, 0, 1)``. The weight optimizer
@@ -85,9 +101,11 @@ differ.) ``dual_every=k`` adds one evaluation pass over ``dual_data`` every ``k`
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -95,9 +113,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from .constraints import FairnessConstraint
-from .masks import MaskScores, apply_masks, remove_masks, sparsity_report
+from .masks import MaskScores, apply_masks, remove_masks, sparsity_report, weight_parameters
 from .train import (
-    BatchLoader,
     PassCounter,
     PruneResult,
     _progress,
@@ -109,10 +126,14 @@ from .train import (
     model_device,
     predict,
     set_seed,
+    subset,
     task_loss,
 )
 
-__all__ = ["implicit_gradient", "implicit_gradient_z", "sparsity_schedule", "bifp", "bip", "IG_VARIANTS"]
+__all__ = ["BiFPConfig", "DEFAULTS", "implicit_gradient", "implicit_gradient_z", "sparsity_schedule", "bifp", "bip",
+           "lower_step", "mask_gradient", "score_step", "joint_weight_step", "dual_step", "log_step",
+           "select_step", "recalibrate_bn",
+           "IG_VARIANTS"]
 
 IG_VARIANTS = ("paper", "repo", "first_order")
 SCHEDULES = ("instant", "cubic")
@@ -159,7 +180,9 @@ def implicit_gradient(
     Args:
         score_grad_up: ``{layer: grad_s L_up}`` (weight-shaped, or ``[out]`` when structured).
         weight_grad_up: ``{layer: grad_theta L_up}`` (weight-shaped) for ``ig="paper"``.
-        gamma: the lower level's ridge weight ``gamma > 0`` (the IG scales as ``1/gamma``).
+        gamma: ``gamma > 0``, the curvature of the lower problem's ridge term as the IG sees it
+            (the IG's correction scales as ``1/gamma``); the solver's weight decay is a separate,
+            decoupled setting (:class:`BiFPConfig`).
         ig: ``"paper"``, ``"repo"`` or ``"first_order"`` (module docstring).
         score_grad_low / weight_grad_low: the same for ``L_low``; default: the upper ones (the
             losses coincide, e.g. BiP), then nothing beyond one backward pass is needed.
@@ -209,41 +232,382 @@ def _grad_dict(names: list[str], grads: Iterable[Tensor | None], like: list[Tens
     return {n: (g if g is not None else torch.zeros_like(p)) for n, g, p in zip(names, grads, like)}
 
 
+@dataclass(frozen=True)
+class BiFPConfig:
+    """Every default of BiFP / BiP, held once (:func:`bifp`, the ``bifp``/``bip`` methods of
+    :mod:`fairprune_lite.pruners` and the run profiles take theirs from here; profiles pass
+    overrides as a dict of these field names, :meth:`replace`).
+
+    Fields (the keyword arguments of :func:`bifp` of the same name):
+        steps / epochs: upper steps, or passes over the loader (give one; ``epochs`` wins when
+            set, ``steps`` is then ignored).
+        alpha, beta: learning rates of the weights (lower level) and the scores (upper level).
+        gamma: the curvature ``gamma`` of the lower problem's ridge ``(gamma/2)||theta||^2``
+            *as the implicit gradient sees it*: it only scales the IG by ``1/gamma``. The
+            weights are not shrunk by it (``weight_decay`` does that, decoupled, as in BiP's
+            code); ``weight_decay=None`` uses ``gamma`` as the decay, the lower problem as
+            written.
+        weight_decay, optimizer, momentum: of the lower optimizer (momentum also for the scores).
+        ig: implicit-gradient variant, ``"paper"``, ``"repo"`` or ``"first_order"``.
+        update: ``"alternating"`` or ``"joint"`` (module docstring).
+        lower_steps: weight steps per upper step (alternating).
+        schedule, schedule_fraction: sparsity schedule (:func:`sparsity_schedule`).
+        mask_init: ``"magnitude"`` / ``"uniform"`` or a dict of binary masks.
+        fair_mask / fair_weights: the constraint term in the upper / lower level (ablations).
+        dual_every: the multipliers ascend every ``k`` steps on a full pass over ``dual_data``
+            (None: after every step on the constraint's moving window).
+        holdout, select_every: with ``holdout = f > 0`` a fraction ``f`` of the pruning data
+            (drawn with the seed) is kept out of training; every ``select_every`` steps at the
+            target sparsity (and at the end) the masked model is evaluated there, and the result
+            is the most accurate iterate whose constraint value plus ``margin`` standard errors
+            (the constraint's ``margin``) is ``<= tau`` on it, else the one with the smallest
+            value (a safety test in the sense of Seldonian algorithms). The evaluations are
+            counted in the cost.
+        gate_norm: structured only: masks also gate the BatchNorm after a masked layer and the
+            score gradient is taken there (:mod:`fairprune_lite.masks`).
+        recalibrate_bn: re-estimate BatchNorm running statistics with the final masks (one
+            pass over the pruning data in training mode, no gradient, counted in the cost)
+            before the result is returned; ``None``: only for structured masks, where a channel
+            that re-enters the mask late brings running statistics measured while it was 0
+            (variance ~0) and the eval-mode network explodes.
+        log_every: one history entry every this many upper steps (and the last).
+        batch_size: batch size when a dataset (not a loader) is given.
+    """
+
+    steps: int | None = 100
+    epochs: float | None = None
+    alpha: float = 0.01
+    beta: float = 0.1
+    gamma: float = 1.0
+    weight_decay: float | None = 5e-4
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    ig: str = "paper"
+    update: str = "alternating"
+    lower_steps: int = 1
+    schedule: str = "instant"
+    schedule_fraction: float = 0.5
+    mask_init: Any = "magnitude"
+    fair_mask: bool = True
+    fair_weights: bool = True
+    dual_every: int | None = None
+    holdout: float = 0.0
+    select_every: int = 10
+    gate_norm: bool = True
+    recalibrate_bn: bool | None = None
+    log_every: int = 1
+    batch_size: int = 128
+
+    def replace(self, **overrides: Any) -> "BiFPConfig":
+        """A copy with ``overrides`` (field names; an unknown name is a ``ValueError``)."""
+        names = {f.name for f in fields(self)}
+        bad = sorted(k for k in overrides if k not in names)
+        if bad:
+            raise ValueError(f"BiFPConfig has no field(s) {bad}; fields: {sorted(names)}")
+        if overrides.get("epochs") is not None and "steps" not in overrides:
+            overrides["steps"] = None
+        return dataclasses.replace(self, **overrides)
+
+    def check(self) -> "BiFPConfig":
+        """Validate every field; raises ``ValueError`` naming the bad one. Returns ``self``."""
+        _check_gamma(self.gamma)
+        if self.ig not in IG_VARIANTS:
+            raise ValueError(f"ig must be one of {IG_VARIANTS}, got {self.ig!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 < self.schedule_fraction <= 1:
+            raise ValueError(f"schedule_fraction must be in (0, 1], got {self.schedule_fraction!r}")
+        if self.update not in UPDATES:
+            raise ValueError(f"update must be one of {UPDATES}, got {self.update!r}")
+        if not _pos_int(self.lower_steps):
+            raise ValueError(f"lower_steps must be a positive integer, got {self.lower_steps!r}")
+        if self.update == "joint" and self.lower_steps != 1:
+            raise ValueError("update='joint' shares one batch between the levels and needs lower_steps=1")
+        if not _pos_int(self.log_every):
+            raise ValueError(f"log_every must be a positive integer, got {self.log_every!r}")
+        if not _pos_int(self.batch_size):
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        for nm in ("alpha", "beta"):
+            v = getattr(self, nm)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{nm} must be a positive number, got {v!r}")
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout must be a fraction in [0, 1), got {self.holdout!r}")
+        if not _pos_int(self.select_every):
+            raise ValueError(f"select_every must be a positive integer, got {self.select_every!r}")
+        if self.dual_every is not None and not _pos_int(self.dual_every):
+            raise ValueError(f"dual_every must be a positive integer or None, got {self.dual_every!r}")
+        wd = self.gamma if self.weight_decay is None else self.weight_decay
+        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
+            raise ValueError(f"weight_decay must be >= 0 or None, got {self.weight_decay!r}")
+        if not (isinstance(self.mask_init, Mapping) or self.mask_init in ("magnitude", "uniform")):
+            raise ValueError(f"mask_init must be 'magnitude', 'uniform' or a dict of masks, got {self.mask_init!r}")
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of steps or epochs")
+        if self.steps is not None and not _pos_int(self.steps):
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float))
+                                        or self.epochs <= 0):
+            raise ValueError(f"epochs must be a positive number, got {self.epochs!r}")
+        return self
+
+
+#: the library defaults, the single place they are written
+DEFAULTS = BiFPConfig()
+
+
+def _pos_int(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int) and v >= 1
+
+
+@dataclass
+class _State:
+    """What the solver's steps share: the masked model, its scores and optimizers, the data."""
+
+    cfg: BiFPConfig
+    model: nn.Module
+    ms: MaskScores
+    names: list[str]
+    scores: list[Tensor]
+    thetas: list[Tensor]
+    params: list[Tensor]
+    w_opt: torch.optim.Optimizer
+    s_opt: torch.optim.Optimizer
+    counter: PassCounter
+    batches: Any
+    dev: torch.device
+    constraint: FairnessConstraint | None
+    fair_up: bool
+    fair_low: bool
+
+    def losses(self, logits: Tensor, y: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(task, upper, lower) losses of one forward pass; the fairness term is computed once
+        and the same tensor object is returned for both levels when they agree (one backward
+        then serves both)."""
+        task = task_loss(logits, y)
+        if self.fair_up or self.fair_low:
+            both = task + self.constraint.term(logits, y, s)  # type: ignore[union-attr]
+            return task, (both if self.fair_up else task), (both if self.fair_low else task)
+        return task, task, task
+
+    def scores_grad(self, flag: bool) -> None:
+        for p in self.scores:
+            p.requires_grad_(flag)
+
+
+def lower_step(st: _State, step: int) -> float:
+    """``lower_steps`` weight steps of the lower level, each on a fresh batch (scores constant)."""
+    st.scores_grad(False)  # no STE work: the scores are constants here
+    try:
+        for _ in range(st.cfg.lower_steps):
+            x, y, s = _to(next(st.batches), st.dev)
+            logits = st.model(x)
+            st.counter.forward(len(y))
+            _, _, low = st.losses(logits, y, s)
+            check_finite(low, step, "lower-level loss")
+            st.w_opt.zero_grad(set_to_none=True)
+            low.backward()
+            st.counter.backward()
+            st.w_opt.step()
+    finally:
+        st.scores_grad(True)
+    return float(low.detach())
+
+
+def mask_gradient(st: _State, step: int) -> dict[str, Any]:
+    """One upper forward pass on a fresh batch and the mask-score hypergradient
+    (:func:`implicit_gradient`); in joint mode also the lower loss's gradient of every weight.
+
+    Returns ``{"hyper", "weight_grads" (joint) , "logits", "y", "s", "task", "up", "low"}``.
+    """
+    cfg, names, scores, thetas, params = st.cfg, st.names, st.scores, st.thetas, st.params
+    x, y, s = _to(next(st.batches), st.dev)
+    logits = st.model(x)
+    st.counter.forward(len(y))
+    task, up, low = st.losses(logits, y, s)
+    check_finite(up, step, "upper-level loss")
+    check_finite(low, step, "lower-level loss")
+    same = up is low
+    out: dict[str, Any] = {"logits": logits, "y": y, "s": s, "task": task, "up": up, "low": low}
+    if cfg.update == "joint":
+        wrt = scores + params
+        g_up = torch.autograd.grad(up, wrt, retain_graph=not same, allow_unused=True)
+        st.counter.backward()
+        sg_up = _grad_dict(names, g_up[:len(scores)], scores)
+        gp_up = list(g_up[len(scores):])
+        sg_low = None
+        if same:
+            gp_low = gp_up
+        else:
+            g_low = torch.autograd.grad(low, wrt, allow_unused=True)
+            st.counter.backward()
+            sg_low = _grad_dict(names, g_low[:len(scores)], scores)
+            gp_low = list(g_low[len(scores):])
+        idx = {id(p): i for i, p in enumerate(params)}
+        wg_up = _grad_dict(names, [gp_up[idx[id(t)]] for t in thetas], thetas)
+        wg_low = _grad_dict(names, [gp_low[idx[id(t)]] for t in thetas], thetas)
+        out["weight_grads"] = gp_low
+    else:
+        need_theta = cfg.ig == "paper"
+        wrt = scores + (thetas if need_theta else [])
+        second = not same and cfg.ig != "first_order"
+        g_up = torch.autograd.grad(up, wrt, retain_graph=second, allow_unused=True)
+        st.counter.backward()
+        sg_up = _grad_dict(names, g_up[:len(scores)], scores)
+        wg_up = _grad_dict(names, g_up[len(scores):], thetas) if need_theta else None
+        sg_low, wg_low = None, None
+        if second:
+            g_low = torch.autograd.grad(low, scores if cfg.ig == "repo" else thetas, allow_unused=True)
+            st.counter.backward()
+            if cfg.ig == "repo":
+                sg_low = _grad_dict(names, g_low, scores)
+            else:
+                wg_low = _grad_dict(names, g_low, thetas)
+    out["hyper"] = implicit_gradient(sg_up, wg_up, gamma=cfg.gamma, ig=cfg.ig,
+                                     score_grad_low=sg_low, weight_grad_low=wg_low)
+    return out
+
+
+def score_step(st: _State, hyper: Mapping[str, Tensor]) -> None:
+    """``s <- clip(s - beta * hyper, 0, 1)`` (through the score optimizer)."""
+    st.s_opt.zero_grad(set_to_none=True)
+    for n, p in zip(st.names, st.scores):
+        p.grad = hyper[n]
+    st.s_opt.step()
+    st.ms.clamp_()
+
+
+def joint_weight_step(st: _State, weight_grads: list[Tensor | None]) -> None:
+    """The joint update's weight step, from the *lower* loss's gradients."""
+    st.w_opt.zero_grad(set_to_none=True)
+    for p, g in zip(st.params, weight_grads):
+        p.grad = g
+    st.w_opt.step()
+
+
+def dual_step(st: _State, step: int, logits: Tensor, y: Tensor, s: Tensor, dual_data: Any) -> None:
+    """Multipliers: after every step on the constraint's moving window of upper batches, or
+    (``dual_every=k``) every ``k`` steps on a full evaluation pass over ``dual_data``."""
+    if not (st.fair_up or st.fair_low):
+        return
+    c = st.constraint
+    if st.cfg.dual_every is None:
+        c.update(logits.detach(), y, s)  # type: ignore[union-attr]
+    elif (step + 1) % st.cfg.dual_every == 0:
+        st.scores_grad(False)
+        d_logits, d_y, d_s = predict(st.model, dual_data, counter=st.counter, batch_size=1024)
+        st.scores_grad(True)
+        c.update(d_logits, d_y, d_s, pooled=False)  # type: ignore[union-attr]
+
+
+def log_step(st: _State, rec: dict[str, Any], out: Mapping[str, Any]) -> dict[str, Any]:
+    """The history entry of one upper step: losses, the constraint's pooled estimate (the
+    values the multipliers ascended on), its max violation, the multipliers, the upper batch's
+    own ``gap`` (None when it lacks a compared cell) and the cumulative passes."""
+    rec["upper_loss"] = float(out["up"].detach())
+    rec["task_loss"] = float(out["task"].detach())
+    c = st.constraint
+    if c is not None:
+        state = c.last_state()
+        rec["multipliers"] = state["multipliers"]
+        # the dual step already counted this batch (window mode): reuse its cell statistics
+        reuse = st.cfg.dual_every is None and (st.fair_up or st.fair_low)
+        exact = c.batch_values(out["logits"], out["y"], out["s"],
+                               stats=c._last.get("batch_stats") if reuse else None)
+        if exact is not None:
+            rec["exact"] = exact.tolist()
+            rec["gap"] = max(rec["exact"])
+        else:
+            rec["gap"] = rec["exact"] = None
+        if st.fair_up or st.fair_low:
+            if "surrogate" in state:
+                rec["surrogate"] = state["surrogate"]
+            rec["estimate"] = state.get("exact")
+            rec["max_violation"] = state.get("max_violation")
+    rec["forward_passes"] = st.counter.forward_passes
+    rec["backward_passes"] = st.counter.backward_passes
+    return rec
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, data: Iterable, counter: PassCounter | None = None) -> int:
+    """Reset every BatchNorm's running statistics and re-estimate them (cumulative average) by
+    one pass over ``data`` in training mode without gradients; returns the BN layers updated."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns:
+        return 0
+    saved = [m.momentum for m in bns]
+    was = model.training
+    dev = model_device(model)
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the pass
+        model.train()
+        for batch in data:
+            x, y, _ = _to(batch, dev)
+            model(x)
+            if counter is not None:
+                counter.forward(len(y))
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.train(was)
+    return len(bns)
+
+
+def _split_holdout(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    """``(train part, held-out part)`` of a dataset, drawn with ``seed``."""
+    if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        raise ValueError("holdout needs the pruning data as a dataset (or a BatchLoader over one), not an iterable")
+    n = len(data)
+    k = int(round(fraction * n))
+    if k < 1 or k >= n:
+        raise ValueError(f"holdout={fraction} leaves no examples on one side of {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    return subset(data, perm[k:]), subset(data, perm[:k])
+
+
+def select_step(st: _State, step: int, held: Any, best: dict[str, Any]) -> None:
+    """Evaluate the current masked model on the held-out data and keep it in ``best`` when it is
+    the most accurate iterate passing the safety test so far (or, while none passes, the one
+    with the smallest constraint value)."""
+    st.scores_grad(False)
+    logits, y, s = predict(st.model, held, counter=st.counter, batch_size=1024)
+    st.scores_grad(True)
+    acc = float(((logits > 0).long() == y).float().mean())
+    c = st.constraint
+    if c is not None:
+        f = c.feasibility(logits, y, s)
+        value = f["value"] if f["value"] is not None else float("inf")
+        ok = f["value"] is not None and value + c.margin * f["se"] <= c.tau
+    else:
+        value, ok = 0.0, True
+    key = (1, acc) if ok else (0, -value)
+    if best.get("key") is None or key > best["key"]:
+        best.update(key=key, step=step, accuracy=acc, value=value, passed=ok,
+                    state=copy.deepcopy(st.model.state_dict()),
+                    scores=[p.detach().clone() for p in st.scores])
+
+
 def bifp(
     model: nn.Module,
     train_loader: Iterable | Any,
     *,
     sparsity: float,
+    config: BiFPConfig | None = None,
+    constraint: FairnessConstraint | None = None,
     structured: bool = False,
     scope: str = "global",
     layers: Any = None,
-    schedule: str = "instant",
-    schedule_fraction: float = 0.5,
-    mask_init: str | Mapping[str, Tensor] = "magnitude",
-    steps: int | None = None,
-    epochs: int | None = None,
-    alpha: float = 0.01,
-    beta: float = 0.1,
-    gamma: float = 1.0,
-    weight_decay: float | None = 5e-4,
-    optimizer: str = "sgd",
-    momentum: float = 0.9,
-    ig: str = "paper",
-    constraint: FairnessConstraint | None = None,
-    fair_mask: bool = True,
-    fair_weights: bool = True,
-    lower_steps: int = 1,
-    update: str = "alternating",
-    batch_size: int = 128,
     seed: int = 0,
     device: torch.device | str | None = None,
     counter: PassCounter | None = None,
     progress: bool = False,
-    log_every: int = 1,
     method: str | None = None,
     data_split: str = "val",
-    dual_every: int | None = None,
     dual_data: Any = None,
+    **overrides: Any,
 ) -> PruneResult:
     """Prune ``model`` by BiFP (BiP when ``constraint`` is None or both fairness switches are off).
 
@@ -255,250 +619,111 @@ def bifp(
             ``(x, y, s)`` batches or a dataset (then batched with ``batch_size``, shuffled with
             ``seed``).
         sparsity: final fraction pruned in ``[0, 1)``, reached exactly (``round(sparsity * n)``).
-        structured, scope, layers: passed to :class:`~fairprune_lite.masks.MaskScores`.
-        schedule: ``"instant"`` (the target from step 0) or ``"cubic"`` (rises over the first
-            ``schedule_fraction`` of the steps; see :func:`sparsity_schedule`).
-        mask_init: ``"magnitude"`` / ``"uniform"`` score initialisation or a given binary mask.
-        steps / epochs: number of upper steps, or passes over the loader (each upper step uses
-            ``lower_steps + 1`` batches when alternating, 1 when joint).
-        alpha, beta: learning rates of the weights (lower) and the scores (upper).
-        gamma: ridge weight of the lower level; the implicit gradient is scaled by ``1/gamma``.
-        weight_decay: weight decay of the lower optimizer. Default ``5e-4``, decoupled from
-            ``gamma`` as in BiP's code: ``gamma`` only scales the implicit gradient. ``None``
-            uses ``gamma`` itself, the lower problem as written, which with the default
-            ``gamma = 1`` shrinks every weight by ``alpha`` per step and destroys a pretrained
-            network within a few hundred steps.
-        optimizer, momentum: of both levels (``"sgd"`` or ``"adam"``).
-        ig: implicit-gradient variant, ``"paper"``, ``"repo"`` or ``"first_order"``.
+        config: a :class:`BiFPConfig` (default :data:`DEFAULTS`); ``**overrides`` replace its
+            fields by name (``steps=``, ``gamma=``, ``update=``, ...), see there.
         constraint: a :class:`~fairprune_lite.constraints.FairnessConstraint` or None.
-        fair_mask / fair_weights: put the constraint term in the upper / lower level; the paper's
-            ablations are ``fair_mask=False`` (w/o m), ``fair_weights=False`` (w/o w), both
-            False (w/o w&m, which is BiP).
-        lower_steps: weight steps per upper step (alternating).
-        update: ``"alternating"`` or ``"joint"`` (module docstring).
+        structured, scope, layers: passed to :class:`~fairprune_lite.masks.MaskScores`.
         counter: a :class:`~fairprune_lite.train.PassCounter` to add to (a new one otherwise).
-        log_every: keep one history entry every this many upper steps (and the last).
-        dual_every / dual_data: with ``dual_every=k`` the multipliers ascend every ``k`` upper
-            steps on the exact constraint values measured by a full evaluation pass
-            (``eval()`` mode) over ``dual_data`` (default: the pruning data itself); those
-            forward passes are counted in the cost. Without it (default) they ascend after every
-            upper step on the constraint's moving window of recent upper batches
-            (``FairnessConstraint(window=...)``), which costs nothing extra.
+        dual_data: the data of ``dual_every``'s full passes (default: the pruning data).
 
     Returns a :class:`~fairprune_lite.train.PruneResult` whose history holds, per logged step:
     ``step``, ``sparsity``, ``lower_loss``, ``upper_loss``, ``task_loss`` (upper batch), the
-    constraint's ``surrogate`` / ``exact`` values and ``multipliers``, ``gap`` (the exact
-    ``max_i c_i`` on the upper batch, the accuracy gap for ``kind="accuracy_gap"``) and the
-    cumulative ``forward_passes`` / ``backward_passes``.
+    constraint's ``multipliers``, ``estimate`` (the pooled exact values the multipliers ascended
+    on), ``max_violation`` (``max_i estimate_i - tau``), ``surrogate``, ``gap`` / ``exact`` (the
+    upper batch alone) and the cumulative ``forward_passes`` / ``backward_passes``.
 
     Raises ``ValueError`` on bad arguments, ``FloatingPointError`` naming the step on a NaN/inf
     loss.
     """
-    # ---- arguments -------------------------------------------------------------------------
+    cfg = (DEFAULTS if config is None else config)
+    if not isinstance(cfg, BiFPConfig):
+        raise ValueError(f"config must be a BiFPConfig or None, got {type(cfg).__name__}")
+    cfg = cfg.replace(**overrides).check()
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
         raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
-    gamma = _check_gamma(gamma)
-    if ig not in IG_VARIANTS:
-        raise ValueError(f"ig must be one of {IG_VARIANTS}, got {ig!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if not 0 < schedule_fraction <= 1:
-        raise ValueError(f"schedule_fraction must be in (0, 1], got {schedule_fraction!r}")
-    if update not in UPDATES:
-        raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
-    if isinstance(lower_steps, bool) or not isinstance(lower_steps, int) or lower_steps < 1:
-        raise ValueError(f"lower_steps must be a positive integer, got {lower_steps!r}")
-    if update == "joint" and lower_steps != 1:
-        raise ValueError("update='joint' shares one batch between the levels and needs lower_steps=1")
     if constraint is not None and not isinstance(constraint, FairnessConstraint):
         raise ValueError(f"constraint must be a FairnessConstraint or None, got {type(constraint).__name__}")
-    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
-        raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
-    for nm, v in (("alpha", alpha), ("beta", beta)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{nm} must be a positive number, got {v!r}")
-    if dual_every is not None and (isinstance(dual_every, bool) or not isinstance(dual_every, int) or dual_every < 1):
-        raise ValueError(f"dual_every must be a positive integer or None, got {dual_every!r}")
-    wd = gamma if weight_decay is None else weight_decay
-    if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
-        raise ValueError(f"weight_decay must be >= 0 or None, got {weight_decay!r}")
-    fair_up = constraint is not None and bool(fair_mask)
-    fair_low = constraint is not None and bool(fair_weights)
+    wd = cfg.gamma if cfg.weight_decay is None else cfg.weight_decay
+    fair_up = constraint is not None and bool(cfg.fair_mask)
+    fair_low = constraint is not None and bool(cfg.fair_weights)
     name = method or ("bip" if not (fair_up or fair_low) else "bifp")
 
     set_seed(seed)
     if not hasattr(train_loader, "__iter__") and hasattr(train_loader, "__getitem__"):
-        train_loader = make_loader(train_loader, batch_size, shuffle=True, seed=seed)
+        train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
     elif hasattr(train_loader, "y") and hasattr(train_loader, "s") and hasattr(train_loader, "__getitem__"):
-        train_loader = make_loader(train_loader, batch_size, shuffle=True, seed=seed)
+        train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
+    held = None
+    if cfg.holdout > 0:
+        base = getattr(train_loader, "dataset", train_loader)
+        part, held = _split_holdout(base, cfg.holdout, seed)
+        train_loader = make_loader(part, getattr(train_loader, "batch_size", cfg.batch_size), shuffle=True, seed=seed)
     if dual_data is None:
         dual_data = getattr(train_loader, "dataset", train_loader)
-    per_step = 1 if update == "joint" else lower_steps + 1
-    if (steps is None) == (epochs is None):
-        raise ValueError("give exactly one of steps or epochs")
-    if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        total = steps
+    per_step = 1 if cfg.update == "joint" else cfg.lower_steps + 1
+    if cfg.steps is not None:
+        total = cfg.steps
     else:
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or epochs <= 0:
-            raise ValueError(f"epochs must be a positive number, got {epochs!r}")
         try:
             n_batches = len(train_loader)  # type: ignore[arg-type]
         except TypeError:
             raise ValueError("epochs needs a loader with a length; give steps instead") from None
-        total = max(1, int(epochs * n_batches) // per_step)
+        total = max(1, int(cfg.epochs * n_batches) // per_step)
 
     # ---- model, scores, optimizers ---------------------------------------------------------
     model = copy.deepcopy(model)
     if device is not None:
         model.to(device)
     dev = model_device(model)
-    s0 = sparsity_schedule(0, total, float(sparsity), schedule, schedule_fraction)
-    if isinstance(mask_init, Mapping):
-        ms = MaskScores(model, float(sparsity), structured=structured, scope=scope, layers=layers, mask=mask_init)
+    s0 = sparsity_schedule(0, total, float(sparsity), cfg.schedule, cfg.schedule_fraction)
+    gate = bool(cfg.gate_norm and structured)
+    if isinstance(cfg.mask_init, Mapping):
+        ms = MaskScores(model, float(sparsity), structured=structured, scope=scope, layers=layers,
+                        mask=cfg.mask_init, gate_norm=gate)
         ms.sparsity = s0
-    elif mask_init in ("magnitude", "uniform"):
-        ms = MaskScores(model, s0, structured=structured, scope=scope, layers=layers, init=mask_init, seed=seed)
     else:
-        raise ValueError(f"mask_init must be 'magnitude', 'uniform' or a dict of masks, got {mask_init!r}")
+        ms = MaskScores(model, s0, structured=structured, scope=scope, layers=layers, init=cfg.mask_init,
+                        seed=seed, gate_norm=gate)
     ms.to(dev)
     apply_masks(model, ms)
     names = ms.names
     scores = [ms.score(n) for n in names]
-    from .masks import weight_parameters
-
     wdict = weight_parameters(model)
     thetas = [wdict[n] for n in names]
     params = [p for p in model.parameters() if p.requires_grad]
     score_ids = {id(p) for p in scores}
     if any(id(p) in score_ids for p in params):  # guaranteed by masks; checked because it matters
         raise RuntimeError("mask scores appear among the model parameters")
-    w_opt = make_optimizer(params, optimizer, lr=alpha, weight_decay=wd, momentum=momentum)
-    s_opt = make_optimizer(scores, optimizer, lr=beta, weight_decay=0.0, momentum=momentum)
-    counter = counter if counter is not None else PassCounter()
+    st = _State(cfg=cfg, model=model, ms=ms, names=names, scores=scores, thetas=thetas, params=params,
+                w_opt=make_optimizer(params, cfg.optimizer, lr=cfg.alpha, weight_decay=wd, momentum=cfg.momentum),
+                s_opt=make_optimizer(scores, cfg.optimizer, lr=cfg.beta, weight_decay=0.0, momentum=cfg.momentum),
+                counter=counter if counter is not None else PassCounter(), batches=cycle(train_loader), dev=dev,
+                constraint=constraint, fair_up=fair_up, fair_low=fair_low)
     t_start = time.perf_counter()
-    batches = cycle(train_loader)
     history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
     model.train()
     bar = _progress(total, progress, name)
-
-    def losses(logits: Tensor, y: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(task, upper, lower) losses of one forward pass; the fairness term is computed once."""
-        task = task_loss(logits, y)
-        if fair_up or fair_low:
-            term = constraint.term(logits, y, s)  # type: ignore[union-attr]
-            both = task + term
-            # the same tensor object when the levels agree: one backward serves both
-            return task, (both if fair_up else task), (both if fair_low else task)
-        return task, task, task
-
-    def set_scores_grad(flag: bool) -> None:
-        for p in scores:
-            p.requires_grad_(flag)
-
     try:
         for step in range(total):
-            ms.sparsity = sparsity_schedule(step, total, float(sparsity), schedule, schedule_fraction)
+            ms.sparsity = sparsity_schedule(step, total, float(sparsity), cfg.schedule, cfg.schedule_fraction)
             rec: dict[str, Any] = {"step": step, "sparsity": ms.sparsity}
-            if update == "alternating":
-                # ---- lower level: weights ----------------------------------------------
-                set_scores_grad(False)  # no STE work: the scores are constants here
-                for _ in range(lower_steps):
-                    x, y, s = _to(next(batches), dev)
-                    logits = model(x)
-                    counter.forward(len(y))
-                    _, _, low = losses(logits, y, s)
-                    check_finite(low, step, "lower-level loss")
-                    w_opt.zero_grad(set_to_none=True)
-                    low.backward()
-                    counter.backward()
-                    w_opt.step()
-                rec["lower_loss"] = float(low.detach())
-                set_scores_grad(True)
-            # ---- upper level: scores (joint: also the weight step) ---------------------
-            x, y, s = _to(next(batches), dev)
-            logits = model(x)
-            counter.forward(len(y))
-            task, up, low = losses(logits, y, s)
-            check_finite(up, step, "upper-level loss")
-            check_finite(low, step, "lower-level loss")
-            same = up is low
-            need_theta = ig == "paper"
-            if update == "joint":
-                wrt = scores + params
-                g_up = torch.autograd.grad(up, wrt, retain_graph=not same, allow_unused=True)
-                counter.backward()
-                sg_up = _grad_dict(names, g_up[:len(scores)], scores)
-                gp_up = list(g_up[len(scores):])
-                sg_low = None
-                if same:
-                    gp_low = gp_up
-                else:
-                    g_low = torch.autograd.grad(low, wrt, allow_unused=True)
-                    counter.backward()
-                    sg_low = _grad_dict(names, g_low[:len(scores)], scores)
-                    gp_low = list(g_low[len(scores):])
-                idx = {id(p): i for i, p in enumerate(params)}
-                wg_up = _grad_dict(names, [gp_up[idx[id(t)]] for t in thetas], thetas)
-                wg_low = _grad_dict(names, [gp_low[idx[id(t)]] for t in thetas], thetas)
-            else:
-                wrt = scores + (thetas if need_theta else [])
-                retain = not same and ig != "first_order"
-                g_up = torch.autograd.grad(up, wrt, retain_graph=retain, allow_unused=True)
-                counter.backward()
-                sg_up = _grad_dict(names, g_up[:len(scores)], scores)
-                wg_up = _grad_dict(names, g_up[len(scores):], thetas) if need_theta else None
-                sg_low, wg_low = None, None
-                if not same and ig != "first_order":
-                    g_low = torch.autograd.grad(low, scores if ig == "repo" else thetas, allow_unused=True)
-                    counter.backward()
-                    if ig == "repo":
-                        sg_low = _grad_dict(names, g_low, scores)
-                    else:
-                        wg_low = _grad_dict(names, g_low, thetas)
-            hyper = implicit_gradient(sg_up, wg_up, gamma=gamma, ig=ig,
-                                      score_grad_low=sg_low, weight_grad_low=wg_low)
-            s_opt.zero_grad(set_to_none=True)
-            for n, p in zip(names, scores):
-                p.grad = hyper[n]
-            s_opt.step()
-            ms.clamp_()
-            if update == "joint":
-                w_opt.zero_grad(set_to_none=True)
-                for p, g in zip(params, gp_low):
-                    p.grad = g
-                w_opt.step()
-                rec["lower_loss"] = float(low.detach())
-            counter.step()
-            # ---- multipliers ------------------------------------------------------------
-            if fair_up or fair_low:
-                if dual_every is None:
-                    constraint.update(logits.detach(), y, s)  # type: ignore[union-attr]
-                elif (step + 1) % dual_every == 0:
-                    set_scores_grad(False)
-                    d_logits, d_y, d_s = predict(model, dual_data, counter=counter, batch_size=1024)
-                    set_scores_grad(True)
-                    constraint.update(measured=constraint.exact_values(d_logits, d_y, d_s))  # type: ignore[union-attr]
-            if step % log_every == 0 or step == total - 1:
-                rec["upper_loss"] = float(up.detach())
-                rec["task_loss"] = float(task.detach())
-                if constraint is not None:
-                    st = constraint.last_state()
-                    rec["multipliers"] = st["multipliers"]
-                    if constraint.defined(y, s):  # a batch may lack a compared cell: logged as None
-                        exact = constraint.exact_values(logits, y, s)
-                        rec["gap"] = float(exact.max())
-                        rec["exact"] = [float(v) for v in exact]
-                    else:
-                        rec["gap"] = rec["exact"] = None
-                    if "surrogate" in st and (fair_up or fair_low):
-                        rec["surrogate"] = st["surrogate"]
-                rec["forward_passes"] = counter.forward_passes
-                rec["backward_passes"] = counter.backward_passes
-                history.append(rec)
+            if cfg.update == "alternating":
+                rec["lower_loss"] = lower_step(st, step)
+            out = mask_gradient(st, step)
+            score_step(st, out["hyper"])
+            if cfg.update == "joint":
+                joint_weight_step(st, out["weight_grads"])
+                rec["lower_loss"] = float(out["low"].detach())
+            st.counter.step()
+            dual_step(st, step, out["logits"], out["y"], out["s"], dual_data)
+            if held is not None and ms.sparsity == float(sparsity) and (
+                    (step + 1) % cfg.select_every == 0 or step == total - 1):
+                select_step(st, step, held, best)
+            if step % cfg.log_every == 0 or step == total - 1:
+                history.append(log_step(st, rec, out))
             if bar is not None:
                 bar.update(1)
     finally:
@@ -507,24 +732,32 @@ def bifp(
 
     # ---- final exact masks -----------------------------------------------------------------
     ms.sparsity = float(sparsity)
+    selection = None
+    if best:
+        model.load_state_dict(best["state"])
+        with torch.no_grad():
+            for p, v in zip(scores, best["scores"]):
+                p.copy_(v)
+        selection = {k: best[k] for k in ("step", "accuracy", "value", "passed")} | {"held_out": len(held)}
+    recal = structured if cfg.recalibrate_bn is None else bool(cfg.recalibrate_bn)
+    if recal:
+        st.scores_grad(False)
+        recalibrate_bn(model, train_loader, st.counter)
+        st.scores_grad(True)
     masks = ms.binary_masks()
     final_scores = {n: ms.score(n).detach().clone() for n in names}
     remove_masks(model, bake=True)
     model.eval()
     wall = time.perf_counter() - t_start
     rep = sparsity_report(masks)
-    config = {
-        "sparsity": float(sparsity), "structured": structured, "scope": scope, "schedule": schedule,
-        "schedule_fraction": schedule_fraction,
-        "mask_init": mask_init if isinstance(mask_init, str) else "given", "steps": total,
-        "alpha": alpha, "beta": beta, "gamma": gamma, "weight_decay": wd, "optimizer": optimizer,
-        "momentum": momentum, "ig": ig, "fair_mask": bool(fair_mask), "fair_weights": bool(fair_weights),
-        "lower_steps": lower_steps, "update": update, "seed": seed, "device": str(dev),
-        "dual_every": dual_every,
+    config = {f.name: getattr(cfg, f.name) for f in fields(cfg)} | {
+        "sparsity": float(sparsity), "structured": structured, "scope": scope,
+        "mask_init": cfg.mask_init if isinstance(cfg.mask_init, str) else "given", "steps": total,
+        "weight_decay": wd, "seed": seed, "device": str(dev), "gate_norm": gate, "recalibrate_bn": recal,
         "constraint": constraint.state_dict() if constraint is not None else None,
-        "achieved_sparsity": rep["overall"],
+        "achieved_sparsity": rep["overall"], "selection": selection,
     }
-    cost = counter.as_dict() | {"wall_time_s": wall, "data": data_split}
+    cost = st.counter.as_dict() | {"wall_time_s": wall, "data": data_split}
     return PruneResult(method=name, sparsity_target=float(sparsity), masks=masks, model=model,
                        metrics={}, cost=cost, history=history, config=config, scores=final_scores)
 

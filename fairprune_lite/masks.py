@@ -16,8 +16,21 @@ weight, so the model is not copied, the dense weights stay at
 
 Counting rule (same as ``torch.nn.utils.prune``): the number pruned is ``round(sparsity * n)``
 over the scope (all masked units for ``scope="global"``, each layer for ``scope="layer"``); a
-unit is a weight (unstructured) or an output channel (structured). Ties are broken by position:
-among equal scores, the earlier position (layer order, then flattened index) is pruned first.
+unit is a weight (unstructured) or an output channel (structured). Ties are broken by weight
+magnitude at construction (``|w|``, a filter's L2 norm; normalised in the scope): among equal
+scores the smaller magnitude is pruned first, and only exactly equal magnitudes fall back to
+position. Scores pushed against the clamp at 1.0 tie in bulk, and a positional tie-break then
+prunes the earliest layer first (how a structured network used to lose its first layer).
+
+BatchNorm and channel masks (``gate_norm=True``, structured only): a BatchNorm directly after a
+masked layer normalises away any rescaling of a kept channel, so the straight-through gradient
+of a kept channel's score is ~0 while a pruned channel's (BN variance 0) is huge. With
+``gate_norm`` the channel mask also multiplies that BatchNorm's affine ``weight`` and ``bias``
+and the score's straight-through term moves there: the score then sees the *normalised*
+channel (``d loss / d s = sum g_out * (gamma * x_hat + beta)``), and a pruned channel leaves the
+block as exactly 0, as if removed. The checkpoint of a masked model holds its masks
+(``<layer>.parametrizations.weight.0.mask``, like ``torch.nn.utils.prune``'s ``weight_mask``);
+:func:`load_masked` restores them on a plain model.
 """
 
 from __future__ import annotations
@@ -46,6 +59,8 @@ __all__ = [
     "to_torch_prune",
     "to_dense",
     "to_smaller",
+    "following_norms",
+    "load_masked",
 ]
 
 _INITS = ("magnitude", "uniform", "constant")
@@ -125,10 +140,11 @@ def _check_sparsity(sparsity: Any) -> float:
     return s
 
 
-def _topk_keep(flat: Tensor, sparsity: float) -> Tensor:
+def _topk_keep(flat: Tensor, sparsity: float, tie: Tensor | None = None) -> Tensor:
     """Boolean keep-mask of a 1-D score vector: prune exactly round(sparsity * n) lowest scores.
 
-    Ties at the threshold are pruned in order of position (earliest first); O(n) via kthvalue.
+    Ties at the threshold are pruned in order of ``tie`` (smallest first; e.g. magnitude), then
+    of position (earliest first); O(n) via kthvalue, plus a sort of the tied entries only.
     """
     n = flat.numel()
     k = round(sparsity * n)
@@ -141,9 +157,39 @@ def _topk_keep(flat: Tensor, sparsity: float) -> Tensor:
     less = flat < v
     need = k - int(less.sum())
     eq = flat == v
-    prune_eq = eq & (torch.cumsum(eq.to(torch.int64), 0) <= need)
+    if tie is not None and need < int(eq.sum()):
+        idx = eq.nonzero().flatten()
+        order = torch.argsort(tie.to(flat.device)[idx], stable=True)
+        prune_eq = torch.zeros_like(eq)
+        prune_eq[idx[order[:need]]] = True
+    else:
+        prune_eq = eq & (torch.cumsum(eq.to(torch.int64), 0) <= need)
     keep &= ~(less | prune_eq)
     return keep
+
+
+def following_norms(model: nn.Module, names: Iterable[str]) -> dict[str, str]:
+    """``{layer: BatchNorm name}`` for each layer of ``names`` directly followed by a BatchNorm.
+
+    "Directly followed" is read from module registration order (the next module in
+    ``named_modules`` after the layer, skipping containers, is a ``_BatchNorm`` with one feature
+    per output channel), which holds for conv-BN blocks of ``nn.Sequential`` and of torchvision's
+    ResNet and MobileNetV2. Layers without one are left out.
+    """
+    mods = list(model.named_modules())
+    out: dict[str, str] = {}
+    wanted = set(names)
+    for i, (n, m) in enumerate(mods):
+        if n not in wanted:
+            continue
+        for n2, m2 in mods[i + 1:]:
+            if len(m2._modules) and not isinstance(m2, nn.modules.batchnorm._BatchNorm):
+                continue  # a container: look inside it
+            if (isinstance(m2, nn.modules.batchnorm._BatchNorm) and m2.affine
+                    and m2.num_features == _weight_of(m).shape[0] and n2.rpartition(".")[0] == n.rpartition(".")[0]):
+                out[n] = n2
+            break
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,13 +209,15 @@ class MaskScores(nn.Module):
         init: how the scores start (the binary mask at step 0 follows from this):
 
             * ``"magnitude"`` (default): ``|w|`` divided by the largest ``|w|`` in the scope
-              (structured: a filter's L2 norm divided by the largest filter norm in the scope),
+              (structured: a filter's L2 norm divided by the largest filter norm *of its layer*,
+              in either scope: filter norms of layers with different fan-in are not comparable,
+              and a global norm ranking empties the layer with the smallest filters first),
               so the first mask is exactly magnitude pruning (global or per layer), the mask
               BiP starts from.
             * ``"uniform"``: i.i.d. ``U(0, 1)`` from a generator seeded with ``seed`` (the
               global torch RNG when ``seed`` is None): a random first mask.
-            * ``"constant"``: all scores 0.5; the first mask then prunes by position, useful
-              only to study the role of initialisation.
+            * ``"constant"``: all scores 0.5; the first mask then follows the magnitude
+              tie-break (so it equals ``"magnitude"``'s), useful to study the scores' dynamics.
         layers: which layers: ``None`` means :func:`prunable_layers` (with ``prune_last=False``
             when ``structured``, since removing the output unit(s) of the classifier removes
             outputs); or a dict ``{name: module}`` / list of names.
@@ -179,6 +227,9 @@ class MaskScores(nn.Module):
             the kept and the pruned sets, so top-k at the mask's own sparsity reproduces the mask
             exactly (for ``scope="layer"`` when every layer has that sparsity).
         seed: seed of ``init="uniform"``.
+        gate_norm: structured only: the channel mask also gates the BatchNorm that directly
+            follows a masked layer, and the scores' straight-through gradient is taken there
+            (module docstring). Off by default: baselines keep their historical behaviour.
 
     Attributes:
         names: qualified layer names in module order.
@@ -196,6 +247,7 @@ class MaskScores(nn.Module):
         layers: Mapping[str, nn.Module] | Iterable[str] | None = None,
         mask: Mapping[str, Tensor] | None = None,
         seed: int | None = None,
+        gate_norm: bool = False,
     ) -> None:
         super().__init__()
         if scope not in _SCOPES:
@@ -221,6 +273,10 @@ class MaskScores(nn.Module):
         if len(set(self._keys.values())) != len(self._keys):
             raise ValueError(f"layer names collide after replacing '.' by '__': {self.names}")
         self.weight_shapes: dict[str, torch.Size] = {n: _weight_of(m).shape for n, m in mods.items()}
+        if gate_norm and not self.structured:
+            raise ValueError("gate_norm=True needs structured=True (it gates BatchNorm channels)")
+        #: ``{layer: name of the BatchNorm it gates}`` (empty unless ``gate_norm``)
+        self.norms: dict[str, str] = following_norms(model, self.names) if gate_norm else {}
 
         with torch.no_grad():
             mag = self._magnitude(mods)
@@ -246,6 +302,8 @@ class MaskScores(nn.Module):
         self.scores = nn.ParameterDict(
             {self._keys[n]: nn.Parameter(init_scores[n].clone().clamp_(0, 1)) for n in self.names}
         )
+        # tie-break key of the top-k: magnitude at construction (never position)
+        self._tie = {n: mag[n].detach().clone() for n in self.names}
 
     # -- construction helpers ----------------------------------------------------------------
     @staticmethod
@@ -276,7 +334,7 @@ class MaskScores(nn.Module):
         for n, m in mods.items():
             w = _weight_of(m).detach().float()
             raw[n] = w.flatten(1).norm(dim=1) if self.structured else w.abs()
-        if self.scope == "global":
+        if self.scope == "global" and not self.structured:
             top = max(float(r.max()) if r.numel() else 0.0 for r in raw.values())
             tops = {n: top for n in raw}
         else:
@@ -321,6 +379,7 @@ class MaskScores(nn.Module):
         masks: Mapping[str, Tensor],
         *,
         structured: bool = False,
+        gate_norm: bool = False,
     ) -> "MaskScores":
         """Fixed binary masks (no trainable scores), e.g. the output of a baseline pruner.
 
@@ -330,13 +389,25 @@ class MaskScores(nn.Module):
         """
         if not isinstance(masks, Mapping) or not masks:
             raise ValueError("masks must be a non-empty dict name -> tensor")
-        self = cls(model, None, structured=structured, layers=list(masks), mask=masks)
+        self = cls(model, None, structured=structured, layers=list(masks), mask=masks, gate_norm=gate_norm)
         unit = self._check_mask_dict(masks)
         for p in self.scores.values():
             p.requires_grad_(False)
         self._fixed = {n: unit[n].to(self.score(n).device).bool() for n in self.names}
         self.init = "fixed"
         return self
+
+    def _set_unit_mask(self, name: str, mask: Tensor) -> None:
+        """Make layer ``name``'s mask equal ``mask`` (from a checkpoint): fixed masks take it as
+        is; trainable scores become ``(1 - eps) * mask + eps * magnitude`` (as ``mask=`` does), so
+        the top-k at the checkpoint's sparsity reproduces it."""
+        unit = self._check_mask_dict({**{n: self._unit_masks()[n].float() for n in self.names}, name: mask})[name]
+        with torch.no_grad():
+            if self._fixed is not None:
+                self._fixed[name] = unit.to(self._fixed[name].device).bool()
+            else:
+                p = self.score(name)
+                p.copy_(((1 - _TIE_BREAK) * unit + _TIE_BREAK * self._tie[name]).to(p))
 
     # -- accessors ---------------------------------------------------------------------------
     @property
@@ -387,12 +458,13 @@ class MaskScores(nn.Module):
             with torch.no_grad():
                 if self.scope == "global":
                     flat = torch.cat([p.detach().reshape(-1) for p in params])
-                    keep = _topk_keep(flat, self._sparsity)
+                    tie = torch.cat([self._tie[n].reshape(-1) for n in self.names])
+                    keep = _topk_keep(flat, self._sparsity, tie)
                     parts = keep.split([p.numel() for p in params])
                     cache = {n: k.view(p.shape) for n, k, p in zip(self.names, parts, params)}
                 else:
                     cache = {
-                        n: _topk_keep(p.detach().reshape(-1), self._sparsity).view(p.shape)
+                        n: _topk_keep(p.detach().reshape(-1), self._sparsity, self._tie[n].reshape(-1)).view(p.shape)
                         for n, p in zip(self.names, params)
                     }
             self._cache, self._cache_key = cache, key
@@ -434,32 +506,55 @@ def _expand(unit_mask: Tensor, weight_shape: torch.Size) -> Tensor:
 class _Mask(nn.Module):
     """Parametrization ``theta -> m * theta`` with the STE on the scores of one layer.
 
-    The scores object is held in a plain attribute (not a submodule), so it never becomes a
-    parameter of the model.
+    ``role``: ``"weight"`` (the masked layer's weight, with the STE unless the layer's BatchNorm
+    is gated), ``"bias"`` (structured: the bias channel follows the weight's channel mask, no
+    STE) or ``"gate"`` (``weight``/``bias`` of the BatchNorm after a structured layer; the STE
+    sits on its ``weight`` and ``bias``). The scores object is held in a plain attribute (not a
+    submodule), so it never becomes a parameter of the model. The current unit mask is saved
+    in the checkpoint as ``...mask`` (weight role) and restored from it on loading.
     """
 
-    def __init__(self, scores: MaskScores, name: str, *, bias: bool = False) -> None:
+    def __init__(self, scores: MaskScores, name: str, *, bias: bool = False, role: str | None = None) -> None:
         super().__init__()
         object.__setattr__(self, "mask_scores", scores)
         self.layer_name = name
-        self.is_bias = bias
+        self.role = role or ("bias" if bias else "weight")
+        self.is_bias = self.role == "bias"
 
     def forward(self, theta: Tensor) -> Tensor:
         ms: MaskScores = self.mask_scores  # type: ignore[assignment]
         unit = ms._unit_masks()[self.layer_name]
         m = unit.to(device=theta.device, dtype=theta.dtype)
-        if self.is_bias:  # structured: the bias channel follows the weight's channel mask
-            return theta * m
-        score = ms.score(self.layer_name)
-        if score.requires_grad and torch.is_grad_enabled():
-            sc = score.to(dtype=theta.dtype)
-            m = m + (sc - sc.detach())
-        if ms.structured:
+        ste = self.role == "gate" or (self.role == "weight" and self.layer_name not in ms.norms)
+        if ste:
+            score = ms.score(self.layer_name)
+            if score.requires_grad and torch.is_grad_enabled():
+                sc = score.to(dtype=theta.dtype)
+                m = m + (sc - sc.detach())
+        if self.role == "weight" and ms.structured:
             m = m.view(-1, *([1] * (theta.dim() - 1)))
         return theta * m
 
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.role == "weight":
+            ms: MaskScores = self.mask_scores  # type: ignore[assignment]
+            destination[prefix + "mask"] = ms._unit_masks()[self.layer_name].detach().float().clone()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        key = prefix + "mask"
+        if self.role == "weight":
+            if key in state_dict:
+                ms: MaskScores = self.mask_scores  # type: ignore[assignment]
+                ms._set_unit_mask(self.layer_name, state_dict[key])
+            elif strict:
+                missing_keys.append(key)
+        super()._load_from_state_dict({k: v for k, v in state_dict.items() if k != key}, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys, error_msgs)
+
     def extra_repr(self) -> str:
-        return f"layer={self.layer_name!r}, bias={self.is_bias}"
+        return f"layer={self.layer_name!r}, role={self.role!r}"
 
 
 def _our_param(module: nn.Module, tensor_name: str) -> _Mask | None:
@@ -473,8 +568,10 @@ def _our_param(module: nn.Module, tensor_name: str) -> _Mask | None:
 
 
 def is_masked(module: nn.Module) -> bool:
-    """True if ``module.weight`` carries a mask from :func:`apply_masks`."""
-    return _our_param(module, "weight") is not None
+    """True if ``module.weight`` carries a mask from :func:`apply_masks` (a gated BatchNorm is
+    not a masked layer)."""
+    p = _our_param(module, "weight")
+    return p is not None and p.role != "gate"
 
 
 def apply_masks(model: nn.Module, scores: MaskScores) -> None:
@@ -506,11 +603,18 @@ def apply_masks(model: nn.Module, scores: MaskScores) -> None:
         parametrize.register_parametrization(mod, "weight", _Mask(scores, n), unsafe=True)
         if scores.structured and isinstance(getattr(mod, "bias", None), Tensor):
             parametrize.register_parametrization(mod, "bias", _Mask(scores, n, bias=True), unsafe=True)
+        if n in scores.norms:
+            bn = modules[scores.norms[n]]
+            if _our_param(bn, "weight") is not None:
+                raise ValueError(f"BatchNorm {scores.norms[n]!r} is already gated; call remove_masks(model) first")
+            for t in ("weight", "bias"):
+                parametrize.register_parametrization(bn, t, _Mask(scores, n, role="gate"), unsafe=True)
 
 
 def remove_masks(model: nn.Module, *, bake: bool = True) -> None:
     """Remove the masks of :func:`apply_masks`; ``bake=True`` keeps ``m * theta`` as the weight,
-    ``bake=False`` restores the dense ``theta``.
+    ``bake=False`` restores the dense ``theta``. Gated BatchNorms (``gate_norm``) are released
+    the same way (baked: a pruned channel's ``weight`` and ``bias`` become 0).
 
     The weight Parameter object is kept (an optimizer holding it stays valid). Removal restores
     each module's own class rather than editing the parametrized class, so it is also safe on a
@@ -537,6 +641,33 @@ def remove_masks(model: nn.Module, *, bake: bool = True) -> None:
         found = True
     if not found:
         raise ValueError("model has no masks to remove (apply_masks was not called on it)")
+
+
+def load_masked(model: nn.Module, state_dict: Mapping[str, Tensor], *, strict: bool = True) -> nn.Module:
+    """Load the checkpoint of a masked model into a plain ``model`` of the same architecture.
+
+    The masks saved in ``state_dict`` (``<layer>.parametrizations.weight.0.mask``) are applied
+    as fixed masks (:meth:`MaskScores.from_masks`, structured when they are one entry per output
+    channel, BatchNorm gates where the checkpoint has them), then the weights are loaded. Returns
+    ``model`` (changed in place). Raises ``ValueError`` when the checkpoint holds no mask.
+    """
+    suffix = ".parametrizations.weight.0.mask"
+    found = {k[: -len(suffix)]: v for k, v in state_dict.items() if k.endswith(suffix)}
+    if not found:
+        raise ValueError("state_dict holds no masks (keys '<layer>.parametrizations.weight.0.mask'); "
+                         "use model.load_state_dict for a plain checkpoint")
+    modules = dict(model.named_modules())
+    unknown = [n for n in found if n not in modules]
+    if unknown:
+        raise ValueError(f"state_dict masks layers {unknown}, which are not modules of the model")
+    structured = all(v.dim() == 1 and _weight_of(modules[n]).dim() > 1 for n, v in found.items())
+    gated = structured and any(k.endswith(".parametrizations.weight.original") and
+                               isinstance(modules.get(k.split(".parametrizations.")[0]),
+                                          nn.modules.batchnorm._BatchNorm) for k in state_dict)
+    ms = MaskScores.from_masks(model, found, structured=structured, gate_norm=gated)
+    apply_masks(model, ms)
+    model.load_state_dict(dict(state_dict), strict=strict)
+    return model
 
 
 def _masked_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -657,6 +788,15 @@ def _resolve_masks(
     return weight, (channel or None)
 
 
+def _gated_norms(model: nn.Module, masks: Any) -> dict[str, str]:
+    """``{layer: BatchNorm}`` gated by the masks in use (``gate_norm``); empty for dict masks."""
+    if isinstance(masks, MaskScores):
+        return dict(masks.norms)
+    if masks is None:
+        return dict(model_masks(model).norms)
+    return {}
+
+
 def _plain_copy(model: nn.Module) -> nn.Module:
     """Deep copy with our parametrizations removed, keeping the dense weights theta."""
     out = copy.deepcopy(model)
@@ -672,6 +812,7 @@ def to_torch_prune(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | 
     channels (``bias_orig`` / ``bias_mask``), as :func:`apply_masks` does.
     """
     weight, channel = _resolve_masks(model, masks)
+    norms = _gated_norms(model, masks)
     out = _plain_copy(model)
     modules = dict(out.named_modules())
     for n, wm in weight.items():
@@ -679,12 +820,17 @@ def to_torch_prune(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | 
         torch_prune.custom_from_mask(mod, "weight", wm.to(mod.weight.device))
         if channel is not None and isinstance(getattr(mod, "bias", None), Tensor):
             torch_prune.custom_from_mask(mod, "bias", channel[n].to(mod.bias.device))
+        if n in norms:  # a gated BatchNorm: its channel goes with the mask
+            bn = modules[norms[n]]
+            for t in ("weight", "bias"):
+                torch_prune.custom_from_mask(bn, t, channel[n].to(getattr(bn, t).device))
     return out
 
 
 def to_dense(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None = None) -> nn.Module:
     """Deep copy as a plain model whose pruned weights (and structured bias channels) are zero."""
     weight, channel = _resolve_masks(model, masks)
+    norms = _gated_norms(model, masks)
     out = _plain_copy(model)
     modules = dict(out.named_modules())
     with torch.no_grad():
@@ -693,6 +839,10 @@ def to_dense(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None =
             mod.weight.mul_(wm.to(mod.weight))
             if channel is not None and isinstance(getattr(mod, "bias", None), Tensor):
                 mod.bias.mul_(channel[n].to(mod.bias))
+            if n in norms:  # a gated BatchNorm: the pruned channel's affine is 0 as well
+                bn = modules[norms[n]]
+                bn.weight.mul_(channel[n].to(bn.weight))
+                bn.bias.mul_(channel[n].to(bn.bias))
     return out
 
 

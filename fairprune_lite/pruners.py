@@ -23,6 +23,8 @@ fp          F&P: fair training (constraint) then OMP and fine-tuning   train + v
 pf          P&F: OMP, then fine-tuning with the fairness constraint     val
 bip         bi-level pruning (Zhang et al., 2022), no fairness          val
 bifp        fairness-constrained bi-level pruning (Dai et al., 2023)    val
+postproc    OMP, then fairlearn's ThresholdOptimizer fitted on val      val
+            (group thresholds: needs ``s`` at prediction time)
 =========== ========================================================== ===========
 
 Adding a method is one small step: write a function ``fn(ctx: Context, **options) ->
@@ -61,7 +63,7 @@ from torch.nn.utils import parametrize
 
 from . import bilevel, masks
 from .constraints import FairnessConstraint
-from .train import PassCounter, PruneResult, evaluate, fit, make_loader, model_device, set_seed, task_loss
+from .train import PassCounter, PruneResult, evaluate, fit, make_loader, model_device, predict, set_seed, task_loss
 
 __all__ = ["METHODS", "MethodInfo", "MethodOutput", "Context", "register", "prune", "lottery_sparsities",
            "check_method_kwargs", "snip_importance", "fpgm_importance", "fairgrape_importance",
@@ -236,7 +238,7 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
           constraint: FairnessConstraint | None = None, finetune_steps: int = 100,
           finetune_epochs: int | None = None, batch_size: int = 128, lr: float = 0.01, optimizer: str = "sgd",
           device: Any = None, counter: PassCounter | None = None, progress: bool = False,
-          evaluate_on: Iterable[str] = ("val", "test"), **options: Any) -> PruneResult:
+          evaluate_on: Iterable[str] = ("val", "test"), eval_batch_size: int = 1024, **options: Any) -> PruneResult:
     """Run ``method`` on a copy of the dense ``model`` and evaluate it.
 
     Args:
@@ -256,7 +258,8 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
             (``finetune_epochs * ceil(len(val) / batch_size)`` steps).
         counter: a :class:`PassCounter` to add to; evaluation passes are not counted.
         evaluate_on: splits on which the result's ``metrics`` are computed (with the dense
-            model's predictions, so the degradation entries of Defs. 2-3 are filled in).
+            model's predictions, so the degradation entries of Defs. 2-3 are filled in, and,
+            with a constraint, its ``feasibility`` block); ``eval_batch_size`` batches them.
         **options: the method's own options (:func:`check_method_kwargs`).
     """
     info = _info(method)
@@ -271,8 +274,16 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
     if bad_splits:
         raise ValueError(f"evaluate_on: unknown split(s) {bad_splits}; choose from 'train', 'val', 'test'")
     if info.fairness_aware and constraint is None and method != "bifp":
+        if method == "postproc":
+            raise ValueError("method 'postproc' needs a fairness constraint (its kind picks the "
+                             "ThresholdOptimizer constraint) and the sensitive attribute at prediction time")
         raise ValueError(f"method {method!r} needs a fairness constraint (constraint=FairnessConstraint(...))")
     check_method_kwargs(method, options)
+    if method == "postproc" and constraint.kind not in POSTPROC_CONSTRAINTS:
+        raise ValueError(f"postproc: constraint kind {constraint.kind!r} is not supported by fairlearn's "
+                         f"ThresholdOptimizer (no accuracy parity); use one of {sorted(POSTPROC_CONSTRAINTS)}")
+    if method in ("bifp", "bip"):
+        bilevel.DEFAULTS.replace(**options).check()  # bad options fail before any training
     if structured is None:
         structured = info.structured
     elif info.structured and not structured:
@@ -280,9 +291,10 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
     for split in ("train", "val", "test"):
         if not hasattr(splits, split):
             raise ValueError(f"splits has no {split!r} split")
-    for name, v in (("finetune_steps", finetune_steps), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "batch_size" else 0):
-            raise ValueError(f"{name} must be a {'positive' if name == 'batch_size' else 'non-negative'} "
+    for name, v in (("finetune_steps", finetune_steps), ("batch_size", batch_size),
+                    ("eval_batch_size", eval_batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "finetune_steps" else 1):
+            raise ValueError(f"{name} must be a {'non-negative' if name == 'finetune_steps' else 'positive'} "
                              f"integer, got {v!r}")
     if finetune_epochs is not None:
         if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
@@ -305,9 +317,11 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
     pruned = out.model
     bm = masks.model_masks(pruned).binary_masks() if any(masks.is_masked(m) for m in pruned.modules()) else \
         (out.result.masks if out.result is not None else {})
+    post = out.info.pop("postprocess", None)
     metrics = {}
     for split in evaluate_on:
-        metrics[split] = evaluate(pruned, getattr(splits, split), dense_model=dense)
+        metrics[split] = evaluate(pruned, getattr(splits, split), dense_model=dense, constraint=constraint,
+                                  postprocess=post, batch_size=eval_batch_size)
     cost = counter.as_dict()
     cost["wall_time_s"] = wall
     cost["data"] = out.info.pop("data", info.data)
@@ -657,38 +671,102 @@ def _pf(ctx: Context, *, base: str = "omp") -> MethodOutput:
 
 
 def _bilevel(ctx: Context, fn: Callable, options: dict[str, Any]) -> MethodOutput:
-    res = fn(ctx.model, ctx.splits.val, sparsity=ctx.sparsity, structured=ctx.structured, scope=ctx.scope,
-             layers=list(ctx.layers()), batch_size=ctx.batch_size, seed=ctx.seed, device=ctx.device,
-             counter=ctx.counter, progress=ctx.progress, **options)
+    cfg = bilevel.DEFAULTS.replace(**options)
+    res = fn(ctx.model, ctx.splits.val, sparsity=ctx.sparsity, config=cfg.replace(batch_size=ctx.batch_size),
+             structured=ctx.structured, scope=ctx.scope, layers=list(ctx.layers()), seed=ctx.seed, device=ctx.device,
+             counter=ctx.counter, progress=ctx.progress, **({"constraint": ctx.constraint} if fn is bilevel.bifp else {}))
     return MethodOutput(res.model, res.history, {}, result=res)
 
 
 _BILEVEL_DOC = ("BiFP/BiP train the weights inside their own ``steps`` (the fine-tuning budget of "
-                "the other methods does not apply).")
+                "the other methods does not apply). Options and defaults: the fields of "
+                ":class:`fairprune_lite.bilevel.BiFPConfig` (``batch_size`` comes from :func:`prune`).")
+_BIP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig)
+               if f.name not in ("fair_mask", "fair_weights", "dual_every", "batch_size", "log_every", "holdout",
+                                 "select_every")]
+_BIFP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig) if f.name not in ("batch_size", "log_every")]
+
+
+def _config_signature(names: list[str]) -> inspect.Signature:
+    """``(ctx, *, <field>=<default>, ...)``: the method's options, defaults read from the config."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=getattr(bilevel.DEFAULTS, n))
+               for n in names]
+    return inspect.Signature(params)
 
 
 @register("bip", description="BiP: bi-level pruning with the implicit gradient, no fairness term")
-def _bip(ctx: Context, *, steps: int = 100, alpha: float = 0.01, beta: float = 0.1, gamma: float = 1.0,
-         ig: str = "paper", update: str = "alternating", schedule: str = "instant", mask_init: Any = "magnitude",
-         weight_decay: float | None = 5e-4, lower_steps: int = 1) -> MethodOutput:
-    return _bilevel(ctx, bilevel.bip, dict(steps=steps, alpha=alpha, beta=beta, gamma=gamma, ig=ig, update=update,
-                                           schedule=schedule, mask_init=mask_init, weight_decay=weight_decay,
-                                           lower_steps=lower_steps))
+def _bip(ctx: Context, **options: Any) -> MethodOutput:
+    return _bilevel(ctx, bilevel.bip, options)
 
 
 @register("bifp", fairness_aware=True, description="BiFP: bi-level pruning with the fairness constraint")
-def _bifp(ctx: Context, *, steps: int = 100, alpha: float = 0.01, beta: float = 0.1, gamma: float = 1.0,
-          ig: str = "paper", update: str = "alternating", schedule: str = "instant", mask_init: Any = "magnitude",
-          weight_decay: float | None = 5e-4, lower_steps: int = 1, fair_mask: bool = True,
-          fair_weights: bool = True, dual_every: int | None = None) -> MethodOutput:
+def _bifp(ctx: Context, **options: Any) -> MethodOutput:
     if ctx.constraint is None:
         raise ValueError("bifp needs a fairness constraint (constraint=FairnessConstraint(...)); "
                          "use 'bip' for bi-level pruning without one")
-    return _bilevel(ctx, bilevel.bifp, dict(steps=steps, alpha=alpha, beta=beta, gamma=gamma, ig=ig, update=update,
-                                            schedule=schedule, mask_init=mask_init, weight_decay=weight_decay,
-                                            lower_steps=lower_steps, constraint=ctx.constraint, fair_mask=fair_mask,
-                                            fair_weights=fair_weights, dual_every=dual_every))
+    return _bilevel(ctx, bilevel.bifp, options)
 
 
 _bip.__doc__ = _BILEVEL_DOC
 _bifp.__doc__ = _BILEVEL_DOC
+_bip.__signature__ = _config_signature(_BIP_FIELDS)  # type: ignore[attr-defined]
+_bifp.__signature__ = _config_signature(_BIFP_FIELDS)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------
+# post-processing baseline
+# ---------------------------------------------------------------------------------------------
+#: our constraint kinds -> fairlearn ThresholdOptimizer constraints (it has no accuracy parity)
+POSTPROC_CONSTRAINTS = {"equalized_odds": "equalized_odds", "demographic_parity": "demographic_parity"}
+
+
+def _logit_estimator() -> Any:
+    """A fitted scikit-learn "estimator" whose score is the logit in column 0 of ``X``."""
+    import numpy as np
+    from sklearn.base import BaseEstimator
+
+    class LogitColumn(BaseEstimator):
+        def fit(self, X: Any, y: Any) -> "LogitColumn":
+            self.fitted_ = True
+            return self
+
+        def predict(self, X: Any) -> Any:
+            return np.asarray(X)[:, 0]
+
+    return LogitColumn().fit(None, None)
+
+
+@register("postproc", fairness_aware=True,
+          description="OMP then fairlearn ThresholdOptimizer fitted on val (needs s at prediction time)")
+def _postproc(ctx: Context, *, base: str = "omp", objective: str = "accuracy_score",
+              grid_size: int = 1000) -> MethodOutput:
+    """Prune with ``base`` and fine-tune (as that method does), then fit group-specific
+    thresholds on the pruned model's val logits with fairlearn's ``ThresholdOptimizer``
+    (Hardt et al., 2016; ``prefit``, randomised thresholds drawn with the run's seed) for the
+    constraint's kind: equalized odds or demographic parity (fairlearn offers no accuracy
+    parity, so an accuracy-gap constraint is refused). fairlearn enforces equality on val (no
+    ``tau``); the result records ``needs_sensitive_at_prediction = True``: unlike BiFP this
+    classifier must be given each example's sensitive attribute when it predicts."""
+    from fairlearn.postprocessing import ThresholdOptimizer
+
+    if ctx.constraint is None or ctx.constraint.kind not in POSTPROC_CONSTRAINTS:
+        kind = None if ctx.constraint is None else ctx.constraint.kind
+        raise ValueError(f"postproc: constraint kind {kind!r} is not supported by fairlearn's ThresholdOptimizer; "
+                         f"use one of {sorted(POSTPROC_CONSTRAINTS)}")
+    model, hist = _base_prune(ctx, base)
+    if base != "imp":
+        hist = ctx.finetune(model)
+    logits, y, s = predict(model, ctx.splits.val)
+    opt = ThresholdOptimizer(estimator=_logit_estimator(), constraints=POSTPROC_CONSTRAINTS[ctx.constraint.kind],
+                             objective=objective, grid_size=grid_size, prefit=True, predict_method="predict")
+    opt.fit(logits.double().numpy()[:, None], y.numpy(), sensitive_features=s.numpy())
+    seed = ctx.seed
+
+    def post(lg: Tensor, sens: Tensor) -> Tensor:
+        pred = opt.predict(lg.detach().double().cpu().numpy()[:, None], sensitive_features=sens.cpu().numpy(),
+                           random_state=seed)
+        return torch.as_tensor(pred).long()
+
+    return MethodOutput(model, hist, {"base": base, "postprocess": post, "needs_sensitive_at_prediction": True,
+                                      "postprocess_constraint": POSTPROC_CONSTRAINTS[ctx.constraint.kind]})

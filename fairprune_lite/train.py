@@ -26,6 +26,7 @@ import dataclasses
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ __all__ = [
     "PassCounter",
     "BatchLoader",
     "make_loader",
+    "subset",
     "make_optimizer",
     "task_loss",
     "check_finite",
@@ -53,6 +55,7 @@ __all__ = [
     "fit",
     "predict",
     "evaluate",
+    "progress_enabled",
     "PruneResult",
     "to_jsonable",
 ]
@@ -169,9 +172,33 @@ class BatchLoader:
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             if fast:
                 yield ds.x[idx], ds.y[idx], ds.s[idx]
+            elif callable(getattr(ds, "batch", None)):  # image caches read a batch in one gather
+                yield ds.batch(idx)
             else:
                 items = [ds[int(i)] for i in idx]
                 yield tuple(torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(3))  # type: ignore[misc]
+
+
+class _Part(Dataset):
+    """Examples ``idx`` of an in-memory dataset, as tensors ``x, y, s`` (the loader's fast path)."""
+
+    def __init__(self, base: Any, idx: Tensor) -> None:
+        self.x, self.y, self.s = base.x[idx], base.y[idx], base.s[idx]
+        self.name = f"{getattr(base, 'name', 'data')}[{len(idx)}]"
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        return self.x[i], self.y[i], self.s[i]
+
+
+def subset(dataset: Any, idx: Tensor) -> Dataset:
+    """The examples ``idx`` of ``dataset``: tensors when it holds ``x``, ``y``, ``s`` tensors
+    (fast batching), else a ``torch.utils.data.Subset``."""
+    if all(isinstance(getattr(dataset, k, None), Tensor) for k in ("x", "y", "s")):
+        return _Part(dataset, idx)
+    return torch.utils.data.Subset(dataset, [int(i) for i in idx])
 
 
 def make_loader(dataset: Dataset, batch_size: int = 128, *, shuffle: bool, seed: int = 0,
@@ -270,8 +297,22 @@ def cycle(loader: Iterable) -> Iterator:
             raise ValueError("loader yields no batches")
 
 
+def progress_enabled(requested: bool) -> bool:
+    """Whether to draw a progress bar: requested, stderr is a terminal, and ``FAIRPRUNE_QUIET``
+    is not set. Piped or logged output gets no bar (a bar redrawn into a file is a flood of
+    ``fit: 0%|`` lines)."""
+    if not requested:
+        return False
+    if os.environ.get("FAIRPRUNE_QUIET", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        return bool(sys.stderr is not None and sys.stderr.isatty())
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
 def _progress(total: int, enabled: bool, desc: str):
-    if not enabled:
+    if not progress_enabled(enabled):
         return None
     from tqdm.auto import tqdm
 
@@ -419,6 +460,8 @@ def evaluate(
     device: torch.device | str | None = None,
     dense_model: nn.Module | Tensor | np.ndarray | None = None,
     batch_size: int = 1024,
+    constraint: "FairnessConstraint | None" = None,
+    postprocess: Any = None,
 ) -> dict[str, Any]:
     """Fairness report on ``data`` plus the mean task ``loss`` and the number of examples ``n``.
 
@@ -427,11 +470,18 @@ def evaluate(
     ``loss`` and ``n``. ``dense_model`` (the unpruned model, or its 0/1 predictions on the
     same examples in the same order) adds ``degradation`` (Def. 2: dense accuracy minus pruned
     accuracy) and ``degradation_gap`` (Def. 3: the gap of that degradation between groups).
+    ``constraint`` (a :class:`~fairprune_lite.constraints.FairnessConstraint`) adds
+    ``feasibility = {"metric", "value", "tau", "se", "met"}`` (value of the constrained metric on
+    this data, its binomial standard error, ``met = value <= tau``). ``postprocess(logits, s)``
+    (a post-processing classifier, which reads the sensitive attribute) replaces the 0/1
+    predictions ``logits > 0``; ``loss`` stays that of the model's logits.
     """
     from . import fairness
 
     logits, y, s = predict(model, data, device=device, batch_size=batch_size)
-    pred = (logits > 0).long()
+    pred = (logits > 0).long() if postprocess is None else torch.as_tensor(postprocess(logits, s)).long().flatten()
+    if pred.shape != y.shape:
+        raise ValueError(f"postprocess returned {pred.numel()} predictions for {y.numel()} examples")
     report = dict(fairness.fairness_report(y, pred, sensitive_features=s))
     report["loss"] = float(F.binary_cross_entropy_with_logits(logits, y.float()))
     report["n"] = int(len(y))
@@ -449,6 +499,12 @@ def evaluate(
                 raise ValueError("dense_model predictions must be 0/1 labels")
         report["degradation"] = float(fairness.degradation(y, dense_pred, pred))
         report["degradation_gap"] = float(fairness.degradation_gap(y, dense_pred, pred, sensitive_features=s))
+    if constraint is not None:
+        from .constraints import FairnessConstraint
+
+        if not isinstance(constraint, FairnessConstraint):
+            raise ValueError(f"constraint must be a FairnessConstraint or None, got {type(constraint).__name__}")
+        report["feasibility"] = constraint.feasibility(logits if postprocess is None else pred.float() * 2 - 1, y, s)
     return report
 
 

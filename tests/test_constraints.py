@@ -4,11 +4,9 @@ bad input, and its use inside fit / bifp (ablation switches really remove the fa
 import pytest
 import torch
 
-fairness = pytest.importorskip("fairprune_lite.fairness")
-
-from fairprune_lite import bilevel, train  # noqa: E402
-from fairprune_lite.constraints import N_CONSTRAINTS, FairnessConstraint  # noqa: E402
-from fairprune_lite.data import FairDataset  # noqa: E402
+from fairprune_lite import bilevel, fairness, train
+from fairprune_lite.constraints import N_CONSTRAINTS, FairnessConstraint, constraint_se, feasibility
+from fairprune_lite.data import FairDataset
 
 
 def _batch(n=64, seed=0):
@@ -191,3 +189,84 @@ def test_sigmoid_term_acts_along_the_signed_gap_only():
     # logistic: a descent step on the summed term moves every margin towards zero
     step = -grads["logistic"] * (2 * y - 1)  # change of the margin under gradient descent
     assert bool((step * margin < 0).all())
+
+
+def test_feasibility_value_se_and_met():
+    logits, y, s = _batch(400, seed=3)
+    for kind in ("accuracy_gap", "demographic_parity", "equalized_odds"):
+        f = feasibility(kind, 0.05, logits, y, s)
+        exact = fairness.constraint_values(kind, logits, y, s)
+        assert f["metric"] == kind and f["value"] == pytest.approx(float(exact.max()))
+        assert f["met"] == (f["value"] <= 0.05) and f["tau"] == 0.05
+    # the SE is the binomial one of a difference of two proportions (accuracy gap by hand)
+    pred = (logits > 0).long()
+    se = 0.0
+    for g in (0, 1):
+        a = float((pred[s == g] == y[s == g]).float().mean())
+        se += a * (1 - a) / int((s == g).sum())
+    assert feasibility("accuracy_gap", 0.05, logits, y, s)["se"] == pytest.approx(se ** 0.5)
+    assert constraint_se("equalized_odds", logits, y, s).shape == (4,)
+    # a cell without examples: no value, never a NaN
+    f = feasibility("accuracy_gap", 0.05, logits, y, torch.ones_like(s))
+    assert f["value"] is None and f["met"] is None
+
+
+def test_margin_ascends_against_tau_minus_z_se_and_init_multiplier_per_side():
+    logits, y, s = _batch(200, seed=1)
+    measured = fairness.constraint_values("accuracy_gap", logits, y, s)
+    se = constraint_se("accuracy_gap", logits, y, s)
+    c0 = FairnessConstraint("accuracy_gap", tau=0.1, dual_lr=1.0)
+    c2 = FairnessConstraint("accuracy_gap", tau=0.1, dual_lr=1.0, margin=2.0)
+    a, b = c0.update(logits, y, s, pooled=False), c2.update(logits, y, s, pooled=False)
+    expect = (torch.full((2,), 0.0, dtype=torch.float64) + measured.double() - (0.1 - 2.0 * se)).clamp(min=0)
+    assert torch.allclose(b, expect) and bool((b >= a).all()) and float((b - a).max()) > 0
+    with pytest.raises(ValueError, match="se="):
+        c2.update(measured=measured)
+    c = FairnessConstraint("equalized_odds", init_multiplier=[1.0, 0.0, 2.0, 0.0])
+    assert c.multipliers.tolist() == [1.0, 0.0, 2.0, 0.0]
+    for bad, word in [(dict(init_multiplier=[1.0]), "init_multiplier"), (dict(margin=-1.0), "margin"),
+                      (dict(tau=1.5), "tau"), (dict(tau=-0.1), "tau")]:
+        with pytest.raises(ValueError, match=word):
+            FairnessConstraint("accuracy_gap", **bad)
+
+
+@pytest.mark.parametrize("kind", ["accuracy_gap", "demographic_parity", "equalized_odds"])
+def test_fast_paths_equal_the_reference_values(kind):
+    """The training loop's vectorised term, window statistics and batch values agree with
+    fairness.constraint_values (the reference, with its validation)."""
+    logits, y, s = _batch(300, seed=4)
+    for surrogate in ("sigmoid", "hinge"):
+        c = FairnessConstraint(kind, tau=0.0, surrogate=surrogate, temperature=2.0)
+        lg = logits.clone().requires_grad_(True)
+        n = torch.bincount(2 * s + y, minlength=4).tolist()
+        fast = c._fast_surrogate(lg, y, s, n)
+        ref = c.surrogate_values(lg, y, s)
+        assert torch.allclose(fast, ref, atol=1e-6)
+        g1, = torch.autograd.grad(fast.sum(), lg)
+        g2, = torch.autograd.grad(ref.sum(), lg)
+        assert torch.allclose(g1, g2, atol=1e-6)
+    ref = fairness.constraint_values(kind, logits, y, s)
+    assert torch.allclose(c.batch_values(logits, y, s).float(), ref, atol=1e-6)
+    c.update(logits[:150], y[:150], s[:150])
+    c.update(logits[150:], y[150:], s[150:])  # the window pools both halves
+    assert torch.allclose(c._last["exact"].float(), ref, atol=1e-6)
+
+
+def test_nupi_multipliers_from_cooper():
+    """dual="nupi": cooper-optim's multiplier and nuPI controller. With kp = 0 and no smoothing
+    nuPI is gradient ascent (the same multipliers as ours); kp > 0 changes them; a zero
+    multiplier or violation never gives NaN; the projection keeps them >= 0."""
+    seq = [torch.tensor([0.3, -0.3], dtype=torch.float64), torch.tensor([0.1, -0.1], dtype=torch.float64),
+           torch.tensor([-0.2, 0.2], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)]
+    gda = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=0.5)
+    pi0 = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=0.5, dual="nupi")
+    pi1 = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=0.5, dual="nupi", kp=2.0)
+    for v in seq:
+        a, b, c = gda.update(measured=v), pi0.update(measured=v), pi1.update(measured=v)
+        assert torch.allclose(a, b, atol=1e-6)
+        assert bool(torch.isfinite(c).all()) and bool((c >= 0).all())
+    assert not torch.allclose(pi1.multipliers, gda.multipliers)
+    p = pi1
+    with pytest.raises(ValueError, match="dual"):
+        FairnessConstraint("accuracy_gap", dual="adam")
+    assert p.clone().dual == "nupi" and p.state_dict()["kp"] == 2.0

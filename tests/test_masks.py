@@ -12,6 +12,7 @@ from fairprune_lite.masks import (
     MaskScores,
     apply_masks,
     is_masked,
+    load_masked,
     masked_weights,
     model_masks,
     prunable_layers,
@@ -100,14 +101,12 @@ def test_exact_counts(structured, scope, init):
                 assert int((u == 0).sum()) == round(s * u.numel()), n
 
 
-def test_ties_broken_by_position():
+def test_ties_broken_by_magnitude_never_by_position():
     model = mlp()
-    sc = MaskScores(model, 0.3, init="constant")
-    masks = sc.binary_masks()
-    flat = torch.cat([masks[n].flatten() for n in sc.names])
-    k = round(0.3 * flat.numel())
-    assert torch.equal(flat[:k], torch.zeros(k)) and bool((flat[k:] == 1).all())
-    # ties only at the threshold: lower scores are pruned first, then the earliest tied
+    sc = MaskScores(model, 0.3, init="constant")  # every score ties: magnitude decides
+    assert all(torch.equal(a, b) for a, b in zip(sc.binary_masks().values(),
+                                                  MaskScores(model, 0.3).binary_masks().values()))
+    # ties only at the threshold: lower scores are pruned first, then the smallest |w| among the tied
     with torch.no_grad():
         sc.score("0").fill_(0.5)
         sc.score("2").fill_(0.2)
@@ -115,8 +114,18 @@ def test_ties_broken_by_position():
     sc.sparsity = (117 + 10) / (91 + 117 + 9)
     m = sc.binary_masks()
     assert m["2"].sum() == 0
-    assert m["0"].flatten()[:10].sum() == 0 and m["0"].flatten()[10:].sum() == 81
-    assert m["4"].sum() == 9
+    tied = torch.cat([model[0].weight.detach().abs().flatten(), model[4].weight.detach().abs().flatten()])
+    pruned_tied = torch.cat([m["0"].flatten(), m["4"].flatten()]) == 0
+    assert int(pruned_tied.sum()) == 10
+    assert float(tied[pruned_tied].max()) <= float(tied[~pruned_tied].min())
+    # structured: a whole layer of equal scores is not pruned because it comes first
+    cnn_model = cnn(seed=2)
+    ss = MaskScores(cnn_model, 0.5, structured=True)
+    with torch.no_grad():
+        for _, p in ss.items():
+            p.fill_(1.0)  # all at the clamp
+    ch = ss.channel_masks()
+    assert all(bool(c.any()) for c in ch.values())
 
 
 def test_global_magnitude_matches_torch_prune():
@@ -320,9 +329,9 @@ def test_cache_recomputes_once_per_update():
 
     real_topk = masks_mod._topk_keep
 
-    def counting(flat, s):
+    def counting(flat, s, tie=None):
         calls.append(1)
-        return real_topk(flat, s)
+        return real_topk(flat, s, tie)
 
     masks_mod._topk_keep = counting
     try:
@@ -610,3 +619,74 @@ def test_to_smaller_refuses_empty_layer():
     masks["2"] = torch.zeros(8)
     with pytest.raises(ValueError, match="every output channel of layer '2'"):
         to_smaller(model, masks, torch.randn(1, 3, 8, 8))
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm gates (structured) and checkpoints
+# --------------------------------------------------------------------------------------------
+def test_gate_norm_gives_kept_channels_a_real_score_gradient():
+    """Without the gate, BN cancels a kept channel's rescaling (score gradient ~0) while a
+    pruned channel (BN variance 0) gets a huge one; with it both are of the loss's own scale."""
+    x = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def grads(gate):
+        model = cnn(seed=4, bn=True).train()
+        with torch.no_grad():
+            for bn in (model[1], model[4]):
+                bn.bias.uniform_(0.1, 0.5)  # as after training: a pruned channel leaves BN as beta
+        sc = MaskScores(model, 0.5, structured=True, scope="layer", gate_norm=gate)
+        apply_masks(model, sc)
+        model(x).square().mean().backward()
+        g, keep = sc.score("0").grad.abs(), sc.channel_masks()["0"].bool()
+        return g[keep].max().item(), g[~keep].max().item(), model, sc
+
+    kept, pruned, _, _ = grads(False)
+    assert pruned > 1e3 * kept  # the defect the gate removes
+    kept_g, pruned_g, model, sc = grads(True)
+    assert sc.norms == {"0": "1", "3": "4"}
+    assert kept_g > 1e3 * kept and pruned_g < 100 * kept_g  # kept channels now see the loss
+    # a pruned channel leaves its block as exactly 0, in train and eval mode, and after baking
+    out = {}
+    model[2].register_forward_hook(lambda m, i, o: out.__setitem__("relu", o))
+    for mode in (True, False):
+        model.train(mode)
+        model(x)
+        assert bool((out["relu"][:, ~sc.channel_masks()["0"].bool()] == 0).all())
+    ref = model.eval()(x).detach()
+    for export in (to_dense, to_torch_prune):  # exports keep the gate
+        assert torch.allclose(export(model).eval()(x), ref, atol=1e-6)
+    small = to_smaller(model, None, x)  # a gated channel is exactly 0: it can be removed
+    assert small[0].out_channels == int(sc.channel_masks()["0"].sum())
+    assert torch.allclose(small(x), ref, atol=1e-5)
+    remove_masks(model, bake=True)
+    assert torch.allclose(model(x), ref, atol=1e-6)
+    assert not any(is_masked(m) for m in model.modules())
+    with pytest.raises(ValueError, match="structured"):
+        MaskScores(cnn(bn=True), 0.5, gate_norm=True)
+
+
+@pytest.mark.parametrize("structured,gate", [(False, False), (True, False), (True, True)])
+def test_state_dict_holds_the_mask_and_loading_restores_it(structured, gate):
+    model = cnn(seed=5, bn=True)
+    sc = MaskScores(model, 0.6, structured=structured, init="uniform", seed=1, gate_norm=gate)
+    apply_masks(model, sc)
+    x = torch.randn(4, 3, 8, 8)
+    ref = model.eval()(x).detach()
+    state = model.state_dict()
+    keys = [k for k in state if k.endswith(".mask")]
+    assert keys == [f"{n}.parametrizations.weight.0.mask" for n in sc.names]
+    assert torch.equal(state["0.parametrizations.weight.0.mask"], sc._unit_masks()["0"].float())
+    # into a plain model: masks come back as fixed masks, the function is the same
+    plain = load_masked(cnn(seed=9, bn=True), state)
+    assert all(torch.equal(a, b) for a, b in zip(model_masks(plain).binary_masks().values(),
+                                                  sc.binary_masks().values()))
+    assert torch.allclose(plain.eval()(x), ref, atol=1e-6)
+    # into a masked model with other scores: its mask becomes the saved one
+    other = cnn(seed=9, bn=True)
+    apply_masks(other, MaskScores(other, 0.6, structured=structured, gate_norm=gate))
+    other.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(model_masks(other).binary_masks().values(),
+                                                  sc.binary_masks().values()))
+    assert torch.allclose(other.eval()(x), ref, atol=1e-6)
+    with pytest.raises(ValueError, match="no masks"):
+        load_masked(cnn(bn=True), cnn(bn=True).state_dict())

@@ -40,8 +40,9 @@ def _img_splits(seed: int = 0, n: int = 240):
     return data.from_tensors(x, y, s, seed=seed)
 
 
-def _constraint():
-    return constraints.FairnessConstraint("accuracy_gap", 0.05)
+def _constraint(method=None):
+    """The accuracy-gap constraint; post-processing (fairlearn has no accuracy parity) gets DP."""
+    return constraints.FairnessConstraint("demographic_parity" if method == "postproc" else "accuracy_gap", 0.05)
 
 
 def _pruned_count(result) -> tuple[int, int]:
@@ -56,7 +57,7 @@ OPTS = {"bip": {"steps": 3}, "bifp": {"steps": 3}, "imp": {"round_steps": 1}}
 @pytest.mark.parametrize("sparsity", [0.0, 0.36, 0.7, 0.9])
 def test_global_methods_reach_exact_sparsity(method, sparsity):
     sp, model = _splits(), _mlp()
-    r = pruners.prune(method, model, sp, sparsity=sparsity, constraint=_constraint(), **FAST, **OPTS.get(method, {}))
+    r = pruners.prune(method, model, sp, sparsity=sparsity, constraint=_constraint(method), **FAST, **OPTS.get(method, {}))
     pruned, total = _pruned_count(r)
     assert pruned == round(sparsity * total)
     # the exported weights agree with the masks
@@ -69,7 +70,7 @@ def test_global_methods_reach_exact_sparsity(method, sparsity):
 @pytest.mark.parametrize("sparsity", [0.25, 0.6])
 def test_structured_methods_prune_exact_channel_counts(method, sparsity):
     sp, model = _img_splits(), _cnn()
-    r = pruners.prune(method, model, sp, sparsity=sparsity, structured=True, constraint=_constraint(), **FAST,
+    r = pruners.prune(method, model, sp, sparsity=sparsity, structured=True, constraint=_constraint(method), **FAST,
                       **OPTS.get(method, {}))
     assert "5" not in r.masks  # the output layer is never removed by a structured method
     channels = {n: m.flatten(1).amax(1) for n, m in r.masks.items()}
@@ -93,7 +94,7 @@ def test_structured_methods_prune_exact_channel_counts(method, sparsity):
 def test_every_method_is_deterministic_under_its_seed(method):
     sp = _img_splits() if method == "fpgm" else _splits()
     model = _cnn() if method == "fpgm" else _mlp()
-    kw = dict(sparsity=0.5, constraint=_constraint(), **FAST, **OPTS.get(method, {}))
+    kw = dict(sparsity=0.5, constraint=_constraint(method), **FAST, **OPTS.get(method, {}))
     a = pruners.prune(method, model, sp, seed=1, **kw)
     b = pruners.prune(method, model, sp, seed=1, **kw)
     assert a.metrics == b.metrics
@@ -428,11 +429,47 @@ def test_registry_and_extension():
     (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, finetune_epochs=-1), "finetune_epochs"),
     (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, finetune_steps=2.5), "finetune_steps"),
     (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, batch_size=0), "batch_size"),
+    (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, eval_batch_size=0), "eval_batch_size"),
     (lambda: pruners.prune("pf", _mlp(), _splits(), sparsity=0.5, constraint="accuracy_gap"), "constraint"),
     (lambda: pruners.prune("omp", _mlp(), _splits(), sparsity=0.5, evaluate_on=("dev",)), "evaluate_on"),
     (lambda: pruners.prune("fp", _mlp(), _splits(), sparsity=0.5, constraint=_constraint(), fair_split="test"),
      "fair_split"),
+    (lambda: pruners.prune("postproc", _mlp(), _splits(), sparsity=0.5, constraint=_constraint()), "ThresholdOptimizer"),
+    (lambda: pruners.prune("postproc", _mlp(), _splits(), sparsity=0.5), "sensitive attribute at prediction"),
+    (lambda: pruners.prune("bifp", _mlp(), _splits(), sparsity=0.5, constraint=_constraint(), gamma=-1.0), "gamma"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_results_carry_feasibility_on_val_and_test():
+    sp, model = _splits(), _mlp()
+    for method in ("omp", "bifp"):
+        r = pruners.prune(method, model, sp, sparsity=0.5, constraint=_constraint(), **FAST, **OPTS.get(method, {}))
+        for split in ("val", "test"):
+            f = r.metrics[split]["feasibility"]
+            assert f["metric"] == "accuracy_gap" and f["tau"] == 0.05
+            assert f["value"] == pytest.approx(r.metrics[split]["accuracy_gap"]) and f["met"] == (f["value"] <= 0.05)
+            assert "degradation_gap" in r.metrics[split]
+    assert "feasibility" not in pruners.prune("omp", model, sp, sparsity=0.5, **FAST).metrics["test"]
+
+
+def test_postproc_equalises_on_val_and_says_it_needs_the_attribute():
+    g = torch.Generator().manual_seed(0)
+    s = (torch.rand(1200, generator=g) < 0.4).long()
+    x = torch.randn(1200, 8, generator=g)
+    x[:, 0] += 1.2 * s  # the groups differ in x0, and y follows x0: unequal selection rates
+    y = (x[:, 0] + 0.3 * torch.randn(1200, generator=g) > 0.6).long()
+    sp, model = data.from_tensors(x, y, s, seed=0), _mlp()
+    train.fit(model, train.make_loader(sp.train, 64, shuffle=True), epochs=5, lr=0.05)
+    c = constraints.FairnessConstraint("demographic_parity", 0.05)
+    omp = pruners.prune("omp", model, sp, sparsity=0.5, constraint=c, **FAST)
+    post = pruners.prune("postproc", model, sp, sparsity=0.5, constraint=c, **FAST)
+    assert post.config["needs_sensitive_at_prediction"] is True
+    # same pruned network (OMP + the same fine-tuning), only the decision rule differs
+    assert all(torch.equal(omp.masks[n], post.masks[n]) for n in omp.masks)
+    assert omp.metrics["val"]["loss"] == post.metrics["val"]["loss"]
+    dp = lambda r: r.metrics["val"]["demographic_parity_difference"]  # noqa: E731
+    assert dp(omp) > 0.1 and dp(post) < dp(omp) / 2
+    assert post.metrics["val"]["feasibility"]["value"] == pytest.approx(dp(post))

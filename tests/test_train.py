@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from fairprune_lite import train
+from fairprune_lite.constraints import FairnessConstraint
 from fairprune_lite.data import FairDataset
 from fairprune_lite.masks import MaskScores, apply_masks, sparsity_report
 
@@ -130,7 +131,6 @@ def test_fit_on_masked_model_trains_weights_not_scores_and_keeps_mask():
 
 
 def test_evaluate_reports_fairness_loss_and_degradation():
-    pytest.importorskip("fairprune_lite.fairness")
     ds = toy()
     train.set_seed(0)
     dense = Lin()
@@ -181,3 +181,71 @@ def test_prune_result_to_dict_is_json():
     assert back["cost"]["forward_passes"] == 1 and back["cost"]["data"] == "val"
     assert "model" not in back
     assert sum(v["pruned"] for v in back["masks"].values()) == round(0.25 * 48)
+
+
+def test_evaluate_adds_feasibility_with_a_constraint():
+    ds = toy(400)
+    train.set_seed(0)
+    model = Lin()
+    train.fit(model, train.make_loader(ds, 32, shuffle=True), epochs=2, lr=0.1)
+    plain = train.evaluate(model, ds)
+    assert "feasibility" not in plain
+    rep = train.evaluate(model, ds, constraint=FairnessConstraint("accuracy_gap", tau=0.02))
+    f = rep["feasibility"]
+    assert set(f) == {"metric", "value", "tau", "se", "met"}
+    assert f["value"] == pytest.approx(plain["accuracy_gap"]) and f["met"] == (f["value"] <= 0.02)
+    assert 0 < f["se"] < 0.2
+    eo = train.evaluate(model, ds, constraint=FairnessConstraint("equalized_odds", tau=0.05))["feasibility"]
+    assert eo["value"] == pytest.approx(plain["equalized_odds_difference"])
+    with pytest.raises(ValueError, match="constraint"):
+        train.evaluate(model, ds, constraint="accuracy_gap")
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty, self.text = tty, []
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, t):
+        self.text.append(t)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("tty,quiet,bar", [(True, "", True), (False, "", False), (True, "1", False)])
+def test_progress_bar_only_on_a_terminal(monkeypatch, tty, quiet, bar):
+    stream = _Stream(tty)
+    monkeypatch.setattr("sys.stderr", stream)
+    monkeypatch.setenv("FAIRPRUNE_QUIET", quiet)
+    assert train.progress_enabled(True) is bar and train.progress_enabled(False) is False
+    ds = toy()
+    train.fit(Lin(), train.make_loader(ds, 32, shuffle=True), steps=3, lr=0.1, progress=True)
+    assert any("fit" in t for t in stream.text) is bar
+
+
+def test_batch_loader_reads_a_batch_in_one_call_when_the_dataset_can():
+    """Image caches expose ``batch(idx)``: the loader uses it instead of one read per example."""
+    class Store(torch.utils.data.Dataset):
+        def __init__(self) -> None:
+            self.calls = 0
+            self.x = torch.arange(40.0).reshape(20, 2)
+            self.ys = torch.arange(20) % 2
+
+        def __len__(self) -> int:
+            return 20
+
+        def __getitem__(self, i):  # the slow path the loader must not take
+            raise AssertionError("read one example at a time")
+
+        def batch(self, idx):
+            self.calls += 1
+            idx = torch.as_tensor(idx)
+            return self.x[idx], self.ys[idx], 1 - self.ys[idx]
+
+    ds = Store()
+    batches = list(train.BatchLoader(ds, batch_size=8, shuffle=False))
+    assert ds.calls == 3 and [len(b[0]) for b in batches] == [8, 8, 4]
+    assert torch.equal(torch.cat([b[0] for b in batches]), ds.x)
