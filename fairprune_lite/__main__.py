@@ -178,9 +178,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
               f"degradation gap {t['degradation_gap']:.4f}\n"
               f"  {res['cost']['iterations']} iterations, {res['cost']['forward_passes']} forward / "
               f"{res['cost']['backward_passes']} backward passes, {res['wall_time_s']:.1f} s")
+        for line in _feasibility_lines(res):
+            print(line)
     for w in res.get("warnings") or []:
         print(f"WARNING: {w}", file=sys.stderr)
     return 0
+
+
+def _feasibility_lines(res: dict[str, Any]) -> list[str]:
+    """The constraint against tau on val and test (with its binomial SE, beside the majority
+    baseline), and the solver's last logged estimate, violation and multipliers, if any."""
+    lines = []
+    for split in ("val", "test"):
+        f = res.get(split, {}).get("feasibility")
+        if f:
+            lines.append(f"  {split}: {f['metric']} {f['value']:.4f} +- {f['se']:.4f} (SE) vs tau {f['tau']:g}: "
+                         f"{'met' if f['met'] else 'NOT met'}; accuracy {res[split]['accuracy']:.4f}, "
+                         f"majority baseline {res[split]['majority_baseline']:.4f}")
+    last = (res.get("history") or [None])[-1]
+    if isinstance(last, dict) and "max_violation" in last:
+        mult = last.get("multipliers")
+        lines.append(f"  last logged step: pooled estimate {last.get('estimate')}, max violation "
+                     f"{last['max_violation']}, multipliers {mult}")
+    return lines
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:

@@ -67,6 +67,18 @@ def test_run_twice_gives_identical_numbers(tmp_path, npz):
     assert str(fa[0].relative_to(tmp_path)) in a.stdout and "test accuracy" in a.stdout
 
 
+def test_run_summary_prints_feasibility_beside_accuracy_and_the_majority_baseline(tmp_path, npz):
+    p = cli("run", "--dataset", str(npz), "--method", "bifp", "--sparsity", "0.5", "--tau", "0.05",
+            "--out", "o", cwd=tmp_path)
+    res = ex.load_result(next((tmp_path / "o").glob("*.json")))
+    for split in ("val", "test"):
+        f = res[split]["feasibility"]
+        verdict = "met" if f["met"] else "NOT met"
+        assert f"{split}: accuracy_gap {f['value']:.4f} +- {f['se']:.4f} (SE) vs tau 0.05: {verdict}" in p.stdout
+        assert f"majority baseline {res[split]['majority_baseline']:.4f}" in p.stdout
+    assert "max violation" in p.stdout and "multipliers" in p.stdout
+
+
 def test_run_json_output_and_flags(tmp_path, npz):
     p = cli("run", "--dataset", str(npz), "--method", "random", "--sparsity", "0.3", "--out", "o",
             "--constraint", "demographic_parity", "--structured", "--json", "--set", "pretrain_epochs=1",

@@ -261,12 +261,12 @@ def _run(spec: RunSpec, profile: Profile, dev: str, *, out: Any, cache_dir: Any,
     run_id = spec.run_id()
     log(f"[{run_id}] data: " + ", ".join(f"{k} {len(d)}" for k, d in splits.items()), quiet)
     dense, pre_cost = pretrain(spec, profile, splits, cache_dir=cache_dir, device=dev, progress=progress)
-    dense_metrics = {k: _train.evaluate(dense, getattr(splits, k), batch_size=profile.eval_batch_size)
-                     for k in SPLITS}
-    warnings = dense_warnings(dense_metrics)  # in the result; the command line prints them
-
     kw = {"surrogate": spec.surrogate} if spec.surrogate is not None else {}
     constraint = FairnessConstraint(spec.constraint, spec.tau, dual_lr=profile.dual_lr, **kw)
+    dense_metrics = {k: _train.evaluate(dense, getattr(splits, k), batch_size=profile.eval_batch_size,
+                                        constraint=constraint) for k in SPLITS}
+    warnings = dense_warnings(dense_metrics)  # in the result; the command line prints them
+
     kwargs = _method_arguments(spec, profile) | dict(spec.method_kwargs)
     if spec.structured is not None:
         kwargs["structured"] = spec.structured
@@ -274,7 +274,7 @@ def _run(spec: RunSpec, profile: Profile, dev: str, *, out: Any, cache_dir: Any,
     _train.set_seed(spec.seed)
     pr = pruners.prune(spec.method, copy.deepcopy(dense), splits, sparsity=spec.sparsity, seed=spec.seed,
                        constraint=constraint, device=dev, counter=counter, progress=progress,
-                       evaluate_on=SPLITS, **kwargs)
+                       evaluate_on=SPLITS, eval_batch_size=profile.eval_batch_size, **kwargs)
     if pr.model is None:
         raise RuntimeError(f"method {spec.method!r} returned no model")
     d = pr.to_dict()
