@@ -53,3 +53,20 @@ def test_a_sample_of_stored_results_recomputes(name, n):
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.name)
 def test_every_stored_sweep_recomputes(sweep):
     _check(sweep, int(os.environ.get("FAIRPRUNE_VERIFY_N", "1")))
+
+
+@pytest.mark.parametrize("settings", [{"finetune_steps": "+1"}, {"finetune_lr": "x1.5"}], ids=["one_more_step", "lr"])
+def test_the_measured_tolerances_still_catch_a_real_change(settings):
+    """A stored Adult OMP run (made on another CPU), recomputed with one more fine-tuning step or
+    another learning rate, fails the tolerant check with the real TOLERANCES.json."""
+    stored = next(r for r in experiments.load_results(RESULTS / "fig3_4_adult")[0]
+                  if r["method"] == "omp" and r["sparsity_target"] == 0.893 and r["seed"] == 0)
+    spec = experiments.RunSpec.from_dict(stored["spec"])
+    profile = experiments.get_profile(spec.profile)
+    knob, how = next(iter(settings.items()))
+    value = getattr(profile, knob) + 1 if how == "+1" else getattr(profile, knob) * 1.5
+    changed = experiments.run(experiments.RunSpec(**{**spec.to_dict(), "settings": {knob: value}}))
+    cmp = experiments.compare_results(stored, changed, exact=False, tolerances=experiments.load_tolerances())
+    assert cmp["mismatches"], f"{knob}={value} passed the tolerant check"
+    if how == "x1.5":  # no count changes: the metrics themselves must move beyond their tolerance
+        assert any("> tolerance" in m for m in cmp["mismatches"]), cmp["mismatches"]
