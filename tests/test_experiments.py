@@ -422,3 +422,15 @@ def test_unknown_dataset_in_a_sweep_fails_before_any_run(tmp_path):
     with pytest.raises(ValueError, match=r"unknown dataset 'adlut' \(did you mean 'adult'\?\)"):
         ex.sweep(cfg, out=tmp_path, quiet=True)
     assert not list(tmp_path.rglob("*"))
+
+
+def test_figure_bands_stay_within_the_metric_range():
+    """A confidence band of a rate never leaves [0, 1]; losses and counts are only kept >= 0."""
+    from fairprune_lite.experiments.figures import _mean_spread
+
+    m, lo, hi = _mean_spread([0.97, 0.99, 1.0], "ci")
+    assert 0.0 <= lo <= m <= hi == 1.0
+    m, lo, hi = _mean_spread([0.0, 0.01, 0.2], "std")
+    assert lo == 0.0 and hi < 1.0
+    m, lo, hi = _mean_spread([2.0, 3.0, 9.0], "ci", upper=None)
+    assert lo == 0.0 and hi > 9.0

@@ -30,17 +30,24 @@ from .sweep import sweep_results
 __all__ = ["figure", "figure_from_config", "caption", "iterations_to_fair", "interpolation_curve", "FIGURES",
            "register_figure", "FIGURE_KINDS"]
 
-def _mean_spread(values: Sequence[float], spread: str) -> tuple[float, float, float]:
+def _mean_spread(values: Sequence[float], spread: str, upper: float | None = 1.0) -> tuple[float, float, float]:
+    """Mean and band (``ci``: 95% t-interval, ``std`` or ``minmax``), the band clipped to the
+    quantity's range: ``[0, upper]`` (rates and gaps lie in [0, 1]; ``upper=None`` for losses
+    and counts, which are only non-negative)."""
     a = np.asarray([v for v in values if v is not None], dtype=float)
     if a.size == 0:
         return float("nan"), float("nan"), float("nan")
     if spread == "ci":
-        return mean_ci(a)
-    m = float(a.mean())
-    if spread == "minmax":
-        return m, float(a.min()), float(a.max())
-    sd = float(a.std(ddof=1)) if a.size > 1 else 0.0
-    return m, m - sd, m + sd
+        m, lo, hi = mean_ci(a)
+    elif spread == "minmax":
+        m, lo, hi = float(a.mean()), float(a.min()), float(a.max())
+    else:
+        m = float(a.mean())
+        sd = float(a.std(ddof=1)) if a.size > 1 else 0.0
+        lo, hi = m - sd, m + sd
+    lo = max(lo, 0.0)
+    hi = hi if upper is None else min(hi, upper)
+    return m, lo, hi
 
 
 def caption(results: Sequence[Mapping[str, Any]]) -> str:
@@ -160,7 +167,7 @@ def _fig_cost(results: list, spread: str, plt: Any) -> Any:
         vals = [v for v in itf[label].values() if v is not None]
         n_all = len(itf[label])
         if vals:
-            m, lo, hi = _mean_spread(vals, spread)
+            m, lo, hi = _mean_spread(vals, spread, upper=None)
             ax.bar(i, m, yerr=[[m - lo], [hi - m]], color=f"C{i % 10}", capsize=3)
             ax.text(i, m, f"{m:.0f}\n({len(vals)}/{n_all} fair)", ha="center", va="bottom", fontsize=7)
         else:
@@ -178,7 +185,7 @@ def _fig_cost(results: list, spread: str, plt: Any) -> Any:
         rs = [r for r in results if r["label"] == label]
         by_b = _group(rs, lambda r: r["budget"])
         bs = sorted(by_b)
-        it = [_mean_spread([r["cost"]["iterations"] for r in by_b[b]], spread)[0] for b in bs]
+        it = [_mean_spread([r["cost"]["iterations"] for r in by_b[b]], spread, upper=None)[0] for b in bs]
         gap = [_mean_spread([r["val"]["accuracy_gap"] for r in by_b[b]], spread) for b in bs]
         ax.errorbar(it, [g[0] for g in gap], yerr=[[g[0] - g[1] for g in gap], [g[2] - g[0] for g in gap]],
                     fmt="o-", color=f"C{i % 10}", label=label, ms=4, capsize=2)
@@ -284,7 +291,8 @@ def _fig_interpolation(results: list, spread: str, plt: Any, cfg: Mapping[str, A
             raise ValueError(f"no pair of runs {la!r} / {lb!r} with the same seed and sparsity")
         ts = curves[0]["t"]
         for ax, metric in ((axes[0], "loss"), (axes[1], "accuracy_gap")):
-            stats = [_mean_spread([c["test"][metric][j] for c in curves], spread) for j in range(len(ts))]
+            stats = [_mean_spread([c["test"][metric][j] for c in curves], spread,
+                                  upper=None if metric == "loss" else 1.0) for j in range(len(ts))]
             ax.plot(ts, [s[0] for s in stats], "-", color=f"C{i % 10}", label=f"{la} (t=0) -> {lb} (t=1)")
             ax.fill_between(ts, [s[1] for s in stats], [s[2] for s in stats], color=f"C{i % 10}", alpha=0.18)
     axes[0].set_ylabel("test loss")
