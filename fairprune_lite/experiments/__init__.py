@@ -24,7 +24,7 @@ from .config import slug as _slug
 from .figures import FIGURES, caption, figure, figure_from_config, interpolation_curve, iterations_to_fair, \
     register_figure
 from .profiles import PROFILES, Profile, get_profile, lottery_levels, progress_default, quiet_default
-from .provenance import check_clean, device_name, fingerprint, provenance
+from .provenance import check_claims, check_clean, device_name, fingerprint, kernel_fingerprint, provenance
 from .results import (SCHEMA, SPLITS, Result, ResultError, check_writable, load_result, load_results,
                       validate_result, write_json)
 from .run import HISTORY_MAX, default_cache_dir, load_splits, pretrain, run, run_to_file, stratified_subsample
@@ -36,7 +36,7 @@ __all__ = [
     "Profile", "PROFILES", "get_profile", "lottery_levels", "quiet_default", "progress_default",
     "RunSpec", "SweepConfig", "ConfigError", "check_spec", "load_config", "check_config", "expand_config",
     "sweep_dir", "CONFIG_KEYS", "CONSTRAINT_KINDS", "FIGURE_KINDS", "SPREADS",
-    "provenance", "device_name", "fingerprint", "check_clean",
+    "provenance", "device_name", "fingerprint", "kernel_fingerprint", "check_claims", "check_clean",
     "Result", "ResultError", "SCHEMA", "SPLITS", "validate_result", "load_result", "load_results", "write_json",
     "check_writable",
     "run", "run_to_file", "pretrain", "load_splits", "stratified_subsample", "default_cache_dir", "HISTORY_MAX",

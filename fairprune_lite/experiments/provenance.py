@@ -8,18 +8,20 @@ when the fingerprints are equal and within measured tolerances otherwise.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from .. import __version__
 
-__all__ = ["provenance", "device_name", "fingerprint", "git_state", "REPO", "BOOK_RESULTS", "check_clean"]
+__all__ = ["provenance", "device_name", "fingerprint", "git_state", "REPO", "BOOK_RESULTS", "check_clean",
+           "kernel_fingerprint", "check_claims"]
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK_RESULTS = REPO / "book" / "results"
@@ -114,3 +116,32 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
         "fingerprint": fingerprint(device),
         "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
+
+
+def kernel_fingerprint() -> dict[str, Any]:
+    """The part of :func:`fingerprint` that decides a computed number's last bits on a CPU: the
+    CPU model, the instruction set torch dispatches to, the torch build and the dispatch
+    overrides (the thread count is left out: the book's chapters run their training single
+    threaded whatever the kernel's default)."""
+    return {k: v for k, v in fingerprint().items() if k != "threads"}
+
+
+def check_claims(claims: Mapping[str, bool], reference: str | os.PathLike = "FINGERPRINT.json") -> None:
+    """Check the claims a text makes about numbers computed above it.
+
+    Where the numbers were computed on the machine whose :func:`kernel_fingerprint` is stored in
+    ``reference`` (the book's executed outputs: ``book/FINGERPRINT.json``), or when there is no
+    reference, a claim that does not hold raises ``AssertionError`` naming it: the text must be
+    rewritten. On another CPU or dispatch level the trained models differ in their last bits and
+    a claim near its threshold may flip; there the claims that do not hold are printed, with both
+    fingerprints, instead (the text was checked where its printed numbers come from)."""
+    failed = [k for k, v in claims.items() if not v]
+    if not failed:
+        return
+    ref_path = Path(reference)
+    ref = json.loads(ref_path.read_text()) if ref_path.is_file() else None
+    here = kernel_fingerprint()
+    if ref is None or ref == here:
+        raise AssertionError("a sentence of the text no longer holds, rewrite it: " + "; ".join(failed))
+    print(f"NOTE: on this machine ({here}) {len(failed)} of {len(claims)} claims do not hold: "
+          + "; ".join(failed) + f". The text was checked where its numbers were computed ({ref}).")
