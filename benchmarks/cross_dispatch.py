@@ -29,6 +29,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
+from fairprune_lite.experiments.verify import tolerance_key  # the one rule that files a tolerance
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "book" / "results"
 
@@ -59,12 +61,6 @@ def leaves(d: Any, path: str = "") -> Iterator[tuple[str, Any]]:
             yield from leaves(v, f"{path}.{i}")
     else:
         yield path, d
-
-
-def leaf_key(path: str) -> str:
-    """The tolerance key of a path: its last component that is not all digits."""
-    parts = [p for p in path.split(".") if not p.isdigit()]
-    return parts[-1] if parts else path
 
 
 def pick(per_family_cnn: int, seed: int) -> list[Path]:
@@ -142,7 +138,7 @@ def summarize(out: Path, tolerances: Path | None, factor: float) -> dict[str, An
                     if isinstance(va, bool) or not isinstance(va, (int, float)) or not isinstance(vb, (int, float)):
                         continue
                     d = abs(float(va) - float(vb))
-                    key = leaf_key(path)
+                    key = tolerance_key(path)
                     where = [d, path, f.parent.name + "/" + f.name, f"{a} vs {b}"]
                     cur = worst[fam].get(key)
                     if cur is None or d > cur[0]:

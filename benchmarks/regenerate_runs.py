@@ -32,9 +32,9 @@ def stale(results: Path, methods: set[str], structured_methods: set[str]) -> lis
         r = json.loads(p.read_text())
         m, st = r.get("method"), bool((r.get("spec") or {}).get("structured"))
         if m in methods or (m in structured_methods and st):
-            out.append(p)
+            out.append((r.get("model") != "mlp", str(p), p))
     # cheap (tabular) runs first, so a partial regeneration still covers whole sweeps
-    return sorted(out, key=lambda p: (json.loads(p.read_text()).get("model") != "mlp", str(p)))
+    return [p for *_key, p in sorted(out)]
 
 
 def _one(path: str, stage: str) -> tuple[str, float]:

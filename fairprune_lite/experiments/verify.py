@@ -30,7 +30,7 @@ from .provenance import BOOK_RESULTS
 from .results import VERIFIED, load_results
 from .run import default_cache_dir, run
 
-__all__ = ["verify", "compare_results", "load_tolerances", "TOLERANCES_FILE"]
+__all__ = ["verify", "compare_results", "load_tolerances", "tolerance_key", "TOLERANCES_FILE"]
 
 TOLERANCES_FILE = BOOK_RESULTS / "TOLERANCES.json"
 IGNORED = {"wall_time_s", "provenance", "_path", "cached", "date", "weights"}
@@ -58,7 +58,9 @@ def load_tolerances(path: str | os.PathLike | None = None) -> dict[str, Any] | N
     return tol
 
 
-def _leaf_key(path: str) -> str:
+def tolerance_key(path: str) -> str:
+    """The key a compared leaf's tolerance is filed under in TOLERANCES.json: the last component
+    of its dotted path that is not all digits (group labels and list indices are skipped)."""
     parts = [p for p in path.split(".") if not p.isdigit()]
     return parts[-1] if parts else path
 
@@ -103,7 +105,7 @@ def compare_results(stored: Mapping[str, Any], new: Mapping[str, Any], *, exact:
             if diff != 0:
                 out.append(f"{path}: stored {a!r} != recomputed {b!r} (always exact)")
             return
-        tol = fam_tol.get(_leaf_key(path))
+        tol = fam_tol.get(tolerance_key(path))
         if tol is None:
             if diff != 0:
                 out.append(f"{path}: stored {a!r} != recomputed {b!r}: "
@@ -111,7 +113,7 @@ def compare_results(stored: Mapping[str, Any], new: Mapping[str, Any], *, exact:
             return
         if diff > tol:
             out.append(f"{path}: stored {a!r} != recomputed {b!r} (|diff| {diff:.3g} > tolerance {tol:g} "
-                       f"for {_leaf_key(path)!r}, {family})")
+                       f"for {tolerance_key(path)!r}, {family})")
         elif diff > worst["d"]:
             worst.update(d=diff, at=path)
 
