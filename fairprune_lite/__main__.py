@@ -6,8 +6,9 @@ results), ``compare`` (paired difference of two methods over seeds), ``list-meth
 ``list-profiles``. Argument parsing only; the work is done by :mod:`fairprune_lite.experiments`.
 
 Exit status: 0 on success, 1 when ``verify`` finds a mismatch or ``sweep`` has failed runs, 2 on
-bad input (unknown method, dataset or attribute, a config typo, an unwritable folder), reported
-before any long computation.
+bad input (unknown method, dataset or attribute, a config typo, an unknown or bad constraint
+option, a constraint the method cannot honour, an unwritable folder), reported before any data is
+loaded or any model trained.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import yaml
 
 from . import __version__, pruners
 from . import experiments as ex
+from .experiments.config import CONSTRAINT_OPTIONS
 from .data import fetch as data_fetch
 
 EXAMPLES = """examples:
   fairprune run --dataset adult --method bifp --sparsity 0.7 --seed 0
   fairprune run --dataset my_data.npz --method omp --sparsity 0.5 --profile smoke
+  fairprune run --method bifp --sparsity 0.7 --constraint-option margin=1.645 --constraint-option dual=nupi
   fairprune sweep configs/fig1.yaml                      # runs only what is missing
   fairprune figure configs/fig1.yaml                     # PNG + SVG next to the results
   fairprune sweep configs/fig1.yaml --jobs 2             # two runs at a time
@@ -83,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a method keyword argument, e.g. -o fair_mask=false (repeatable)")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KNOB=VALUE",
                    help="override a profile knob, e.g. --set pretrain_epochs=2 (repeatable)")
+    p.add_argument("--constraint-option", dest="constraint_options", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="a FairnessConstraint option, e.g. --constraint-option margin=1.645, dual=nupi, kp=5, "
+                        f"mode=penalty (repeatable; options: {', '.join(CONSTRAINT_OPTIONS)})")
     p.add_argument("--budget", type=float, default=1.0, help="factor on the pruning-stage length (default 1)")
     p.add_argument("--save-weights", action="store_true", help="also store the final weights (for Fig. 8)")
     p.add_argument("--json", action="store_true", help="print the whole result JSON on stdout")
@@ -161,6 +168,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         constraint=args.constraint, tau=args.tau, surrogate=args.surrogate, structured=args.structured,
         label=args.label, method_kwargs=_key_values(args.option, "--option"), budget=args.budget,
         settings=_key_values(args.settings, "--set"), save_weights=args.save_weights,
+        constraint_options=_key_values(args.constraint_options, "--constraint-option"),
     )
     ex.check_spec(spec)
     ex.check_clean(args.out, args.allow_dirty)
@@ -178,11 +186,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
               f"degradation gap {t['degradation_gap']:.4f}\n"
               f"  {res['cost']['iterations']} iterations, {res['cost']['forward_passes']} forward / "
               f"{res['cost']['backward_passes']} backward passes, {res['wall_time_s']:.1f} s")
+        for line in _constraint_lines(res):
+            print(line)
         for line in _feasibility_lines(res):
             print(line)
     for w in res.get("warnings") or []:
         print(f"WARNING: {w}", file=sys.stderr)
     return 0
+
+
+def _constraint_lines(res: dict[str, Any]) -> list[str]:
+    """The constraint options the run set (``spec.constraint_options``), with the values the
+    constraint actually ran with (its stored ``constraint_config``); nothing when none was set."""
+    opts = (res.get("spec") or {}).get("constraint_options") or {}
+    if not opts:
+        return []
+    used = res.get("constraint_config") or {}
+    shown = ", ".join(f"{k}={used.get(k, v)!r}" for k, v in sorted(opts.items()))
+    return [f"  constraint {res['constraint']} <= tau {res['tau']:g}, options: {shown}"]
 
 
 def _feasibility_lines(res: dict[str, Any]) -> list[str]:

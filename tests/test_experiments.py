@@ -110,10 +110,61 @@ budgets = [1, 2]
     ("methods: [{method: bifp, stpes: 3}]\nsparsities: [0.5]\n", r"stpes.*\(did you mean 'steps'\?\)"),
     ("methods: [omp]\nsparsities: [0.5]\nsettings: {pretrain_min_step: 2}\n", "did you mean 'pretrain_min_steps'"),
     ("methods: [omp]\nsparsities: [0.5]\nspread: sd\n", "spread must be one of ci, std, minmax"),
+    ("methods: [pf]\nsparsities: [0.5]\nconstraint_options: {margn: 1}\n",
+     r"unknown constraint option 'margn' \(did you mean 'margin'\?\)"),
+    ("methods: [{method: pf, constraint_options: {dul: nupi}}]\nsparsities: [0.5]\n",
+     r"methods\[0\]: unknown constraint option 'dul' \(did you mean 'dual'\?\)"),
+    ("methods: [pf]\nsparsities: [0.5]\nconstraint_options: {dual: foo}\n", r"pf.*dual must be one of"),
+    ("methods: [omp, {method: pf, constraint_options: {margin: -1}}]\nsparsities: [0.5]\n",
+     r"methods\[1\] \(pf\).*margin must be >= 0"),
+    ("methods: [pf]\nsparsities: [0.5]\nconstraint_options: {window: 0}\n", "window must be a positive integer"),
+    ("methods: [pf]\nsparsities: [0.5]\nconstraint_options: {dual_lr: 0.1}\n",
+     r"'dual_lr' is not set here: use the profile knob dual_lr"),
+    ("methods: [pf]\nsparsities: [0.5]\nconstraint_options: [margin]\n", "constraint_options must be a mapping"),
+    ("methods: [pf]\nsparsities: [0.5]\nsurrogate: sigmod\n", "surrogate must be one of"),
+    ("methods: [postproc]\nsparsities: [0.5]\n", r"postproc.*cannot honour constraint 'accuracy_gap'"),
 ])
 def test_config_errors_name_the_problem(tmp_path, text, match):
     with pytest.raises(ex.ConfigError, match=match):
         ex.load_config(write(tmp_path / "c.yaml", text))
+
+
+def test_constraint_options_of_a_sweep_reach_every_spec(tmp_path):
+    """Top-level options go to every method, a method's own override them name by name; a sweep
+    without options expands to the specs (and run ids) it had before options existed."""
+    cfg = ex.load_config(write(tmp_path / "c.yaml", """
+methods: [omp, {method: pf, label: PF-nupi, constraint_options: {dual: nupi, margin: 0}}]
+sparsities: [0.5]
+constraint_options: {margin: 1.645, window: 4}
+"""))
+    by_label = {s.run_label: s for s in ex.expand_config(cfg, profile="smoke")}
+    assert by_label["omp"].constraint_options == {"margin": 1.645, "window": 4}
+    assert by_label["PF-nupi"].constraint_options == {"margin": 0, "window": 4, "dual": "nupi"}
+    assert by_label["PF-nupi"].to_dict()["constraint_options"] == {"dual": "nupi", "margin": 0, "window": 4}
+    plain = ex.expand_config({"methods": ["omp"], "sparsities": [0.5]}, profile="smoke")[0]
+    assert "constraint_options" not in plain.to_dict()
+    assert plain.run_id() != by_label["omp"].run_id()
+
+
+def test_run_ids_without_constraint_options_are_unchanged():
+    """The hash behind a run id is that of the spec without the (empty) constraint options: a
+    known id, and every stored result of Fig. 5 still matches its spec."""
+    spec = {"method": "bifp", "dataset": "fashion", "sparsity": 0.9, "seed": 0, "target": "tops", "sensitive": None,
+            "model": None, "profile": "cpu", "constraint": "accuracy_gap", "tau": 0.01, "surrogate": None,
+            "structured": None, "label": "BiFP", "method_kwargs": {}, "budget": 1.0, "settings": {},
+            "save_weights": False}
+    assert ex.RunSpec(**spec).run_id() == "BiFP_fashion_s0.9000_seed0_ac9a804195"
+    assert ex.RunSpec(**spec, constraint_options={}).run_id() == "BiFP_fashion_s0.9000_seed0_ac9a804195"
+    with_opts = ex.RunSpec(**spec, constraint_options={"margin": 1.645, "dual": "nupi"})
+    assert with_opts.run_id() != "BiFP_fashion_s0.9000_seed0_ac9a804195"
+    assert with_opts.run_id() == ex.RunSpec(**spec, constraint_options={"dual": "nupi", "margin": 1.645}).run_id()
+    assert ex.RunSpec.from_dict(with_opts.to_dict()) == with_opts
+    stored = sorted((Path(__file__).resolve().parents[1] / "book" / "results" / "fig5").glob("*.json"))
+    stored = [json.loads(p.read_text()) for p in stored]
+    stored = [r for r in stored if isinstance(r, dict) and "run_id" in r and "spec" in r]
+    assert stored
+    for r in stored:
+        assert ex.RunSpec(**r["spec"]).run_id() == r["run_id"], r["run_id"]
 
 
 def test_config_file_errors(tmp_path):
@@ -242,6 +293,70 @@ def test_run_bad_input_before_computation(npz, tmp_path):
     with pytest.raises(ValueError, match="not writable"):
         ex.run(spec_for(npz), out=blocker / "sub")
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.json"))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(tau=1.5), r"tau must be in \[0.0, 1.0\], got 1.5"),
+    (dict(tau=-0.01), r"tau must be in \[0.0, 1.0\]"),
+    (dict(tau=float("nan")), "tau must be a number"),
+    (dict(method="pf", constraint_options={"margn": 1.0}), r"unknown constraint option 'margn' \(did you mean 'margin'\?\)"),
+    (dict(method="pf", constraint_options={"surrogate": "hinge"}), r"'surrogate' is not set here"),
+    (dict(method="pf", constraint_options={"dual": "foo"}), r"constraint options \{'dual': 'foo'\}: dual must be one of"),
+    (dict(method="pf", constraint_options={"margin": -1.0}), "margin must be >= 0"),
+    (dict(method="pf", constraint_options={"ema_nu": 1.0}), r"ema_nu must be in \[0, 1\)"),
+    (dict(method="pf", constraint_options={"mode": "hard"}), "mode must be one of"),
+    (dict(method="pf", constraint_options={"init_multiplier": [1.0]}), "init_multiplier must have 2 entries"),
+    (dict(method="pf", surrogate="sigmod"), "surrogate must be one of"),
+    (dict(method="postproc"), r"method 'postproc' cannot honour constraint 'accuracy_gap'"),
+    (dict(method="bifp", method_kwargs={"gama": 1.0}), r"no option 'gama' \(did you mean 'gamma'\?\)"),
+    (dict(method="bifp", method_kwargs={"gamma": -1.0}), "method 'bifp': gamma must be a positive number"),
+])
+def test_bad_constraint_input_fails_before_data_or_pretraining(npz, tmp_path, monkeypatch, kw, match):
+    """Each is found by check_spec, before run() loads data or pretrains (both would raise here)."""
+    from fairprune_lite import data as _data
+    from fairprune_lite import train as _train
+
+    def never(*a, **k):
+        raise AssertionError("data loaded or a model trained before the spec was checked")
+
+    monkeypatch.setattr(_data, "load_dataset", never)
+    monkeypatch.setattr(_train, "fit", never)
+    with pytest.raises(ValueError, match=match):
+        ex.check_spec(spec_for(npz, **kw))
+    with pytest.raises(ValueError, match=match):
+        ex.run(spec_for(npz, **kw), out=tmp_path / "o", cache_dir=tmp_path / "cache")
+    assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.pt"))
+    # the same spec without the bad setting passes the check (the failure is the setting's)
+    if kw.get("method") in ("pf", "bifp") and len(kw) > 1:
+        ex.check_spec(spec_for(npz, method=kw["method"]))
+
+
+def test_constraint_options_from_yaml_reach_the_constraint(npz, tmp_path):
+    """A sweep's options are in each result's spec and in the configuration of the constraint
+    the method trained with (``method_config.constraint``), and the runner's own copy."""
+    cfg = write(tmp_path / "opts.yaml", f"""
+profile: smoke
+datasets: ["{npz}"]
+methods: [{{method: pf, constraint_options: {{dual: nupi, kp: 2.0}}}}]
+sparsities: [0.5]
+taus: [0.05]
+constraint_options: {{margin: 1.645, window: 4}}
+""")
+    summary = ex.sweep(cfg, out=tmp_path / "runs", quiet=True)
+    assert summary["failed"] == [] and len(summary["ran"]) == 1
+    [path] = (tmp_path / "runs" / "opts").glob("pf_*.json")
+    res = ex.load_result(path)
+    want = {"margin": 1.645, "window": 4, "dual": "nupi", "kp": 2.0}
+    assert res["spec"]["constraint_options"] == dict(sorted(want.items()))
+    for conf in (res["constraint_config"], res["method_config"]["constraint"]):
+        assert {k: conf[k] for k in want} == want
+        assert conf["tau"] == 0.05 and conf["dual_lr"] == ex.PROFILES["smoke"].dual_lr
+    # and they change training: the same run without them moves its multipliers otherwise
+    plain = ex.run(ex.RunSpec.from_dict({k: v for k, v in res["spec"].items() if k != "constraint_options"}),
+                   cache_dir=tmp_path / "runs" / "cache")
+    assert plain["pretrain_cost"]["cached"] is True and plain["dense"] == res["dense"]
+    trajectory = [h["constraint"]["multipliers"] for h in res["history"]]
+    assert trajectory != [h["constraint"]["multipliers"] for h in plain["history"]]
 
 
 # ------------------------------------------------------------------------------------------ files

@@ -2,7 +2,8 @@
 YAML ``.yaml``/``.yml`` or TOML ``.toml`` file; schema in ``configs/README.md``).
 
 Every key of a configuration is checked before any computation: an unknown key, method, method
-option, profile knob or value is a :class:`ConfigError` naming it and the nearest known name.
+option, constraint option, profile knob or value is a :class:`ConfigError` naming it and the
+nearest known name; so is a constraint a method cannot honour (``postproc`` has no accuracy gap).
 The grid is datasets x models x methods x sparsities x taus x budgets x seeds.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import inspect
 import json
 import math
 import re
@@ -19,9 +21,11 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from .. import bilevel
 from .. import data as _data
 from .. import models as _models
 from .. import pruners
+from ..constraints import FairnessConstraint
 from .profiles import PROFILES, Profile, get_profile, lottery_levels
 
 try:
@@ -30,11 +34,26 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["RunSpec", "SweepConfig", "ConfigError", "check_spec", "load_config", "check_config",
-           "expand_config", "sweep_dir", "CONFIG_KEYS", "CONSTRAINT_KINDS", "FIGURE_KINDS", "SPREADS"]
+           "expand_config", "sweep_dir", "make_constraint", "run_constraint", "check_constraint_options", "CONFIG_KEYS",
+           "CONSTRAINT_KINDS", "CONSTRAINT_OPTIONS", "FIGURE_KINDS", "SPREADS"]
 
 CONSTRAINT_KINDS = ("accuracy_gap", "demographic_parity", "equalized_odds")
 FIGURE_KINDS = ("sparsity", "tradeoff", "cost", "ablation", "interpolation")
 SPREADS = ("ci", "std", "minmax")
+
+#: arguments of :class:`~fairprune_lite.constraints.FairnessConstraint` set elsewhere in a run,
+#: and where (they are refused as constraint options, so that each has one place)
+_CONSTRAINT_SET_ELSEWHERE = {
+    "kind": "the run's 'constraint' (--constraint)",
+    "tau": "the run's 'tau' / a sweep's 'taus' (--tau)",
+    "surrogate": "the run's 'surrogate' (--surrogate)",
+    "dual_lr": "the profile knob dual_lr (settings: {dual_lr: ...}, --set dual_lr=...)",
+}
+#: the keyword arguments of :class:`~fairprune_lite.constraints.FairnessConstraint` a run's
+#: ``constraint_options`` may set (read from its signature, so a new option is settable at once)
+CONSTRAINT_OPTIONS = tuple(
+    name for name, p in inspect.signature(FairnessConstraint).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _CONSTRAINT_SET_ELSEWHERE)
 
 
 class ConfigError(ValueError):
@@ -67,7 +86,11 @@ class RunSpec:
     """Everything that determines one run; :func:`run` of the same spec gives the same numbers
     on CPU. ``label`` names the method variant in figures (default: the method name);
     ``method_kwargs`` go to the method (e.g. ``fair_mask=False``); ``budget`` scales the
-    pruning-stage length; ``settings`` override profile knobs."""
+    pruning-stage length; ``settings`` override profile knobs; ``constraint_options`` are keyword
+    arguments of the :class:`~fairprune_lite.constraints.FairnessConstraint` (names in
+    :data:`CONSTRAINT_OPTIONS`, e.g. ``{"margin": 1.645, "dual": "nupi"}``). An empty
+    ``constraint_options`` is left out of :meth:`to_dict`, so the run ids of specs without
+    options are those they had before the field existed."""
 
     method: str
     dataset: str
@@ -86,11 +109,16 @@ class RunSpec:
     budget: float = 1.0
     settings: dict = field(default_factory=dict)
     save_weights: bool = False
+    constraint_options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["method_kwargs"] = dict(sorted(d["method_kwargs"].items()))
         d["settings"] = dict(sorted(d["settings"].items()))
+        if d["constraint_options"]:
+            d["constraint_options"] = dict(sorted(d["constraint_options"].items()))
+        else:
+            del d["constraint_options"]  # the hash (run id) of a spec without options is unchanged
         return d
 
     @classmethod
@@ -113,8 +141,84 @@ class RunSpec:
         return f"{slug(self.run_label)}_{slug(ds)}_s{self.sparsity:.4f}_seed{self.seed}_{h}"
 
 
+def check_constraint_options(options: Any) -> dict[str, Any]:
+    """``options`` as a dict if every name is a :data:`CONSTRAINT_OPTIONS` entry; a
+    ``ValueError`` naming the first unknown one (and the nearest known name, or where an
+    argument set elsewhere is set) otherwise. Values are checked by :func:`make_constraint`."""
+    if not isinstance(options, Mapping):
+        raise ValueError(f"constraint_options must be a mapping of option names to values, got {options!r}")
+    for k in options:
+        if k in _CONSTRAINT_SET_ELSEWHERE:
+            raise ValueError(f"constraint option {k!r} is not set here: use {_CONSTRAINT_SET_ELSEWHERE[k]}")
+        if k not in CONSTRAINT_OPTIONS:
+            raise ValueError(f"unknown constraint option {k!r}{suggest(k, CONSTRAINT_OPTIONS)}; known options: "
+                             f"{', '.join(CONSTRAINT_OPTIONS)}")
+    return dict(options)
+
+
+def make_constraint(kind: str, tau: float, *, surrogate: str | None = None, dual_lr: float | None = None,
+                    options: Mapping[str, Any] | None = None) -> FairnessConstraint:
+    """The run's :class:`~fairprune_lite.constraints.FairnessConstraint` (``surrogate`` and
+    ``dual_lr`` only when given, so the class's defaults apply otherwise). Its own checks judge
+    the values; a ``ValueError`` names the run's setting that is wrong."""
+    opts = check_constraint_options(options or {})
+    kw: dict[str, Any] = dict(opts)
+    if surrogate is not None:
+        kw["surrogate"] = surrogate
+    if dual_lr is not None:
+        kw["dual_lr"] = dual_lr
+    try:
+        return FairnessConstraint(kind, tau, **kw)
+    except (TypeError, ValueError) as e:  # a value of the wrong type may fail in a comparison
+        where = f"constraint options {dict(sorted(opts.items()))}" if opts else f"constraint {kind!r}"
+        raise ValueError(f"{where}: {e}") from None
+
+
+#: arguments of :func:`fairprune_lite.pruners.prune` the runner sets itself (never method_kwargs)
+_RUNNER_ARGUMENTS = {"model", "splits", "sparsity", "seed", "constraint", "device", "counter", "progress",
+                     "evaluate_on", "eval_batch_size", "structured"}
+
+
+def check_method_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
+    """A ``ValueError`` naming a ``method_kwargs`` entry that is neither an option of ``method``
+    nor an argument of :func:`~fairprune_lite.pruners.prune` the runner leaves to the spec
+    (e.g. ``scope``, ``finetune_steps``); BiFP / BiP options are checked by value too."""
+    own = set(pruners.METHODS[method].options())
+    common = {name for name, p in inspect.signature(pruners.prune).parameters.items()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _RUNNER_ARGUMENTS}
+    for k in kwargs:
+        if k not in own | common:
+            raise ValueError(f"method {method!r} has no option {k!r}{suggest(k, own | common)}; its options are "
+                             f"{sorted(own) or 'none'}")
+    if method in ("bifp", "bip"):
+        try:
+            bilevel.DEFAULTS.replace(**{k: v for k, v in kwargs.items() if k in own}).check()
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"method {method!r}: {e}") from None
+
+
+def run_constraint(spec: RunSpec, profile: Profile) -> FairnessConstraint:
+    """The constraint of ``spec``: its kind, ``tau``, ``surrogate`` and ``constraint_options``,
+    multipliers stepped at the profile's ``dual_lr``. :func:`check_spec` builds it once to
+    validate the spec and :func:`~fairprune_lite.experiments.run.run` builds it to run, so what
+    was checked is what runs."""
+    return make_constraint(spec.constraint, spec.tau, surrogate=spec.surrogate, dual_lr=profile.dual_lr,
+                           options=spec.constraint_options)
+
+
+def check_method_constraint(method: str, constraint: str) -> None:
+    """A ``ValueError`` if ``method`` cannot honour a ``constraint`` of this kind (``postproc``:
+    fairlearn's ThresholdOptimizer has no accuracy parity)."""
+    if method == "postproc" and constraint not in pruners.POSTPROC_CONSTRAINTS:
+        raise ValueError(f"method 'postproc' cannot honour constraint {constraint!r} (fairlearn's "
+                         f"ThresholdOptimizer has no accuracy parity); use constraint "
+                         f"{' or '.join(sorted(pruners.POSTPROC_CONSTRAINTS))}")
+
+
 def check_spec(spec: RunSpec) -> Profile:
-    """Validate everything about ``spec`` that can be checked without data; return its profile."""
+    """Validate everything about ``spec`` that can be checked without data (the constraint is
+    built once, with the profile's ``dual_lr``, so its own checks judge the options); return
+    its profile."""
     methods = pruners.METHODS
     if spec.method not in methods:
         raise ValueError(f"unknown method {spec.method!r}{suggest(spec.method, methods)}; "
@@ -135,9 +239,12 @@ def check_spec(spec: RunSpec) -> Profile:
         raise ValueError(f"structured must be true, false or unset, got {spec.structured!r}")
     if not isinstance(spec.method_kwargs, Mapping):
         raise ValueError("method_kwargs must be a mapping")
+    check_method_kwargs(spec.method, spec.method_kwargs)
+    check_method_constraint(spec.method, spec.constraint)
     profile = get_profile(spec.profile)
     if spec.settings:
         profile = profile.replace(**spec.settings)
+    run_constraint(spec, profile)  # built once: its own checks judge surrogate and options
     ds = str(spec.dataset)
     if ds.endswith(".npz"):
         if not Path(ds).is_file():
@@ -154,10 +261,10 @@ def check_spec(spec: RunSpec) -> Profile:
 CONFIG_KEYS = {
     "name", "figure", "profile", "out", "datasets", "models", "methods", "sparsities", "seeds",
     "constraint", "taus", "surrogate", "structured", "budgets", "settings", "save_weights", "pairs",
-    "points", "spread", "description",
+    "points", "spread", "description", "constraint_options",
 }
 DATASET_KEYS = {"dataset", "target", "sensitive", "model", "label"}
-METHOD_KEYS = {"method", "label", "structured", "taus"}
+METHOD_KEYS = {"method", "label", "structured", "taus", "constraint_options"}
 
 
 @dataclass(frozen=True)
@@ -171,13 +278,15 @@ class DatasetEntry:
 
 @dataclass(frozen=True)
 class MethodEntry:
-    """One method of a sweep: registry name, label, own taus / structured, method options."""
+    """One method of a sweep: registry name, label, own taus / structured, method options and
+    constraint options (over the sweep's own, name by name)."""
 
     method: str
     label: str | None = None
     structured: bool | None = None
     taus: tuple | None = None
     options: dict = field(default_factory=dict)
+    constraint_options: dict = field(default_factory=dict)
 
     @property
     def run_label(self) -> str:
@@ -204,6 +313,7 @@ class SweepConfig:
     budgets: tuple[float, ...] = (1.0,)
     settings: dict = field(default_factory=dict)
     save_weights: bool = False
+    constraint_options: dict = field(default_factory=dict)
     pairs: tuple = ()
     points: int = 21
     spread: str = "ci"
@@ -259,11 +369,27 @@ class SweepConfig:
                 raise ConfigError(f"{where}: methods[{i}]: {e}{suggest(bad, known)}") from None
             if "taus" in entry and (not isinstance(entry["taus"], list) or not entry["taus"]):
                 raise ConfigError(f"{where}: methods entry {name!r}: taus must be a non-empty list")
+            try:
+                copts = check_constraint_options(entry.get("constraint_options") or {})
+            except ValueError as e:
+                raise ConfigError(f"{where}: methods[{i}]: {e}") from None
             methods.append(MethodEntry(name, entry.get("label"), entry.get("structured"),
-                                       tuple(entry["taus"]) if "taus" in entry else None, options))
+                                       tuple(entry["taus"]) if "taus" in entry else None, options, copts))
         constraint = cfg.get("constraint", "accuracy_gap")
         if constraint not in CONSTRAINT_KINDS:
             raise ConfigError(f"{where}: constraint must be one of {', '.join(CONSTRAINT_KINDS)}, got {constraint!r}")
+        try:
+            top_copts = check_constraint_options(cfg.get("constraint_options") or {})
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        for i, m in enumerate(methods):
+            try:
+                check_method_constraint(m.method, constraint)
+                # the constraint is built once per method so that its own checks judge the values
+                make_constraint(constraint, 0.02, surrogate=cfg.get("surrogate"),
+                                options=top_copts | m.constraint_options)
+            except ValueError as e:
+                raise ConfigError(f"{where}: methods[{i}] ({m.run_label}): {e}") from None
         settings = cfg.get("settings", {}) or {}
         if not isinstance(settings, Mapping):
             raise ConfigError(f"{where}: settings must be a mapping of profile knobs")
@@ -313,6 +439,7 @@ class SweepConfig:
             datasets=tuple(datasets), models=tuple(cfg.get("models") or [None]), constraint=constraint,
             taus=tuple(cfg.get("taus", [0.02])), surrogate=cfg.get("surrogate"), structured=cfg.get("structured"),
             budgets=tuple(budgets), settings=dict(settings), save_weights=bool(cfg.get("save_weights", False)),
+            constraint_options=top_copts,
             pairs=tuple(tuple(p) for p in cfg.get("pairs", []) or []), points=int(cfg.get("points", 21)),
             spread=spread, description=cfg.get("description"), raw=cfg,
         )
@@ -338,7 +465,8 @@ class SweepConfig:
                                         constraint=self.constraint, tau=float(tau), surrogate=self.surrogate,
                                         structured=structured, label=m.label, method_kwargs=dict(m.options),
                                         budget=float(budget), settings=dict(self.settings),
-                                        save_weights=self.save_weights))
+                                        save_weights=self.save_weights,
+                                        constraint_options=self.constraint_options | m.constraint_options))
         return out
 
 

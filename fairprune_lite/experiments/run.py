@@ -38,15 +38,14 @@ from .. import masks as _masks
 from .. import models as _models
 from .. import pruners
 from .. import train as _train
-from ..constraints import FairnessConstraint
 from ..data import stratified_subsample
-from .config import RunSpec, check_spec, slug
+from .config import RunSpec, check_spec, run_constraint, slug
 from .profiles import Profile, log
 from .provenance import provenance
 from .results import SPLITS, Result, atomic_torch_save, check_writable, finite, validate_result, write_json
 
 __all__ = ["run", "run_to_file", "pretrain", "load_splits", "stratified_subsample", "default_cache_dir",
-           "build_model", "dense_key", "HISTORY_MAX"]
+           "build_model", "dense_key", "run_constraint", "HISTORY_MAX"]
 
 HISTORY_MAX = 200
 
@@ -261,8 +260,7 @@ def _run(spec: RunSpec, profile: Profile, dev: str, *, out: Any, cache_dir: Any,
     run_id = spec.run_id()
     log(f"[{run_id}] data: " + ", ".join(f"{k} {len(d)}" for k, d in splits.items()), quiet)
     dense, pre_cost = pretrain(spec, profile, splits, cache_dir=cache_dir, device=dev, progress=progress)
-    kw = {"surrogate": spec.surrogate} if spec.surrogate is not None else {}
-    constraint = FairnessConstraint(spec.constraint, spec.tau, dual_lr=profile.dual_lr, **kw)
+    constraint = run_constraint(spec, profile)
     dense_metrics = {k: _train.evaluate(dense, getattr(splits, k), batch_size=profile.eval_batch_size,
                                         constraint=constraint) for k in SPLITS}
     warnings = dense_warnings(dense_metrics)  # in the result; the command line prints them
