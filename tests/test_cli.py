@@ -77,6 +77,62 @@ def test_run_summary_prints_feasibility_beside_accuracy_and_the_majority_baselin
         assert f"{split}: accuracy_gap {f['value']:.4f} +- {f['se']:.4f} (SE) vs tau 0.05: {verdict}" in p.stdout
         assert f"majority baseline {res[split]['majority_baseline']:.4f}" in p.stdout
     assert "max violation" in p.stdout and "multipliers" in p.stdout
+    assert "options:" not in p.stdout  # no constraint option was set
+
+
+def test_run_constraint_options_reach_the_constraint_and_the_summary(tmp_path, npz, monkeypatch, capsys):
+    monkeypatch.setenv("FAIRPRUNE_PROFILE", "smoke")
+    monkeypatch.setenv("FAIRPRUNE_QUIET", "1")
+    assert main(["run", "--dataset", str(npz), "--method", "pf", "--sparsity", "0.5", "--tau", "0.05",
+                 "--out", str(tmp_path / "o"), "--constraint-option", "margin=1.645",
+                 "--constraint-option", "dual=nupi", "--constraint-option", "kp=2",
+                 "--constraint-option", "max_multiplier=null"]) == 0
+    out = capsys.readouterr().out
+    [path] = (tmp_path / "o").glob("*.json")
+    res = ex.load_result(path)
+    assert res["spec"]["constraint_options"] == {"dual": "nupi", "kp": 2, "margin": 1.645, "max_multiplier": None}
+    for conf in (res["constraint_config"], res["method_config"]["constraint"]):
+        assert (conf["margin"], conf["dual"], conf["kp"], conf["max_multiplier"]) == (1.645, "nupi", 2.0, None)
+    assert ("constraint accuracy_gap <= tau 0.05, options: dual='nupi', kp=2.0, margin=1.645, "
+            "max_multiplier=None") in out
+    # the options are part of the run id: the same run without them is another file
+    assert main(["run", "--dataset", str(npz), "--method", "pf", "--sparsity", "0.5", "--tau", "0.05",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert len(list((tmp_path / "o").glob("*.json"))) == 2
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--tau", "1.5"], r"tau must be in \[0.0, 1.0\], got 1.5"),
+    (["--tau", "-0.1"], r"tau must be in \[0.0, 1.0\]"),
+    (["--constraint-option", "margn=1.645"], r"unknown constraint option 'margn' \(did you mean 'margin'\?\)"),
+    (["--constraint-option", "tau=0.1"], r"constraint option 'tau' is not set here: use .*--tau"),
+    (["--constraint-option", "dual=foo"], r"dual must be one of \('gda', 'nupi'\), got 'foo'"),
+    (["--constraint-option", "margin=-1"], "margin must be >= 0"),
+    (["--constraint-option", "window=two"], "window must be a positive integer, got 'two'"),
+    (["--constraint-option", "margin"], "--constraint-option must look like KEY=VALUE"),
+    (["--method", "postproc"], r"method 'postproc' cannot honour constraint 'accuracy_gap'"),
+    (["--method", "bifp", "--option", "stpes=3"], r"no option 'stpes' \(did you mean 'steps'\?\)"),
+])
+def test_bad_constraint_input_exits_2_before_data_or_pretraining(tmp_path, monkeypatch, capsys, npz, args, match):
+    from fairprune_lite import data as _data
+    from fairprune_lite import train as _train
+
+    def never(*a, **k):
+        raise AssertionError("data loaded or a model trained before the input was checked")
+
+    monkeypatch.setattr(_data, "load_dataset", never)
+    monkeypatch.setattr(_train, "fit", never)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAIRPRUNE_PROFILE", "smoke")
+    monkeypatch.setenv("FAIRPRUNE_QUIET", "1")
+    base = ["run", "--dataset", str(npz), "--method", "pf", "--sparsity", "0.5"]
+    assert main(base + args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    import re
+
+    assert re.search(match, err), err
+    assert not list(tmp_path.rglob("*.pt")) and not list(tmp_path.rglob("*.json"))
 
 
 def test_run_json_output_and_flags(tmp_path, npz):
