@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import datetime
 import json
 import math
@@ -29,6 +30,9 @@ import torch
 
 from fairprune_lite import experiments as ex
 from fairprune_lite import pruners, train
+from fairprune_lite.experiments import config as _config
+
+_run_mod = importlib.import_module("fairprune_lite.experiments.run")  # the module (ex.run is the function)
 
 BENCH = {
     "fashion": dict(dataset="fashion", sparsity=0.9, constraint="accuracy_gap", tau=0.02),
@@ -47,7 +51,7 @@ VARIANTS = {
     "bifp_select": ("bifp", {"holdout": 0.25, "select_every": 10, "margin": 1.645}, None),
 }
 #: keys of a variant's options that configure the constraint, not the method
-CONSTRAINT_KEYS = ("margin", "dual", "kp")
+CONSTRAINT_KEYS = tuple(_config.CONSTRAINT_OPTIONS)
 GROUPS = {
     "fair": [(b, v) for b in ("adult", "fashion") for v in ("omp", "pf", "bifp", "bifp_joint", "bifp_margin", "postproc")
              if not (b == "fashion" and v == "postproc")],
@@ -86,15 +90,13 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
     margin = cons.get("margin")
     spec = ex.RunSpec(method=m, dataset=b["dataset"], sparsity=b["sparsity"], seed=seed, profile="cpu",
                       constraint=b["constraint"], tau=b["tau"], structured=st if structured is None else structured,
-                      method_kwargs=kw)
+                      method_kwargs=kw, constraint_options=cons)
     profile = ex.check_spec(spec)
     torch.set_num_threads(1)
     splits = ex.load_splits(spec, profile)
     dense, _ = ex.pretrain(spec, profile, splits, cache_dir=ex.default_cache_dir(None), device="cpu")
-    constraint = ex._make_constraint(spec, profile)
-    for k, v in cons.items():
-        setattr(constraint, k, v)
-    args = ex._method_arguments(spec, profile) | kw | ({"scope": scope} if scope else {})
+    constraint = _config.run_constraint(spec, profile)
+    args = _run_mod._method_arguments(spec, profile) | kw | ({"scope": scope} if scope else {})
     if spec.structured is not None:
         args["structured"] = spec.structured
     train.set_seed(seed)

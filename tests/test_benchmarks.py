@@ -132,3 +132,26 @@ def test_bad_arguments_are_refused(tmp_path):
         cost.main(["--quick", "--device", "cpu", "--threads", "0", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="pruning step"):
         cost._prune_stage("fpgm", torch.nn.Linear(2, 1), None, 0.5, 1, torch.device("cpu"), cost._zero_offset())
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")))
+def test_every_benchmark_script_imports_and_has_help(script):
+    """Each script under benchmarks/ still imports against the library (--help exits 0)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_solver_measure_runs_one_variant(tmp_path, monkeypatch):
+    """The measurement script runs a variant end to end through the runner's own pieces
+    (data, dense cache, constraint with its options)."""
+    monkeypatch.setenv("FAIRPRUNE_CACHE", str(tmp_path))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import solver_measure
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    row = solver_measure.run_one("adult", "bifp_margin", 0, sparsity=0.5, kwargs=None)
+    assert row["constraint_options"] == {"margin": 1.645}
+    assert row["val"]["feasibility"]["metric"] == "equalized_odds"
+    assert 0 <= row["test"]["accuracy"] <= 1 and row["empty_layers"] == []
