@@ -49,6 +49,8 @@ VARIANTS = {
     "bifp_nupi": ("bifp", {"dual": "nupi", "kp": 5.0}, None),
     "bifp_full_margin": ("bifp", {"dual_every": 1, "margin": 1.645}, None),
     "bifp_select": ("bifp", {"holdout": 0.25, "select_every": 10, "margin": 1.645}, None),
+    "bifp_train_dual": ("bifp", {"dual_every": 5, "dual_split": "train"}, None),
+    "bifp_train_dual_margin": ("bifp", {"dual_every": 5, "dual_split": "train", "margin": 1.645}, None),
 }
 #: keys of a variant's options that configure the constraint, not the method
 CONSTRAINT_KEYS = tuple(_config.CONSTRAINT_OPTIONS)
@@ -57,6 +59,7 @@ GROUPS = {
              if not (b == "fashion" and v == "postproc")],
     "adult_dual": [("adult", v) for v in ("bifp_nupi", "bifp_full_margin", "bifp_select")],
     "fashion_select": [("fashion", "bifp_select")],
+    "train_dual": [(b, v) for b in ("adult", "fashion") for v in ("bifp_train_dual", "bifp_train_dual_margin")],
 }
 
 

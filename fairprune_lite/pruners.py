@@ -672,17 +672,22 @@ def _pf(ctx: Context, *, base: str = "omp") -> MethodOutput:
 
 def _bilevel(ctx: Context, fn: Callable, options: dict[str, Any]) -> MethodOutput:
     cfg = bilevel.DEFAULTS.replace(**options)
+    extra: dict[str, Any] = {}
+    if fn is bilevel.bifp:
+        extra = {"constraint": ctx.constraint}
+        if cfg.dual_split == "train":  # else bifp's default: the pruning data (less any holdout)
+            extra["dual_data"] = ctx.splits.train
     res = fn(ctx.model, ctx.splits.val, sparsity=ctx.sparsity, config=cfg.replace(batch_size=ctx.batch_size),
              structured=ctx.structured, scope=ctx.scope, layers=list(ctx.layers()), seed=ctx.seed, device=ctx.device,
-             counter=ctx.counter, progress=ctx.progress, **({"constraint": ctx.constraint} if fn is bilevel.bifp else {}))
-    return MethodOutput(res.model, res.history, {}, result=res)
+             counter=ctx.counter, progress=ctx.progress, **extra)
+    return MethodOutput(res.model, res.history, {"data": "train+val"} if cfg.dual_split == "train" else {}, result=res)
 
 
 _BILEVEL_DOC = ("BiFP/BiP train the weights inside their own ``steps`` (the fine-tuning budget of "
                 "the other methods does not apply). Options and defaults: the fields of "
                 ":class:`fairprune_lite.bilevel.BiFPConfig` (``batch_size`` comes from :func:`prune`).")
 _BIP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig)
-               if f.name not in ("fair_mask", "fair_weights", "dual_every", "batch_size", "log_every", "holdout",
+               if f.name not in ("fair_mask", "fair_weights", "dual_every", "dual_split", "batch_size", "log_every", "holdout",
                                  "select_every")]
 _BIFP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig) if f.name not in ("batch_size", "log_every")]
 

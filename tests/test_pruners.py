@@ -473,3 +473,23 @@ def test_postproc_equalises_on_val_and_says_it_needs_the_attribute():
     dp = lambda r: r.metrics["val"]["demographic_parity_difference"]  # noqa: E731
     assert dp(omp) > 0.1 and dp(post) < dp(omp) / 2
     assert post.metrics["val"]["feasibility"]["value"] == pytest.approx(dp(post))
+
+
+def test_bifp_dual_split_train_measures_the_constraint_on_train():
+    """``dual_split="train"``: the multipliers' full passes go over the train split (counted),
+    the result says it used train+val; bad values and a missing ``dual_every`` fail first."""
+    sp = _splits()
+    ntr, nval = len(sp.train), len(sp.val)
+    kw = dict(sparsity=0.5, seed=0, constraint=_constraint("bifp"), steps=4, update="joint", dual_every=2)
+    on_val = pruners.prune("bifp", _mlp(), sp, **kw, evaluate_on=())
+    on_train = pruners.prune("bifp", _mlp(), sp, **kw, dual_split="train", evaluate_on=())
+    b = min(128, nval)  # 4 training batches (val is smaller than a batch here) + 2 full passes
+    assert ntr > nval
+    assert on_val.cost["examples"] == 4 * b + 2 * nval and on_val.cost["data"] == "val"
+    assert on_train.cost["examples"] == 4 * b + 2 * ntr and on_train.cost["data"] == "train+val"
+    with pytest.raises(ValueError, match="dual_split='train' needs dual_every"):
+        pruners.prune("bifp", _mlp(), sp, sparsity=0.5, constraint=_constraint("bifp"), dual_split="train")
+    with pytest.raises(ValueError, match="dual_split must be 'val' or 'train'"):
+        pruners.prune("bifp", _mlp(), sp, sparsity=0.5, constraint=_constraint("bifp"), dual_split="test")
+    with pytest.raises(ValueError, match="no option"):
+        pruners.prune("bip", _mlp(), sp, sparsity=0.5, dual_split="train")
