@@ -551,3 +551,16 @@ def test_figure_bands_stay_within_the_metric_range():
     assert lo == 0.0 and hi < 1.0
     m, lo, hi = _mean_spread([2.0, 3.0, 9.0], "ci", upper=None)
     assert lo == 0.0 and hi > 9.0
+
+
+def test_pruned_model_no_better_than_majority_is_warned():
+    from fairprune_lite.experiments.run import pruned_warnings
+
+    feas = {"metric": "accuracy_gap", "value": 0.0, "tau": 0.02, "se": 0.01, "met": True}
+    const = {"val": {"accuracy": 0.6, "majority_baseline": 0.6, "feasibility": feas}}
+    (w,) = pruned_warnings(const)
+    assert "no better than the majority class" in w and "constant predictor" in w
+    assert pruned_warnings({"val": {"accuracy": 0.9, "majority_baseline": 0.6, "feasibility": feas}}) == []
+    unmet = {"val": {"accuracy": 0.5, "majority_baseline": 0.6, "feasibility": dict(feas, met=False)}}
+    (w,) = pruned_warnings(unmet)
+    assert "constant predictor" not in w
