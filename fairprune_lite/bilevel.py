@@ -256,10 +256,13 @@ class BiFPConfig:
         fair_mask / fair_weights: the constraint term in the upper / lower level (ablations).
         dual_every: the multipliers ascend every ``k`` steps on a full pass over ``dual_data``
             (None: after every step on the constraint's moving window).
-        dual_split: the split :func:`fairprune_lite.pruners.prune` passes as ``dual_data``:
-            ``"val"`` (the pruning data, the paper's protocol) or ``"train"`` (a larger sample,
-            so the constraint's estimate has a smaller standard error; needs ``dual_every``).
-            :func:`bifp` itself only reads ``dual_data``.
+        prune_split: the split :func:`fairprune_lite.pruners.prune` prunes on (both levels):
+            ``"val"`` (the book's protocol: the dense model never saw it) or ``"train"`` (BiP's
+            own protocol; on a small val split its group statistics can be far from the
+            population's, e.g. Adult's val EO 0.18 against 0.07 on train and test).
+        dual_split: the split ``prune`` passes as ``dual_data`` (None: the pruning data):
+            ``"train"`` is a larger sample, so the constraint's estimate has a smaller standard
+            error; needs ``dual_every``. :func:`bifp` itself reads only its arguments.
         holdout, select_every: with ``holdout = f > 0`` a fraction ``f`` of the pruning data
             (drawn with the seed) is kept out of training; every ``select_every`` steps at the
             target sparsity (and at the end) the masked model is evaluated there, and the result
@@ -295,7 +298,8 @@ class BiFPConfig:
     fair_mask: bool = True
     fair_weights: bool = True
     dual_every: int | None = None
-    dual_split: str = "val"
+    prune_split: str = "val"
+    dual_split: str | None = None
     holdout: float = 0.0
     select_every: int = 10
     gate_norm: bool = True
@@ -342,11 +346,13 @@ class BiFPConfig:
             raise ValueError(f"select_every must be a positive integer, got {self.select_every!r}")
         if self.dual_every is not None and not _pos_int(self.dual_every):
             raise ValueError(f"dual_every must be a positive integer or None, got {self.dual_every!r}")
-        if self.dual_split not in ("val", "train"):
-            raise ValueError(f"dual_split must be 'val' or 'train', got {self.dual_split!r}")
-        if self.dual_split == "train" and self.dual_every is None:
-            raise ValueError("dual_split='train' needs dual_every=k (the multipliers then ascend on full "
-                             "passes over the train split every k steps)")
+        if self.prune_split not in ("val", "train"):
+            raise ValueError(f"prune_split must be 'val' or 'train', got {self.prune_split!r}")
+        if self.dual_split not in (None, "val", "train"):
+            raise ValueError(f"dual_split must be None, 'val' or 'train', got {self.dual_split!r}")
+        if self.dual_split is not None and self.dual_every is None:
+            raise ValueError(f"dual_split={self.dual_split!r} needs dual_every=k (the multipliers then ascend "
+                             f"on full passes over that split every k steps)")
         wd = self.gamma if self.weight_decay is None else self.weight_decay
         if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
             raise ValueError(f"weight_decay must be >= 0 or None, got {self.weight_decay!r}")

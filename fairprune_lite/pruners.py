@@ -674,13 +674,16 @@ def _bilevel(ctx: Context, fn: Callable, options: dict[str, Any]) -> MethodOutpu
     cfg = bilevel.DEFAULTS.replace(**options)
     extra: dict[str, Any] = {}
     if fn is bilevel.bifp:
-        extra = {"constraint": ctx.constraint}
-        if cfg.dual_split == "train":  # else bifp's default: the pruning data (less any holdout)
-            extra["dual_data"] = ctx.splits.train
-    res = fn(ctx.model, ctx.splits.val, sparsity=ctx.sparsity, config=cfg.replace(batch_size=ctx.batch_size),
-             structured=ctx.structured, scope=ctx.scope, layers=list(ctx.layers()), seed=ctx.seed, device=ctx.device,
-             counter=ctx.counter, progress=ctx.progress, **extra)
-    return MethodOutput(res.model, res.history, {"data": "train+val"} if cfg.dual_split == "train" else {}, result=res)
+        extra["constraint"] = ctx.constraint
+        if cfg.dual_split is not None and cfg.dual_split != cfg.prune_split:
+            extra["dual_data"] = getattr(ctx.splits, cfg.dual_split)  # else bifp's: the pruning data less any holdout
+    used = sorted({cfg.prune_split} | ({cfg.dual_split} if fn is bilevel.bifp and cfg.dual_split else set()),
+                  key=("train", "val").index)
+    res = fn(ctx.model, getattr(ctx.splits, cfg.prune_split), sparsity=ctx.sparsity,
+             config=cfg.replace(batch_size=ctx.batch_size), structured=ctx.structured, scope=ctx.scope,
+             layers=list(ctx.layers()), seed=ctx.seed, device=ctx.device, counter=ctx.counter, progress=ctx.progress,
+             data_split="+".join(used), **extra)
+    return MethodOutput(res.model, res.history, {"data": "+".join(used)}, result=res)
 
 
 _BILEVEL_DOC = ("BiFP/BiP train the weights inside their own ``steps`` (the fine-tuning budget of "

@@ -487,9 +487,15 @@ def test_bifp_dual_split_train_measures_the_constraint_on_train():
     assert ntr > nval
     assert on_val.cost["examples"] == 4 * b + 2 * nval and on_val.cost["data"] == "val"
     assert on_train.cost["examples"] == 4 * b + 2 * ntr and on_train.cost["data"] == "train+val"
+    # prune_split="train": both levels and (by default) the multipliers' passes use train
+    on_tr = pruners.prune("bifp", _mlp(), sp, **kw, prune_split="train", evaluate_on=())
+    first4 = [min(128, ntr - (i * 128) % (-(-ntr // 128) * 128)) for i in range(4)]  # epoch's last batch is short
+    assert on_tr.cost["examples"] == sum(first4) + 2 * ntr and on_tr.cost["data"] == "train"
+    with pytest.raises(ValueError, match="prune_split must be"):
+        pruners.prune("bip", _mlp(), sp, sparsity=0.5, prune_split="test")
     with pytest.raises(ValueError, match="dual_split='train' needs dual_every"):
         pruners.prune("bifp", _mlp(), sp, sparsity=0.5, constraint=_constraint("bifp"), dual_split="train")
-    with pytest.raises(ValueError, match="dual_split must be 'val' or 'train'"):
+    with pytest.raises(ValueError, match="dual_split must be None, 'val' or 'train'"):
         pruners.prune("bifp", _mlp(), sp, sparsity=0.5, constraint=_constraint("bifp"), dual_split="test")
     with pytest.raises(ValueError, match="no option"):
         pruners.prune("bip", _mlp(), sp, sparsity=0.5, dual_split="train")
