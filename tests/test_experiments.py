@@ -564,3 +564,5 @@ def test_pruned_model_no_better_than_majority_is_warned():
     unmet = {"val": {"accuracy": 0.5, "majority_baseline": 0.6, "feasibility": dict(feas, met=False)}}
     (w,) = pruned_warnings(unmet)
     assert "constant predictor" not in w
+    (w,) = pruned_warnings(const, fairness_aware=False)  # e.g. random pruning: no constraint to blame
+    assert "constant predictor" not in w

@@ -198,16 +198,17 @@ def dense_warnings(dense_metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return []
 
 
-def pruned_warnings(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def pruned_warnings(metrics: Mapping[str, Mapping[str, Any]], *, fairness_aware: bool = True) -> list[str]:
     """A warning when the pruned model is no better than predicting the majority class on ``val``:
-    a constant predictor meets every fairness constraint, so "feasible" then means nothing."""
+    a constant predictor meets every fairness constraint, so "feasible" then means nothing (said
+    for the methods that train with the constraint)."""
     m = metrics.get("val")
     if not m or m["accuracy"] > m["majority_baseline"]:
         return []
     feas = m.get("feasibility") or {}
     why = (f"; it meets the constraint ({feas['metric']} {feas['value']:.4f} <= tau {feas['tau']}) the way a "
            f"constant predictor does: the constraint may not be satisfiable at this sparsity by a useful model "
-           f"(loosen tau or prune less)" if feas.get("met") else "")
+           f"(loosen tau or prune less)" if fairness_aware and feas.get("met") else "")
     return [f"pruned model no better than the majority class on val (accuracy {m['accuracy']:.4f} <= "
             f"majority baseline {m['majority_baseline']:.4f}){why}"]
 
@@ -290,7 +291,7 @@ def _run(spec: RunSpec, profile: Profile, dev: str, *, out: Any, cache_dir: Any,
     if pr.model is None:
         raise RuntimeError(f"method {spec.method!r} returned no model")
     d = pr.to_dict()
-    warnings += pruned_warnings(pr.metrics)
+    warnings += pruned_warnings(pr.metrics, fairness_aware=pruners.METHODS[spec.method].fairness_aware)
     target, sensitive = _attribute_names(splits, spec)
     cost = {k: d["cost"].get(k) for k in ("iterations", "forward_passes", "backward_passes", "examples",
                                          "wall_time_s") if k in d["cost"]}
