@@ -261,6 +261,44 @@ def step_timings(batches: list, device: torch.device, *, models: dict[str, Any],
     return out
 
 
+def profile_steps(method: str, model: torch.nn.Module, batches: list, device: torch.device, *, steps: int,
+                  top: int = 12) -> dict[str, Any]:
+    """Where a step's time goes: ``torch.profiler`` over ``steps`` steps of ``method`` (after the
+    step sections, so kernels are warm). Per step: host wall time, the GPU's busy time (sum of the
+    kernels' self device time; kernels do not overlap on one stream) and the ops with the most
+    self host / device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    time_method(method, model, batches, device, steps=2, warmup=0)  # warm-up outside the profile
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        time_method(method, model, batches, device, steps=steps - 1, warmup=0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    avgs = prof.key_averages()
+
+    def row(e) -> dict[str, Any]:
+        return {"name": e.key[:80], "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3 / steps,
+                "self_device_ms": getattr(e, "self_device_time_total", 0) / 1e3 / steps}
+
+    rows = [row(e) for e in avgs]
+    kernels = [e for e in prof.events() if getattr(e, "device_type", None) is not None
+               and str(e.device_type).endswith("CUDA")]
+    busy = sum(getattr(e, "self_device_time_total", 0) for e in kernels) / 1e3 / steps
+    reads = sum(e.count for e in avgs if e.key == "aten::_local_scalar_dense")  # tensor -> Python number
+    syncs = sum(e.count for e in avgs if "Synchronize" in e.key)
+    return {"method": method, "steps": steps, "wall_ms_per_step": wall * 1e3 / steps,
+            "gpu_busy_ms_per_step": busy if device.type == "cuda" else None,
+            "scalar_reads_per_step": reads / steps, "synchronize_calls_per_step": syncs / steps,
+            "top_self_device": sorted(rows, key=lambda r: -r["self_device_ms"])[:top],
+            "top_self_cpu": sorted(rows, key=lambda r: -r["self_cpu_ms"])[:top],
+            "note": "profiled, so slower than the timed steps; compare shares, not absolute times"}
+
+
 # ---------------------------------------------------------------------------------------------
 # (c) a short end-to-end prune
 # ---------------------------------------------------------------------------------------------
@@ -393,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="narrow models (ResNet-10 width 4, MobileNetV2 0.25): CPU tests")
     ap.add_argument("--skip", action="append", default=[], choices=("tests", "steps", "end_to_end"))
     ap.add_argument("--image-input", action="store_true", help="also run benchmarks/image_input.py on this device")
+    ap.add_argument("--profile", type=int, default=0,
+                    help="also profile this many steps of masked SGD and BiFP / BiP on ResNet-10 (0: no)")
     ap.add_argument("--source-commit", default=None, help="the commit the copied code comes from")
     ap.add_argument("--source-dirty", default=None, choices=("true", "false"))
     ap.add_argument("--threads", type=int, default=None)
@@ -461,18 +501,37 @@ def main(argv: list[str] | None = None) -> int:
         result["setup"]["split_sizes"] = {k: len(getattr(splits, k)) for k in ("train", "val", "test")}
         log(f"fixtures: {result['setup']['split_sizes']}")
 
+        n_b = max(1, min(8, len(splits.train) // args.batch))
+        if len(splits.train) < args.batch:
+            raise ValueError(f"--batch {args.batch} is larger than the fixture's train split ({len(splits.train)})")
+        order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))
+        batches = [tuple(t.to(device) for t in splits.train.batch(order[i * args.batch:(i + 1) * args.batch]))
+                   for i in range(n_b)]
         if "steps" not in args.skip:
-            n_b = max(1, min(8, len(splits.train) // args.batch))
-            if len(splits.train) < args.batch:
-                raise ValueError(f"--batch {args.batch} is larger than the fixture's train split ({len(splits.train)})")
-            order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))
-            batches = [tuple(t.to(device) for t in splits.train.batch(order[i * args.batch:(i + 1) * args.batch]))
-                       for i in range(n_b)]
             log("step timings")
             result["steps"] = step_timings(batches, device, models=widths, image_size=args.image_size,
                                            batch=args.batch, steps=args.steps, warmup=args.warmup,
                                            rounds=args.rounds, methods=list(METHODS), log=log)
             result["setup"]["timing_batches"] = n_b
+            save()
+
+        if args.profile:
+            log("profile")
+            model = make_model("resnet10", in_shape=(3, args.image_size, args.image_size), width=widths["resnet10"],
+                               seed=0)
+            result["profile"] = {}
+            for m in ("masked_sgd", "bifp_alternating", "bip", "bifp_alternating_structured"):
+                try:
+                    r = result["profile"][m] = profile_steps(m, model, batches, device, steps=args.profile)
+                except Exception as e:  # a profiler problem must not cost the other sections
+                    result["profile"][m] = {"error": f"{type(e).__name__}: {e}"}
+                    log(f"  {m}: profile failed: {e}")
+                    continue
+                log(f"  {m}: {r['wall_ms_per_step']:.1f} ms/step, GPU busy {r['gpu_busy_ms_per_step']}, "
+                    f"scalar reads {r['scalar_reads_per_step']:.1f}, syncs {r['synchronize_calls_per_step']:.1f}; "
+                    "top device: "
+                    + ", ".join(f"{x['name']} {x['self_device_ms']:.2f}" for x in r["top_self_device"][:6])
+                    + "; top host: " + ", ".join(f"{x['name']} {x['self_cpu_ms']:.2f}" for x in r["top_self_cpu"][:6]))
             save()
 
         if "end_to_end" not in args.skip:

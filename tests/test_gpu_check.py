@@ -146,3 +146,11 @@ def test_bad_arguments_exit_2(tmp_path, capsys, argv, msg):
 def test_cuda_requested_without_cuda_exits_2(tmp_path, capsys):
     assert gc.main(["--device", "cuda", "--out", str(tmp_path / "x.json")]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_profile_steps_on_cpu():
+    model = gc.make_model("cnn", in_shape=(3, 8, 8), width=2, seed=0)
+    batches = [(torch.rand(4, 3, 8, 8), torch.randint(0, 2, (4,)), torch.tensor([0, 1, 0, 1])) for _ in range(2)]
+    r = gc.profile_steps("bifp_alternating", model, batches, torch.device("cpu"), steps=3, top=5)
+    assert r["gpu_busy_ms_per_step"] is None and r["scalar_reads_per_step"] >= 1
+    assert len(r["top_self_cpu"]) == 5 and r["top_self_cpu"][0]["self_cpu_ms"] >= r["top_self_cpu"][-1]["self_cpu_ms"]
