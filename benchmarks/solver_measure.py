@@ -51,7 +51,15 @@ VARIANTS = {
     "bifp_select": ("bifp", {"holdout": 0.25, "select_every": 10, "margin": 1.645}, None),
     "bifp_train_dual": ("bifp", {"dual_every": 5, "dual_split": "train"}, None),
     "bifp_train_dual_margin": ("bifp", {"dual_every": 5, "dual_split": "train", "margin": 1.645}, None),
+    "bifp_prune_train": ("bifp", {"prune_split": "train"}, None),
+    "bifp_prune_train_dual5": ("bifp", {"prune_split": "train", "dual_every": 5}, None),
+    "bifp_prune_train_dual5_lr5": ("bifp", {"prune_split": "train", "dual_every": 5, "dual_lr": 5.0}, None),
+    "bifp_prune_train_dual1_lr5": ("bifp", {"prune_split": "train", "dual_every": 1, "dual_lr": 5.0}, None),
+    "bip_str": ("bip", {}, True),
+    "bip_str_layer": ("bip", {"scope": "layer"}, True),
 }
+#: keys of a variant's options that are profile knobs (RunSpec.settings)
+SETTING_KEYS = ("dual_lr",)
 #: keys of a variant's options that configure the constraint, not the method
 CONSTRAINT_KEYS = tuple(_config.CONSTRAINT_OPTIONS)
 GROUPS = {
@@ -60,6 +68,8 @@ GROUPS = {
     "adult_dual": [("adult", v) for v in ("bifp_nupi", "bifp_full_margin", "bifp_select")],
     "fashion_select": [("fashion", "bifp_select")],
     "train_dual": [(b, v) for b in ("adult", "fashion") for v in ("bifp_train_dual", "bifp_train_dual_margin")],
+    "adult_splits": [("adult", v) for v in ("omp", "bifp", "bifp_train_dual", "bifp_prune_train", "bifp_prune_train_dual5",
+                                            "bifp_prune_train_dual5_lr5", "bifp_prune_train_dual1_lr5")],
 }
 
 
@@ -89,11 +99,12 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
     m, kw, st = VARIANTS.get(variant, (method, kwargs or {}, structured))
     kw = dict(kw)
     cons = {k: kw.pop(k) for k in CONSTRAINT_KEYS if k in kw}
+    settings = {k: kw.pop(k) for k in SETTING_KEYS if k in kw}
     scope = kw.pop("scope", None)  # an argument of pruners.prune, not a method option
     margin = cons.get("margin")
     spec = ex.RunSpec(method=m, dataset=b["dataset"], sparsity=b["sparsity"], seed=seed, profile="cpu",
                       constraint=b["constraint"], tau=b["tau"], structured=st if structured is None else structured,
-                      method_kwargs=kw, constraint_options=cons)
+                      method_kwargs=kw, constraint_options=cons, settings=settings)
     profile = ex.check_spec(spec)
     torch.set_num_threads(1)
     splits = ex.load_splits(spec, profile)
@@ -110,7 +121,7 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
     dense_m = {k: train.evaluate(dense, getattr(splits, k), constraint=constraint) for k in ("val", "test")}
     layers = {n: int(mk.flatten(1)[:, 0].sum()) if mk.dim() > 1 else int(mk.sum()) for n, mk in res.masks.items()}
     return {"bench": bench, "variant": variant, "seed": seed, "sparsity": spec.sparsity, "method": m,
-            "method_kwargs": kw, "scope": scope or "global", "constraint_options": cons, "margin": margin, "structured": spec.structured,
+            "method_kwargs": kw, "scope": scope or "global", "constraint_options": cons, "settings": settings, "margin": margin, "structured": spec.structured,
             "val": res.metrics["val"], "test": res.metrics["test"], "dense": dense_m,
             "achieved_sparsity": res.sparsity(), "kept_units_per_layer": layers,
             "empty_layers": [n for n, mk in res.masks.items() if not bool(mk.any())],
@@ -156,7 +167,8 @@ def table(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--group", choices=sorted(GROUPS) + ["structured", "structured_layer", "structured_bifp"], default=None)
+    ap.add_argument("--group", choices=sorted(GROUPS) + ["structured", "structured_layer", "structured_bifp", "structured_bip"],
+                    default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/solver_runs.jsonl"))
     ap.add_argument("--table", type=Path, default=None)
@@ -177,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [("fashion", v, s, sp) for sp in (0.79, 0.893) for s in a.seeds for v in ("bifp_str", "fpgm")]
     elif a.group == "structured_bifp":
         jobs = [("fashion", v, s, sp) for sp in (0.79, 0.893) for s in a.seeds for v in ("bifp_str", "bifp_str_layer")]
+    elif a.group == "structured_bip":
+        jobs = [("fashion", v, s, sp) for sp in (0.79, 0.893) for s in a.seeds for v in ("bip_str", "bip_str_layer")]
     elif a.group == "structured_layer":
         jobs = [("fashion", "bifp_str_layer", s, sp) for sp in (0.79, 0.893) for s in a.seeds]
     else:
@@ -188,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             r = run_one(b, v, s, sparsity=sp, structured=True, method="bifp")
         elif v == "bifp_str_layer":
             r = run_one(b, v, s, sparsity=sp, structured=True, method="bifp", kwargs={"scope": "layer"})
+        elif v in ("bip_str", "bip_str_layer"):
+            r = run_one(b, v, s, sparsity=sp)
         elif v == "fpgm":
             r = run_one(b, v, s, sparsity=sp, structured=True, method="fpgm")
         else:
