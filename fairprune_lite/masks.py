@@ -140,6 +140,15 @@ def _check_sparsity(sparsity: Any) -> float:
     return s
 
 
+def _kth_smallest(flat: Tensor, k: int) -> Tensor:
+    """The ``k``-th smallest entry (1-based) of a 1-D tensor: ``kthvalue`` on the CPU (O(n)); a
+    sort elsewhere, because CUDA's ``kthvalue`` is far slower than its sort on millions of scores
+    (it took half of a ResNet-10 BiFP step on an H200, ``benchmarks/results/gpu``). Same value."""
+    if flat.device.type == "cpu":
+        return flat.kthvalue(k).values
+    return flat.sort().values[k - 1]
+
+
 def _topk_keep(flat: Tensor, sparsity: float, tie: Tensor | None = None) -> Tensor:
     """Boolean keep-mask of a 1-D score vector: prune exactly round(sparsity * n) lowest scores.
 
@@ -153,7 +162,7 @@ def _topk_keep(flat: Tensor, sparsity: float, tie: Tensor | None = None) -> Tens
         return keep
     if torch.isnan(flat).any():
         raise ValueError("scores contain NaN; cannot rank them")
-    v = flat.kthvalue(k).values
+    v = _kth_smallest(flat, k)
     less = flat < v
     need = k - int(less.sum())
     eq = flat == v

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import prune
 
+from fairprune_lite import masks
 from fairprune_lite.masks import (
     MaskScores,
     apply_masks,
@@ -690,3 +691,22 @@ def test_state_dict_holds_the_mask_and_loading_restores_it(structured, gate):
     assert torch.allclose(other.eval()(x), ref, atol=1e-6)
     with pytest.raises(ValueError, match="no masks"):
         load_masked(cnn(bn=True), cnn(bn=True).state_dict())
+
+
+def test_kth_smallest_by_sort_equals_kthvalue_with_ties():
+    """The sort used off the CPU picks the same threshold as ``kthvalue`` (ties included)."""
+    g = torch.Generator().manual_seed(0)
+    flat = torch.randint(0, 50, (5000,), generator=g).float() / 50  # many ties
+    for k in (1, 17, 2500, 4999, 5000):
+        assert float(flat.sort().values[k - 1]) == float(flat.kthvalue(k).values)
+        assert float(masks._kth_smallest(flat, k)) == float(flat.kthvalue(k).values)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_topk_keep_on_cuda_equals_cpu():
+    g = torch.Generator().manual_seed(1)
+    flat = torch.randint(0, 200, (200_000,), generator=g).float() / 200
+    tie = torch.rand(200_000, generator=g)
+    cpu = masks._topk_keep(flat, 0.79, tie)
+    cuda = masks._topk_keep(flat.cuda(), 0.79, tie.cuda()).cpu()
+    assert torch.equal(cpu, cuda)
