@@ -57,8 +57,8 @@ def test_every_stored_sweep_recomputes(sweep):
 
 @pytest.mark.parametrize("settings", [{"finetune_steps": "+1"}, {"finetune_lr": "x1.5"}], ids=["one_more_step", "lr"])
 def test_the_measured_tolerances_still_catch_a_real_change(settings):
-    """A stored Adult OMP run (made on another CPU), recomputed with one more fine-tuning step or
-    another learning rate, fails the tolerant check with the real TOLERANCES.json."""
+    """A stored Adult OMP run, recomputed with one more fine-tuning step or another learning rate,
+    fails the tolerant check (the one ``verify`` uses on another CPU) with the real TOLERANCES.json."""
     stored = next(r for r in experiments.load_results(RESULTS / "fig3_4_adult")[0]
                   if r["method"] == "omp" and r["sparsity_target"] == 0.893 and r["seed"] == 0)
     spec = experiments.RunSpec.from_dict(stored["spec"])
