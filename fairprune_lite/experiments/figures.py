@@ -1,4 +1,4 @@
-"""Figures drawn from stored results, readable at a book's column width (7.5 in, text >= 8 pt,
+"""Figures drawn from stored results, readable at a book's column width (6.5 in, text >= 8 pt,
 i.e. >= 11 px at 100 dpi): the mean over seeds with its spread (``"ci"``: 95% t-interval, the
 default; ``"std"``; ``"minmax"``) clipped to the metric's range, saved as PNG and SVG, with a
 caption line naming the profile and the provenance (commit, date, device; results written from a
@@ -36,9 +36,9 @@ from .sweep import sweep_results
 __all__ = ["figure", "figure_from_config", "caption", "iterations_to_fair", "interpolation_curve", "FIGURES",
            "register_figure", "FIGURE_KINDS", "constrained_metric", "method_groups", "COLUMN_WIDTH_IN"]
 
-COLUMN_WIDTH_IN = 7.5
-"""Figure width in inches: the book's text column (about 750 px at 1280 px) at 100 dpi, so that a
-font size of 8 pt renders at 11 px or more."""
+COLUMN_WIDTH_IN = 6.5
+"""Figure width in inches: the book's text column (about 660 px in a 1280 px window) at the 100 dpi
+of the notebook's inline figures, so the figure is not scaled down there and 8 pt renders at 11 px."""
 
 STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11, "axes.grid": True,
@@ -294,8 +294,6 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
                 if i == 0:
                     what = "test accuracy (%)" if k == 0 else f"test {SHORT.get(m, m)} (points)"
                     ax.set_title(what if len(datasets) == 1 else f"{_panel_title(key)}\n{what}")
-                if i == len(rows) - 1:
-                    ax.set_xlabel("sparsity (log scale of weights kept)")
             handles = [Line2D([], [], color=colors[l], marker="o", lw=1.4, ms=4.5) for l in group]
             axes[i][-1].legend(handles, group, loc="center left", bbox_to_anchor=(1.03, 0.5), frameon=False,
                                title=family or None, title_fontsize=9, alignment="left")
@@ -320,6 +318,8 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
             if plo < lo - 1e-9:
                 ax.annotate(f"\u2193{100 * plo:.0f}", (x, lo), xytext=(0, 2), textcoords="offset points",
                             ha="center", va="bottom", fontsize=8, color=color, annotation_clip=False)
+    for ax in axes[-1]:
+        ax.set_xlabel("sparsity (log-spaced)")
     axes[0][0].set_xticks(sps_all, [f"{100 * s:g}%" for s in sps_all])
     axes[0][0].xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     if len(sps_all) > 1:
