@@ -1,11 +1,16 @@
-"""Figures drawn from stored results: the mean over seeds with its spread (``"ci"``: 95%
-t-interval, the default; ``"std"``; ``"minmax"``), saved as PNG and SVG, with a caption line naming
-the profile and the provenance (commit, date, device; results written from a dirty tree say so).
+"""Figures drawn from stored results, readable at a book's column width (6.5 in, text >= 8 pt,
+i.e. >= 11 px at 100 dpi): the mean over seeds with its spread (``"ci"``: 95% t-interval, the
+default; ``"std"``; ``"minmax"``) clipped to the metric's range, saved as PNG and SVG, with a
+caption line naming the profile and the provenance (commit, date, device; results written from a
+dirty tree say so).
 
 Kinds live in a small registry (:data:`FIGURES`, :func:`register_figure`): ``sparsity``
-(Figs. 1, 3, 4), ``tradeoff`` (Fig. 5), ``cost`` (Fig. 6), ``ablation`` (Fig. 7),
-``interpolation`` (Fig. 8: the loss and accuracy gap along ``(1 - t) * theta_a + t * theta_b``
-between the saved final weights of two solutions; the curve is cached next to the results).
+(Figs. 1, 3, 4: small multiples, one row per family of methods with the reference method, the
+dense model, the majority-class baseline and the tolerance in every panel; the metric plotted is
+the one the runs were constrained on), ``tradeoff`` (Fig. 5), ``cost`` (Fig. 6), ``ablation``
+(Fig. 7: bars from 0 on an uncut axis with the seeds as dots), ``interpolation`` (Fig. 8: the
+loss and accuracy gap along ``(1 - t) * theta_a + t * theta_b`` between the saved final weights
+of two solutions; the curve is cached next to the results).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import torch
 
@@ -28,7 +34,31 @@ from .stats import mean_ci
 from .sweep import sweep_results
 
 __all__ = ["figure", "figure_from_config", "caption", "iterations_to_fair", "interpolation_curve", "FIGURES",
-           "register_figure", "FIGURE_KINDS"]
+           "register_figure", "FIGURE_KINDS", "constrained_metric", "method_groups", "COLUMN_WIDTH_IN"]
+
+COLUMN_WIDTH_IN = 6.5
+"""Figure width in inches: the book's text column (about 660 px in a 1280 px window) at the 100 dpi
+of the notebook's inline figures, so the figure is not scaled down there and 8 pt renders at 11 px."""
+
+STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11, "axes.grid": True,
+         "grid.alpha": 0.3, "figure.dpi": 100}
+"""Text sizes every kind is drawn with (nothing smaller than 8 pt is written)."""
+
+METRIC_NAMES = {"accuracy": "accuracy", "accuracy_gap": "accuracy gap",
+                "equalized_odds_difference": "equalized-odds difference",
+                "demographic_parity_difference": "demographic-parity difference",
+                "equal_opportunity_difference": "equal-opportunity difference"}
+CONSTRAINT_METRICS = {"accuracy_gap": "accuracy_gap", "equalized_odds": "equalized_odds_difference",
+                      "demographic_parity": "demographic_parity_difference"}
+FAMILIES = (("fairness-blind pruning", ("random", "omp", "imp", "snip", "fpgm")),
+            ("fairness-aware baselines", ("fairgrape", "fp", "pf", "postproc")),
+            ("bi-level", ("bip", "bifp")))
+"""Rows of the ``sparsity`` kind: methods are grouped by family (unknown methods go last)."""
+REFERENCE = "#555555"
+UNCONSTRAINED = ("random", "omp", "imp", "snip", "fpgm", "bip")
+"""Methods that ignore the tolerance (their runs still record the sweep's tau)."""
+
 
 def _mean_spread(values: Sequence[float], spread: str, upper: float | None = 1.0) -> tuple[float, float, float]:
     """Mean and band (``ci``: 95% t-interval, ``std`` or ``minmax``), the band clipped to the
@@ -93,56 +123,254 @@ def _panel_title(key: tuple) -> str:
     return f"{ds}{tgt_s} / {model}"
 
 
-def _fig_sparsity(results: list, spread: str, plt: Any) -> Any:
-    panels = _group(results, _panel_key)
+def constrained_metric(results: Sequence[Mapping[str, Any]]) -> str:
+    """The result metric the runs were constrained on (``accuracy_gap`` for an accuracy-gap
+    constraint, ``equalized_odds_difference`` for equalized odds, ...); ``ValueError`` when the
+    runs mix constraints (one figure plots one metric)."""
+    kinds = {r.get("constraint") or "accuracy_gap" for r in results}
+    if len(kinds) != 1:
+        raise ValueError(f"results mix constraints {sorted(kinds)}; draw each constraint separately")
+    kind = kinds.pop()
+    if kind not in CONSTRAINT_METRICS:
+        raise ValueError(f"unknown constraint {kind!r}; known: {', '.join(CONSTRAINT_METRICS)}")
+    return CONSTRAINT_METRICS[kind]
+
+
+def _reference_label(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> str | None:
     labels = _labels_in_order(results)
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.2), squeeze=False, sharex="col")
-    colors = {l: f"C{i % 10}" for i, l in enumerate(labels)}
-    for j, (key, rs) in enumerate(panels.items()):
-        for row, metric, name in ((0, "accuracy", "test accuracy"), (1, "accuracy_gap", "bias (test accuracy gap)")):
-            ax = axes[row][j]
-            for label in labels:
-                pts = _group([r for r in rs if r["label"] == label], lambda r: r["sparsity_target"])
-                if not pts:
-                    continue
-                xs = sorted(pts)
-                stats = [_mean_spread([r["test"][metric] for r in pts[x]], spread) for x in xs]
-                ax.plot(xs, [s[0] for s in stats], "o-", color=colors[label], label=label, ms=3.5)
-                ax.fill_between(xs, [s[1] for s in stats], [s[2] for s in stats], color=colors[label], alpha=0.18)
-            dense = _mean_spread([r["dense"]["test"][metric] for r in rs], spread)[0]
-            ax.axhline(dense, color="k", ls="--", lw=0.9, label="dense")
-            ax.set_ylabel(name)
-            ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title(_panel_title(key), fontsize=10)
-            else:
-                ax.set_xlabel("sparsity")
-    axes[0][0].legend(fontsize=8)
+    ref = config.get("reference")
+    if ref is not None:
+        if ref not in labels:
+            raise ValueError(f"reference {ref!r} is not a label of the results ({', '.join(labels)})")
+        return ref
+    return next((r["label"] for r in results if r["method"] == "omp"), None)
+
+
+def method_groups(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any] | None = None,
+                  per_panel: int = 4) -> list[tuple[str, list[str]]]:
+    """``[(family name, labels)]``: the rows of the ``sparsity`` kind. ``config["groups"]`` (a
+    list of label lists) overrides the default, which groups labels by :data:`FAMILIES` (the
+    reference method, OMP by default, is drawn in every row instead) and splits a family into
+    rows of at most ``per_panel`` labels."""
+    config = config or {}
+    labels = _labels_in_order(results)
+    if config.get("groups"):
+        unknown = [l for g in config["groups"] for l in g if l not in labels]
+        if unknown:
+            raise ValueError(f"groups name labels without results: {', '.join(map(str, unknown))}")
+        return [("", list(g)) for g in config["groups"]]
+    ref = _reference_label(results, config)
+    method = {r["label"]: r["method"] for r in results}
+    rows: list[tuple[str, list[str]]] = []
+    taken: set[str] = {ref} if ref else set()
+    for name, methods in FAMILIES + (("other", None),):
+        fam = [l for l in labels if l not in taken and (methods is None or method[l] in methods)]
+        taken.update(fam)
+        for i in range(0, len(fam), per_panel):
+            rows.append((name, fam[i:i + per_panel]))
+    if not rows and ref:
+        rows.append(("", [ref]))
+    return rows
+
+
+def _colors(labels: Sequence[str]) -> dict[str, str]:
+    # tab10 without its grey (C7), which is the reference's colour
+    palette = [f"C{i}" for i in range(10) if i != 7]
+    return {l: palette[i % len(palette)] for i, l in enumerate(labels)}
+
+
+def _majority(results: Sequence[Mapping[str, Any]], split: str = "test") -> float | None:
+    vals = [r[split].get("majority_baseline") for r in results if r[split].get("majority_baseline") is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _draw_majority(ax: Any, value: float | None, data_low: float, data_high: float, *, horizontal: bool = True) -> None:
+    """The majority-class baseline as a dotted line; when it lies far below the data (more than
+    the data's span under it) the axis is not stretched to it: a note on the axis says where it is."""
+    if value is None:
+        return
+    span = max(data_high - data_low, 0.02)
+    if value >= data_low - span:
+        (ax.axhline if horizontal else ax.axvline)(value, color="k", ls=":", lw=1.2, label="majority-class baseline")
+    else:
+        ax.text(0.01, 0.01, f"majority-class baseline {100 * value:.1f}% (below the axis)", transform=ax.transAxes,
+                fontsize=8, color="0.25", ha="left", va="bottom")
+
+
+def _points(ax: Any, axis: str = "y") -> None:
+    """Tick labels in percent / percentage points (0.05 -> 5); the axis label says which."""
+    from matplotlib.ticker import FuncFormatter
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g}"))
+
+
+SHORT = {"accuracy_gap": "accuracy gap", "equalized_odds_difference": "equalized-odds diff.",
+         "demographic_parity_difference": "dem.-parity diff.", "equal_opportunity_difference": "equal-opp. diff."}
+
+
+def _single(values: Iterable[Any]) -> Any:
+    vals = {v for v in values if v is not None}
+    return vals.pop() if len(vals) == 1 else None
+
+
+def _series(rs: Sequence[Mapping[str, Any]], x_key: str, value: Callable[[Mapping[str, Any]], float], spread: str,
+            upper: float | None = 1.0) -> tuple[list, np.ndarray]:
+    """x values and ``(n_x, 3)`` array of mean, low, high over the runs at each x."""
+    pts = _group(rs, lambda r: r[x_key])
+    xs = sorted(pts)
+    return xs, np.array([_mean_spread([value(r) for r in pts[x]], spread, upper) for x in xs]).reshape(-1, 3)
+
+
+def _errorbar(ax: Any, xs: Sequence[float], st: np.ndarray, color: str, label: str, *, marker: str = "o",
+              dx: float = 0.0) -> Any:
+    x = np.asarray(xs, dtype=float) + dx
+    return ax.errorbar(x, st[:, 0], yerr=[st[:, 0] - st[:, 1], st[:, 2] - st[:, 0]], fmt=f"{marker}-",
+                       color=color, label=label, ms=4.5, capsize=2.5, lw=1.4, elinewidth=1.1)
+
+
+def _kept_scale(ax: Any) -> None:
+    """Sparsity on a log scale of the fraction of weights kept (50%, 80%, 90%, 95% evenly spaced)."""
+    ax.set_xscale("function", functions=(lambda s: -np.log10(np.clip(1.0 - np.asarray(s, float), 1e-9, None)),
+                                         lambda u: 1.0 - 10.0 ** (-np.asarray(u, float))))
+
+
+def _dodge(xs: Sequence[float], decades: float) -> np.ndarray:
+    """Shift sparsities by ``decades`` on the kept-fraction log scale (so error bars do not overlap)."""
+    return 1.0 - (1.0 - np.asarray(xs, dtype=float)) * 10.0 ** (-decades)
+
+
+def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] | None = None) -> Any:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    cfg = cfg or {}
+    metric = constrained_metric(results)
+    datasets = _group(results, _panel_key)
+    rows = method_groups(results, cfg)
+    ref = _reference_label(results, cfg)
+    colors = _colors([l for _, g in rows for l in g])
+    tau = _single(r.get("tau") for r in results)
+    sps_all = sorted({r["sparsity_target"] for r in results})
+    decades = float(-np.log10(1 - sps_all[-1]) + np.log10(1 - sps_all[0])) if len(sps_all) > 1 else 1.0
+    ncols = 2 * len(datasets)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(COLUMN_WIDTH_IN * max(1.0, 0.75 * len(datasets)),
+                                                        0.9 + 2.0 * len(rows)),
+                             squeeze=False, sharex=True, sharey="col", layout="constrained")
+    means: dict[int, list] = {k: [] for k in range(ncols)}     # what the axis must show
+    points: dict[int, list] = {k: [] for k in range(ncols)}    # (ax, x, low, high) of every bar
+    for j, (key, rs) in enumerate(datasets.items()):
+        maj = _majority(rs)
+        for i, (family, group) in enumerate(rows):
+            for k, m in enumerate(("accuracy", metric)):
+                col = 2 * j + k
+                ax = axes[i][col]
+                _kept_scale(ax)
+                if ref is not None and ref not in group:
+                    xs, st = _series([r for r in rs if r["label"] == ref], "sparsity_target",
+                                     lambda r: r["test"][m], spread)
+                    if xs:
+                        ax.fill_between(xs, st[:, 1], st[:, 2], color=REFERENCE, alpha=0.2, lw=0)
+                        ax.plot(xs, st[:, 0], "s-", color=REFERENCE, ms=3.5, lw=1.2)
+                        means[col] += list(st[:, 0])
+                for n, label in enumerate(group):
+                    xs, st = _series([r for r in rs if r["label"] == label], "sparsity_target",
+                                     lambda r: r["test"][m], spread)
+                    if not xs:
+                        continue
+                    x = _dodge(xs, (n - (len(group) - 1) / 2) * 0.03 * decades)
+                    ax.errorbar(x, st[:, 0], yerr=[st[:, 0] - st[:, 1], st[:, 2] - st[:, 0]], fmt="o-",
+                                color=colors[label], ms=4.5, capsize=2.5, lw=1.4, elinewidth=1.1)
+                    means[col] += list(st[:, 0])
+                    points[col] += [(ax, xi, lo, hi, colors[label]) for xi, lo, hi in zip(x, st[:, 1], st[:, 2])]
+                dense = _mean_spread([r["dense"]["test"][m] for r in rs], spread)[0]
+                ax.axhline(dense, color="k", ls="--", lw=1.0)
+                means[col].append(dense)
+                if k == 0 and maj is not None:
+                    ax.axhline(maj, color="k", ls=":", lw=1.3)
+                    means[col].append(maj)
+                if k == 1 and tau is not None:
+                    ax.axhline(tau, color="C3", ls=(0, (4, 2)), lw=1.1)
+                    means[col].append(tau)
+                _points(ax)
+                if i == 0:
+                    what = "test accuracy (%)" if k == 0 else f"test {SHORT.get(m, m)} (points)"
+                    ax.set_title(what if len(datasets) == 1 else f"{_panel_title(key)}\n{what}")
+            handles = [Line2D([], [], color=colors[l], marker="o", lw=1.4, ms=4.5) for l in group]
+            axes[i][-1].legend(handles, group, loc="center left", bbox_to_anchor=(1.03, 0.5), frameon=False,
+                               title=family or None, title_fontsize=9, alignment="left")
+    for col in range(ncols):
+        # the axis shows every mean and reference line; an interval reaching beyond it is cut at
+        # the edge and its end written there (one collapsed seed must not flatten every panel)
+        if col % 2 == 0:
+            lo = max(0.0, min(means[col]) - 0.03)
+            hi = min(1.0, max([max(means[col]) + 0.02] + [p[3] + 0.01 for p in points[col]]))
+            lo = min(lo, min(p[2] for p in points[col]) - 0.01) if points[col] and \
+                min(p[2] for p in points[col]) > lo - 0.1 else lo
+        else:
+            lo, hi = 0.0, max(means[col]) * 1.25 + 1e-3
+            if points[col] and max(p[3] for p in points[col]) <= hi * 1.2:
+                hi = max(hi, max(p[3] for p in points[col]) * 1.04)
+        axes[0][col].set_ylim(max(0.0, lo), min(1.0, hi) if col % 2 == 0 else hi)
+        lo, hi = axes[0][col].get_ylim()
+        for ax, x, plo, phi, color in points[col]:
+            if phi > hi + 1e-9:
+                ax.annotate(f"\u2191{100 * phi:.0f}", (x, hi), xytext=(0, -2), textcoords="offset points",
+                            ha="center", va="top", fontsize=8, color=color, annotation_clip=False)
+            if plo < lo - 1e-9:
+                ax.annotate(f"\u2193{100 * plo:.0f}", (x, lo), xytext=(0, 2), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=8, color=color, annotation_clip=False)
+    for ax in axes[-1]:
+        ax.set_xlabel("sparsity (log-spaced)")
+    axes[0][0].set_xticks(sps_all, [f"{100 * s:g}%" for s in sps_all])
+    axes[0][0].xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    if len(sps_all) > 1:
+        axes[0][0].set_xlim(_dodge([sps_all[0]], -0.12 * decades)[0], _dodge([sps_all[-1]], 0.12 * decades)[0])
+    shared = []
+    if ref is not None:
+        shared.append((Patch(facecolor=REFERENCE, alpha=0.35, edgecolor=REFERENCE), f"{ref} (reference, every row)"))
+    shared += [(Line2D([], [], color="k", ls="--", lw=1.0), "dense model"),
+               (Line2D([], [], color="k", ls=":", lw=1.3), "majority-class baseline")]
+    if tau is not None:
+        shared.append((Line2D([], [], color="C3", ls=(0, (4, 2)), lw=1.1), f"tolerance \u03c4 = {tau:g}"))
+    fig.legend([h for h, _ in shared], [t for _, t in shared], loc="outside upper center",
+               ncol=2 if len(shared) > 3 else len(shared), frameon=False)
     return fig
 
 
-def _fig_tradeoff(results: list, spread: str, plt: Any) -> Any:
+def _fig_tradeoff(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] | None = None) -> Any:
+    metric = constrained_metric(results)
     labels = _labels_in_order(results)
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    for i, label in enumerate(labels):
+    colors = _colors(labels)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 4.4), layout="constrained")
+    ys_all: list[float] = []
+    constrained = sorted({r["tau"] for r in results if r["method"] not in UNCONSTRAINED})
+    markers = dict(zip(constrained, "os^Dvp"))
+    for label in labels:
         rs = [r for r in results if r["label"] == label]
-        by_tau = _group(rs, lambda r: r["tau"])
-        taus = sorted(by_tau)
-        xs = [_mean_spread([r["test"]["accuracy_gap"] for r in by_tau[t]], spread) for t in taus]
-        ys = [_mean_spread([r["test"]["accuracy"] for r in by_tau[t]], spread) for t in taus]
-        ax.errorbar([x[0] for x in xs], [y[0] for y in ys],
-                    xerr=[[x[0] - x[1] for x in xs], [x[2] - x[0] for x in xs]],
-                    yerr=[[y[0] - y[1] for y in ys], [y[2] - y[0] for y in ys]],
-                    fmt="o-", color=f"C{i % 10}", label=label, ms=4, capsize=2, lw=1.2)
-        if len(taus) > 1:
-            for t, x, y in zip(taus, xs, ys):
-                ax.annotate(f"{t:g}", (x[0], y[0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        xs_t, xst = _series(rs, "tau", lambda r: r["test"][metric], spread)
+        _, yst = _series(rs, "tau", lambda r: r["test"]["accuracy"], spread)
+        free = rs[0]["method"] in UNCONSTRAINED
+        ax.plot(xst[:, 0], yst[:, 0], "-", color=colors[label], lw=1.4, label=label + (" (unconstrained)" if free else ""))
+        for t, x, y in zip(xs_t, xst, yst):
+            ax.errorbar([x[0]], [y[0]], xerr=[[x[0] - x[1]], [x[2] - x[0]]], yerr=[[y[0] - y[1]], [y[2] - y[0]]],
+                        fmt="*" if free else markers.get(t, "o"), color=colors[label], ms=9 if free else 6,
+                        capsize=2.5, elinewidth=1.1)
+        ys_all += list(yst[:, 0])
+    dx = _mean_spread([r["dense"]["test"][metric] for r in results], spread)[0]
+    dy = _mean_spread([r["dense"]["test"]["accuracy"] for r in results], spread)[0]
+    ax.plot([dx], [dy], "kX", ms=8, label="dense model")
+    ys_all.append(dy)
+    for t in constrained:
+        ax.axvline(t, color="C3", ls=(0, (4, 2)), lw=1.0)
+        ax.plot([], [], markers[t], color="0.3", ls=(0, (4, 2)), ms=6, label=f"\u03c4 = {t:g} (marker, line)")
+    _draw_majority(ax, _majority(results), float(np.nanmin(ys_all)), float(np.nanmax(ys_all)))
+    ax.set_xlim(left=0.0)
+    _points(ax, "x"), _points(ax, "y")
     sp = sorted({r["sparsity_target"] for r in results})
-    ax.set_xlabel("bias (test accuracy gap)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"accuracy-bias trade-off at sparsity {', '.join(f'{s:g}' for s in sp)} (labels: tau)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_xlabel(f"test {METRIC_NAMES[metric]} (points)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"sparsity {', '.join(f'{100 * s:g}%' for s in sp)}: up and to the left is better")
+    ax.set_ylim(top=min(1.0, ax.get_ylim()[1]))
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return fig
 
 
@@ -158,69 +386,105 @@ def iterations_to_fair(results: Sequence[Mapping[str, Any]], *, split: str = "va
     return out
 
 
-def _fig_cost(results: list, spread: str, plt: Any) -> Any:
+def _fig_cost(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] | None = None) -> Any:
     labels = _labels_in_order(results)
+    colors = _colors(labels)
     itf = iterations_to_fair(results)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_WIDTH_IN, 3.8), layout="constrained")
     ax = axes[0]
+    top = 1.0
     for i, label in enumerate(labels):
         vals = [v for v in itf[label].values() if v is not None]
         n_all = len(itf[label])
         if vals:
             m, lo, hi = _mean_spread(vals, spread, upper=None)
-            ax.bar(i, m, yerr=[[m - lo], [hi - m]], color=f"C{i % 10}", capsize=3)
-            ax.text(i, m, f"{m:.0f}\n({len(vals)}/{n_all} fair)", ha="center", va="bottom", fontsize=7)
+            ax.bar(i, m, yerr=[[m - lo], [hi - m]], color=colors[label], capsize=3, alpha=0.85)
+            ax.plot(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, "k.", ms=5)
+            ax.text(i, hi, f"{len(vals)}/{n_all} seeds\nfair", ha="center", va="bottom", fontsize=8)
+            top = max(top, hi, max(vals))
         else:
-            ax.bar(i, 0, color="none", edgecolor=f"C{i % 10}", hatch="//")
-            ax.text(i, 0, f"never fair\n(0/{n_all})", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
-    top = max([v for d in itf.values() for v in d.values() if v is not None] or [1.0])
-    ax.set_ylim(0, top * 1.25)
-    ax.set_ylabel("iterations to a fair sparse model")
+            ax.bar(i, 0, color="none", edgecolor=colors[label], hatch="//")
+            ax.text(i, 0, f"never fair\n(0/{n_all})", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 4 else 0)
+    ax.set_ylim(0, top * 1.35)
+    ax.set_ylabel("iterations to a fair model")
     taus = sorted({r["tau"] for r in results})
-    ax.set_title(f"fewest iterations with val accuracy gap <= tau ({', '.join(f'{t:g}' for t in taus)})", fontsize=9)
-    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(f"first run with val gap \u2264 \u03c4 ({', '.join(f'{t:g}' for t in taus)})")
+    ax.grid(False, axis="x")
     ax = axes[1]
-    for i, label in enumerate(labels):
+    ticks: set[float] = set()
+    for n, label in enumerate(labels):
         rs = [r for r in results if r["label"] == label]
         by_b = _group(rs, lambda r: r["budget"])
         bs = sorted(by_b)
         it = [_mean_spread([r["cost"]["iterations"] for r in by_b[b]], spread, upper=None)[0] for b in bs]
-        gap = [_mean_spread([r["val"]["accuracy_gap"] for r in by_b[b]], spread) for b in bs]
-        ax.errorbar(it, [g[0] for g in gap], yerr=[[g[0] - g[1] for g in gap], [g[2] - g[0] for g in gap]],
-                    fmt="o-", color=f"C{i % 10}", label=label, ms=4, capsize=2)
+        ticks.update(it)
+        gap = np.array([_mean_spread([r["val"]["accuracy_gap"] for r in by_b[b]], spread) for b in bs]).reshape(-1, 3)
+        _errorbar(ax, np.asarray(it) * 10 ** ((n - (len(labels) - 1) / 2) * 0.02), gap, colors[label], label)
     for t in taus:
-        ax.axhline(t, color="k", ls=":", lw=0.9)
+        ax.axhline(t, color="C3", ls=(0, (4, 2)), lw=1.1)
+    ax.plot([], [], color="C3", ls=(0, (4, 2)), lw=1.1, label="\u03c4")
     ax.set_xlabel("pruning-stage iterations")
-    ax.set_ylabel("val accuracy gap")
+    ax.set_ylabel("val accuracy gap (points)")
+    ax.set_ylim(bottom=0.0)
+    _points(ax)
     ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_xticks(sorted(ticks), [f"{t:.0f}" for t in sorted(ticks)])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside upper center", ncol=len(names), frameon=False)
     return fig
 
 
-def _fig_ablation(results: list, spread: str, plt: Any) -> Any:
+def _fig_ablation(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] | None = None) -> Any:
+    from matplotlib.lines import Line2D
+
+    metric = constrained_metric(results)
     labels = _labels_in_order(results)
+    colors = _colors(labels)
     sps = sorted({r["sparsity_target"] for r in results})
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    width = 0.8 / max(1, len(labels))
-    for ax, metric, name in ((axes[0], "accuracy", "test accuracy"), (axes[1], "accuracy_gap", "bias (test accuracy gap)")):
+    tau = _single(r.get("tau") for r in results)
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_WIDTH_IN, 3.8), layout="constrained")
+    width = 0.8 / len(sps)
+    for ax, m in zip(axes, ("accuracy", metric)):
+        top = 0.0
         for i, label in enumerate(labels):
-            ms, los, his = [], [], []
-            for sp in sps:
-                m, lo, hi = _mean_spread([r["test"][metric] for r in results
-                                          if r["label"] == label and r["sparsity_target"] == sp], spread)
-                ms.append(m), los.append(m - lo), his.append(hi - m)
-            xs = np.arange(len(sps)) + (i - (len(labels) - 1) / 2) * width
-            ax.bar(xs, ms, width, yerr=[los, his], label=label, color=f"C{i % 10}", capsize=2)
-        ax.set_xticks(range(len(sps)), [f"{s:g}" for s in sps])
-        ax.set_xlabel("sparsity")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3, axis="y")
-        if metric == "accuracy":
-            lo = min(r["test"]["accuracy"] for r in results)
-            ax.set_ylim(max(0.0, lo - 0.05), None)
-    axes[0].legend(fontsize=8)
+            for k, sp in enumerate(sps):
+                vals = [r["test"][m] for r in results if r["label"] == label and r["sparsity_target"] == sp]
+                if not vals:
+                    continue
+                mean, lo, hi = _mean_spread(vals, spread)
+                x = i + (k - (len(sps) - 1) / 2) * width
+                ax.bar(x, mean, width * 0.9, yerr=[[mean - lo], [hi - mean]], color=colors[label],
+                       alpha=0.55 + 0.45 * (k + 1) / len(sps), capsize=3, ecolor="k")
+                ax.plot(x + np.linspace(-0.15, 0.15, len(vals)) * width, vals, "k.", ms=5, zorder=3)
+                top = max(top, hi, max(vals))
+        dense = _mean_spread([r["dense"]["test"][m] for r in results], spread)[0]
+        ax.axhline(dense, color="k", ls="--", lw=1.0, label="dense model")
+        if m == "accuracy":
+            maj = _majority(results)
+            if maj is not None:
+                ax.axhline(maj, color="k", ls=":", lw=1.3, label="majority-class baseline")
+            ax.set_ylim(0.0, 1.0)
+            ax.set_title("test accuracy (%)")
+        else:
+            if tau is not None:
+                ax.axhline(tau, color="C3", ls=(0, (4, 2)), lw=1.1, label=f"\u03c4 = {tau:g}")
+            ax.set_ylim(0.0, max(top, dense, tau or 0.0) * 1.1 + 1e-3)
+            ax.set_title(f"test {SHORT.get(m, m)} (points)")
+        _points(ax)
+        ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 4 else 0)
+        ax.grid(False, axis="x")
+        if len(sps) > 1:
+            ax.set_xlabel("bars per method: sparsity " + ", ".join(f"{100 * s:g}%" for s in sps) + " (darker = higher)")
+    handles, names = [], []
+    for ax in axes:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h), names.append(n)
+    handles.append(Line2D([], [], color="k", marker=".", ls="none", ms=6))
+    names.append("one seed")
+    fig.legend(handles, names, loc="outside upper center", ncol=len(names), frameon=False)
     return fig
 
 
@@ -276,7 +540,7 @@ def _fig_interpolation(results: list, spread: str, plt: Any, cfg: Mapping[str, A
     if not pairs:
         raise ValueError("the interpolation figure needs 'pairs' of method labels")
     points = int(cfg.get("points", 21))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_WIDTH_IN, 3.6), layout="constrained")
     for i, (la, lb) in enumerate(pairs):
         curves = []
         a_runs = {(r["seed"], r["sparsity_target"], r["tau"], r["budget"], _panel_key(r)): r
@@ -291,16 +555,19 @@ def _fig_interpolation(results: list, spread: str, plt: Any, cfg: Mapping[str, A
             raise ValueError(f"no pair of runs {la!r} / {lb!r} with the same seed and sparsity")
         ts = curves[0]["t"]
         for ax, metric in ((axes[0], "loss"), (axes[1], "accuracy_gap")):
-            stats = [_mean_spread([c["test"][metric][j] for c in curves], spread,
-                                  upper=None if metric == "loss" else 1.0) for j in range(len(ts))]
-            ax.plot(ts, [s[0] for s in stats], "-", color=f"C{i % 10}", label=f"{la} (t=0) -> {lb} (t=1)")
-            ax.fill_between(ts, [s[1] for s in stats], [s[2] for s in stats], color=f"C{i % 10}", alpha=0.18)
-    axes[0].set_ylabel("test loss")
-    axes[1].set_ylabel("test accuracy gap")
+            stats = np.array([_mean_spread([c["test"][metric][j] for c in curves], spread,
+                                           upper=None if metric == "loss" else 1.0) for j in range(len(ts))])
+            ax.plot(ts, stats[:, 0], "o-", ms=3, color=f"C{i % 10}",
+                    label=f"{la} (t=0) \u2192 {lb} (t=1), {len(curves)} seeds")
+            ax.fill_between(ts, stats[:, 1], stats[:, 2], color=f"C{i % 10}", alpha=0.18, lw=0)
+    axes[0].set_title("test loss")
+    axes[1].set_title("test accuracy gap (points)")
+    axes[1].set_ylim(bottom=0.0)
+    _points(axes[1])
     for ax in axes:
-        ax.set_xlabel("t along (1 - t) theta_a + t theta_b")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        ax.set_xlabel("t on the line (1 \u2212 t) \u03b8_a + t \u03b8_b")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside upper center", ncol=1, frameon=False)
     return fig
 
 
@@ -312,13 +579,14 @@ def register_figure(kind: str, draw: Callable[[list, str, Any, Mapping[str, Any]
     FIGURES[kind] = draw
 
 
-register_figure("sparsity", lambda rs, spread, plt, cfg: _fig_sparsity(rs, spread, plt))
-register_figure("tradeoff", lambda rs, spread, plt, cfg: _fig_tradeoff(rs, spread, plt))
-register_figure("cost", lambda rs, spread, plt, cfg: _fig_cost(rs, spread, plt))
-register_figure("ablation", lambda rs, spread, plt, cfg: _fig_ablation(rs, spread, plt))
+register_figure("sparsity", _fig_sparsity)
+register_figure("tradeoff", _fig_tradeoff)
+register_figure("cost", _fig_cost)
+register_figure("ablation", _fig_ablation)
 register_figure("interpolation", _fig_interpolation)
-SPREAD_TEXT = {"ci": "band/bars: 95% t-interval of the mean over seeds", "std": "band/bars: 1 std over seeds",
-               "minmax": "band/bars: min-max over seeds"}
+SPREAD_TEXT = {"ci": "bars/bands: 95% t-interval of the mean over seeds, clipped to the metric's range",
+               "std": "bars/bands: 1 std over seeds", "minmax": "bars/bands: min-max over seeds"}
+CAPTION_PT = 8.0
 
 
 def figure(kind: str, results: Sequence[Mapping[str, Any]] | str | os.PathLike, *,
@@ -327,9 +595,12 @@ def figure(kind: str, results: Sequence[Mapping[str, Any]] | str | os.PathLike, 
     """Draw a figure of ``kind`` (:data:`FIGURES`) from results (dicts or a results folder).
 
     Mean over seeds with the spread (``"ci"``: 95% t-interval, ``"std"``: one standard
-    deviation, ``"minmax"``) as a band or error bars; a caption line names profile and
-    provenance. With ``out`` the figure is saved as ``<out>/<name>.png`` and ``.svg`` (``name``
-    defaults to ``kind``). Returns the matplotlib figure.
+    deviation, ``"minmax"``) as error bars or bands, clipped to the metric's range; a caption line
+    names profile and provenance. ``config`` is the sweep's configuration (``pairs`` and
+    ``points`` for ``interpolation``; optional ``groups`` (lists of labels, one row each) and
+    ``reference`` (the label drawn in every row, default OMP) for ``sparsity``). Drawn
+    :data:`COLUMN_WIDTH_IN` wide with text of 8 pt or more. With ``out`` the figure is saved as
+    ``<out>/<name>.png`` and ``.svg`` (``name`` defaults to ``kind``). Returns the figure.
     """
     if kind not in FIGURES:
         raise ValueError(f"figure kind must be one of {', '.join(FIGURES)}, got {kind!r}")
@@ -346,22 +617,32 @@ def figure(kind: str, results: Sequence[Mapping[str, Any]] | str | os.PathLike, 
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # after the backend is chosen
 
-    fig = FIGURES[kind](results, spread, plt, dict(config or {}))
-    if title:
-        fig.suptitle(title, fontsize=11)
-    width_chars = max(40, int(fig.get_figwidth() * 17))
-    lines = textwrap.wrap(caption(results) + " | " + SPREAD_TEXT[spread], width_chars)
-    fig.text(0.01, 0.005, "\n".join(lines), fontsize=6.5, color="0.35", ha="left", va="bottom")
-    bottom = (0.012 + 0.11 * len(lines) / fig.get_figheight()) if lines else 0.0
-    fig.tight_layout(rect=(0, bottom, 1, 0.97 if title else 1))
-    if out is not None:
-        folder = check_writable(out)
-        stem = name or kind
-        for ext in ("png", "svg"):
-            path = folder / f"{stem}.{ext}"
-            tmp = folder / f".{stem}.tmp.{ext}"
-            fig.savefig(tmp, dpi=150, format=ext, metadata={"Date": None} if ext == "svg" else None)
-            os.replace(tmp, path)
+    with matplotlib.rc_context(STYLE):
+        fig = FIGURES[kind](results, spread, plt, dict(config or {}))
+        if title and fig.legends:  # a figure legend above the axes: the title goes on top of it
+            fig.legends[0].set_title(title, prop={"size": STYLE["figure.titlesize"]})
+        elif title:
+            fig.suptitle(title)
+        for ax in fig.axes:  # ticks are made lazily, after this context: fix their size now
+            ax.tick_params(labelsize=STYLE["xtick.labelsize"])
+        width_chars = max(40, int(fig.get_figwidth() * 72 / (0.55 * CAPTION_PT)))
+        n = len({r["seed"] for r in results})
+        lines = textwrap.wrap(caption(results) + f" | {SPREAD_TEXT[spread]} (n = {n} seeds)", width_chars)
+        fig.text(0.01, 0.005, "\n".join(lines), fontsize=CAPTION_PT, color="0.3", ha="left", va="bottom")
+        bottom = 0.012 + 1.25 * CAPTION_PT / 72 * len(lines) / fig.get_figheight()
+        engine = fig.get_layout_engine()
+        if engine is not None and hasattr(engine, "set") and "rect" in engine.get():
+            engine.set(rect=(0, bottom, 1, 1 - bottom))
+        else:
+            fig.tight_layout(rect=(0, bottom, 1, 0.97 if title else 1))
+        if out is not None:
+            folder = check_writable(out)
+            stem = name or kind
+            for ext in ("png", "svg"):
+                path = folder / f"{stem}.{ext}"
+                tmp = folder / f".{stem}.tmp.{ext}"
+                fig.savefig(tmp, dpi=150, format=ext, metadata={"Date": None} if ext == "svg" else None)
+                os.replace(tmp, path)
     return fig
 
 
