@@ -18,11 +18,12 @@ One module per concept (imports point down this list only):
 """
 from __future__ import annotations
 
-from .config import (CONFIG_KEYS, CONSTRAINT_KINDS, FIGURE_KINDS, SPREADS, ConfigError, RunSpec, SweepConfig,
-                     check_config, check_spec, expand_config, load_config, sweep_dir)
+from .config import (CONFIG_KEYS, CONSTRAINT_KINDS, CONSTRAINT_OPTIONS, FIGURE_KINDS, SPREADS, ConfigError, RunSpec,
+                     SweepConfig, check_config, check_spec, expand_config, load_config, make_constraint,
+                     run_constraint, sweep_dir)
 from .config import slug as _slug
-from .figures import FIGURES, caption, figure, figure_from_config, interpolation_curve, iterations_to_fair, \
-    register_figure
+from .figures import FIGURES, caption, constrained_metric, figure, figure_from_config, interpolation_curve, \
+    iterations_to_fair, method_groups, register_figure
 from .profiles import PROFILES, Profile, get_profile, lottery_levels, progress_default, quiet_default
 from .provenance import check_claims, check_clean, device_name, fingerprint, kernel_fingerprint, provenance
 from .results import (SCHEMA, SPLITS, Result, ResultError, check_writable, load_result, load_results,
@@ -35,7 +36,8 @@ from .verify import TOLERANCES_FILE, compare_results, load_tolerances, verify
 __all__ = [
     "Profile", "PROFILES", "get_profile", "lottery_levels", "quiet_default", "progress_default",
     "RunSpec", "SweepConfig", "ConfigError", "check_spec", "load_config", "check_config", "expand_config",
-    "sweep_dir", "CONFIG_KEYS", "CONSTRAINT_KINDS", "FIGURE_KINDS", "SPREADS",
+    "sweep_dir", "CONFIG_KEYS", "CONSTRAINT_KINDS", "CONSTRAINT_OPTIONS", "FIGURE_KINDS", "SPREADS",
+    "make_constraint", "run_constraint",
     "provenance", "device_name", "fingerprint", "kernel_fingerprint", "check_claims", "check_clean",
     "Result", "ResultError", "SCHEMA", "SPLITS", "validate_result", "load_result", "load_results", "write_json",
     "check_writable",
@@ -44,5 +46,5 @@ __all__ = [
     "sweep", "sweep_results", "failed_runs", "EXECUTORS",
     "mean_ci", "paired_difference", "compare",
     "figure", "figure_from_config", "caption", "iterations_to_fair", "interpolation_curve", "FIGURES",
-    "register_figure",
+    "register_figure", "constrained_metric", "method_groups",
 ]
