@@ -151,3 +151,33 @@ def test_claims_are_asserted_where_the_numbers_were_computed(tmp_path, capsys):
     ex.check_claims({"b fails": False}, reference=ref)  # another CPU: reported, not raised
     out = capsys.readouterr().out
     assert "1 of 1 claims do not hold: b fails" in out and "another" in out
+
+
+def test_feasibility_blocks_get_their_metrics_tolerance_across_machines(stored):
+    """Across machines a feasibility block's value and SE get the tolerance of the metric it reports
+    (accuracy_gap: 0.004 here); ``met`` may flip only when the stored value is within it of tau."""
+    _, res = stored
+    tol = {"families": {"mlp": dict(TOL["families"]["mlp"])}}
+    feas = res["val"]["feasibility"]
+    assert feas["metric"] == "accuracy_gap"
+
+    def changed(**kw):
+        new = copy.deepcopy(res)
+        new["val"]["feasibility"].update(kw)
+        return ex.compare_results(res, new, exact=False, tolerances=tol)["mismatches"]
+
+    assert changed(value=feas["value"] + 0.003, se=feas["se"] - 0.003) == []
+    (m,) = changed(value=feas["value"] + 0.01)
+    assert "val.feasibility.value" in m and "> tolerance 0.004 for 'accuracy_gap'" in m
+    assert changed(tau=feas["tau"] + 1e-6)  # tau is exact
+    near, far = copy.deepcopy(res), copy.deepcopy(res)
+    near["val"]["feasibility"].update(value=feas["tau"] - 0.001, met=True)
+    far["val"]["feasibility"].update(value=feas["tau"] - 0.01, met=True)
+    for stored_res, flips_ok in ((near, True), (far, False)):
+        new = copy.deepcopy(stored_res)
+        new["val"]["feasibility"]["met"] = False
+        mism = ex.compare_results(stored_res, new, exact=False, tolerances=tol)["mismatches"]
+        assert (mism == []) == flips_ok, mism
+    # on the same machine everything is exact
+    assert ex.compare_results(res, copy.deepcopy(res) | {"val": {**res["val"], "feasibility": {**feas, "se": feas["se"] + 1e-9}}},
+                              exact=True)["mismatches"]

@@ -58,6 +58,11 @@ def load_tolerances(path: str | os.PathLike | None = None) -> dict[str, Any] | N
     return tol
 
 
+#: a ``feasibility`` block's ``metric`` -> the result key whose measured tolerance its numbers get
+FEASIBILITY_KEYS = {"accuracy_gap": "accuracy_gap", "demographic_parity": "demographic_parity_difference",
+                    "equalized_odds": "equalized_odds_difference"}
+
+
 def tolerance_key(path: str) -> str:
     """The key a compared leaf's tolerance is filed under in TOLERANCES.json: the last component
     of its dotted path that is not all digits (group labels and list indices are skipped)."""
@@ -117,8 +122,35 @@ def compare_results(stored: Mapping[str, Any], new: Mapping[str, Any], *, exact:
         elif diff > worst["d"]:
             worst.update(d=diff, at=path)
 
+    def feasibility(a: Mapping[str, Any], b: Mapping[str, Any], path: str) -> None:
+        """Across machines a feasibility block's ``value`` and ``se`` get the tolerance of the
+        metric it reports; ``met`` may differ only where the stored value is within that
+        tolerance of ``tau``; ``metric`` and ``tau`` are exact."""
+        key = FEASIBILITY_KEYS.get(str(a.get("metric")))
+        tol = None if key is None else fam_tol.get(key)
+        for k in sorted(set(a) | set(b)):
+            if k not in b:
+                out.append(f"{path}.{k}: stored but not recomputed")
+            elif k not in a:
+                continue
+            elif k in ("value", "se") and tol is not None:
+                d = abs(float(a[k]) - float(b[k]))
+                if d > tol:
+                    out.append(f"{path}.{k}: stored {a[k]!r} != recomputed {b[k]!r} (|diff| {d:.3g} > tolerance "
+                               f"{tol:g} for {key!r}, {family})")
+                elif d > worst["d"]:
+                    worst.update(d=d, at=f"{path}.{k}")
+            elif k == "met" and tol is not None and a[k] != b[k]:
+                if abs(float(a["value"]) - float(a["tau"])) > tol:
+                    out.append(f"{path}.met: stored {a[k]!r} != recomputed {b[k]!r} (value {a['value']:.4g} is "
+                               f"further than the tolerance {tol:g} from tau {a['tau']:g})")
+            else:
+                leaf(a[k], b[k], f"{path}.{k}")
+
     def walk(a: Any, b: Any, path: str) -> None:
-        if isinstance(a, dict) and isinstance(b, dict):
+        if (not exact and path.endswith(".feasibility") and isinstance(a, dict) and isinstance(b, dict)):
+            feasibility(a, b, path)
+        elif isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b), key=str):
                 if k in IGNORED:
                     continue
