@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -66,7 +67,7 @@ from .constraints import FairnessConstraint
 from .train import PassCounter, PruneResult, evaluate, fit, make_loader, model_device, predict, set_seed, task_loss
 
 __all__ = ["METHODS", "MethodInfo", "MethodOutput", "Context", "register", "prune", "lottery_sparsities",
-           "check_method_kwargs", "snip_importance", "fpgm_importance", "fairgrape_importance",
+           "check_method_kwargs", "check_constraint_kind", "snip_importance", "fpgm_importance", "fairgrape_importance",
            "fairgrape_select"]
 
 
@@ -104,13 +105,31 @@ def register(name: str, *, structured: bool = False, fairness_aware: bool = Fals
     return deco
 
 
-def check_method_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming any keyword ``method`` does not accept (typos in configs)."""
-    info = _info(method)
-    known = set(info.options())
-    bad = [k for k in kwargs if k not in known]
-    if bad:
-        raise ValueError(f"method {method!r} has no option(s) {bad}; its options are {sorted(known) or 'none'}")
+def check_method_kwargs(method: str, kwargs: Mapping[str, Any], *, also: Iterable[str] = ()) -> None:
+    """Raise ``ValueError`` naming the first keyword ``method`` does not accept (typos in configs),
+    with the nearest accepted name; ``also``: further names the caller accepts (e.g. arguments of
+    :func:`prune`). BiFP / BiP options are checked by value too (:meth:`BiFPConfig.check`)."""
+    known = set(_info(method).options())
+    accepted = known | set(also)
+    for k in kwargs:
+        if k not in accepted:
+            close = difflib.get_close_matches(str(k), sorted(accepted), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"method {method!r} has no option {k!r}{hint}; its options are {sorted(known) or 'none'}")
+    if method in ("bifp", "bip"):
+        try:
+            bilevel.DEFAULTS.replace(**{k: v for k, v in kwargs.items() if k in known}).check()
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"method {method!r}: {e}") from None
+
+
+def check_constraint_kind(method: str, kind: str | None) -> None:
+    """Raise ``ValueError`` if ``method`` cannot honour a constraint of ``kind`` (``postproc``:
+    fairlearn's ThresholdOptimizer has no accuracy parity)."""
+    if method == "postproc" and kind not in POSTPROC_CONSTRAINTS:
+        raise ValueError(f"method 'postproc' cannot honour constraint {kind!r} (fairlearn's "
+                         f"ThresholdOptimizer has no accuracy parity); use constraint "
+                         f"{' or '.join(sorted(POSTPROC_CONSTRAINTS))}")
 
 
 def _info(method: str) -> MethodInfo:
@@ -278,12 +297,8 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
             raise ValueError("method 'postproc' needs a fairness constraint (its kind picks the "
                              "ThresholdOptimizer constraint) and the sensitive attribute at prediction time")
         raise ValueError(f"method {method!r} needs a fairness constraint (constraint=FairnessConstraint(...))")
-    check_method_kwargs(method, options)
-    if method == "postproc" and constraint.kind not in POSTPROC_CONSTRAINTS:
-        raise ValueError(f"postproc: constraint kind {constraint.kind!r} is not supported by fairlearn's "
-                         f"ThresholdOptimizer (no accuracy parity); use one of {sorted(POSTPROC_CONSTRAINTS)}")
-    if method in ("bifp", "bip"):
-        bilevel.DEFAULTS.replace(**options).check()  # bad options fail before any training
+    check_method_kwargs(method, options)  # bad options fail before any training
+    check_constraint_kind(method, None if constraint is None else constraint.kind)
     if structured is None:
         structured = info.structured
     elif info.structured and not structured:
@@ -677,21 +692,21 @@ def _bilevel(ctx: Context, fn: Callable, options: dict[str, Any]) -> MethodOutpu
         extra["constraint"] = ctx.constraint
         if cfg.dual_split is not None and cfg.dual_split != cfg.prune_split:
             extra["dual_data"] = getattr(ctx.splits, cfg.dual_split)  # else bifp's: the pruning data less any holdout
-    used = sorted({cfg.prune_split} | ({cfg.dual_split} if fn is bilevel.bifp and cfg.dual_split else set()),
-                  key=("train", "val").index)
+    used = {cfg.prune_split} | ({cfg.dual_split} if fn is bilevel.bifp and cfg.dual_split else set())
+    data = "+".join(split for split in ("train", "val") if split in used)
     res = fn(ctx.model, getattr(ctx.splits, cfg.prune_split), sparsity=ctx.sparsity,
              config=cfg.replace(batch_size=ctx.batch_size), structured=ctx.structured, scope=ctx.scope,
              layers=list(ctx.layers()), seed=ctx.seed, device=ctx.device, counter=ctx.counter, progress=ctx.progress,
-             data_split="+".join(used), **extra)
-    return MethodOutput(res.model, res.history, {"data": "+".join(used)}, result=res)
+             data_split=data, **extra)
+    return MethodOutput(res.model, res.history, {"data": data}, result=res)
 
 
 _BILEVEL_DOC = ("BiFP/BiP train the weights inside their own ``steps`` (the fine-tuning budget of "
                 "the other methods does not apply). Options and defaults: the fields of "
                 ":class:`fairprune_lite.bilevel.BiFPConfig` (``batch_size`` comes from :func:`prune`).")
 _BIP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig)
-               if f.name not in ("fair_mask", "fair_weights", "dual_every", "dual_split", "batch_size", "log_every", "holdout",
-                                 "select_every")]
+               if f.name not in ("fair_mask", "fair_weights", "dual_every", "dual_split", "batch_size", "log_every",
+                                 "holdout", "select_every")]
 _BIFP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig) if f.name not in ("batch_size", "log_every")]
 
 
@@ -758,10 +773,7 @@ def _postproc(ctx: Context, *, base: str = "omp", objective: str = "accuracy_sco
     classifier must be given each example's sensitive attribute when it predicts."""
     from fairlearn.postprocessing import ThresholdOptimizer
 
-    if ctx.constraint is None or ctx.constraint.kind not in POSTPROC_CONSTRAINTS:
-        kind = None if ctx.constraint is None else ctx.constraint.kind
-        raise ValueError(f"postproc: constraint kind {kind!r} is not supported by fairlearn's ThresholdOptimizer; "
-                         f"use one of {sorted(POSTPROC_CONSTRAINTS)}")
+    check_constraint_kind("postproc", None if ctx.constraint is None else ctx.constraint.kind)
     model, hist = _base_prune(ctx, base)
     if base != "imp":
         hist = ctx.finetune(model)

@@ -21,7 +21,6 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .. import bilevel
 from .. import data as _data
 from .. import models as _models
 from .. import pruners
@@ -183,18 +182,9 @@ def check_method_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
     """A ``ValueError`` naming a ``method_kwargs`` entry that is neither an option of ``method``
     nor an argument of :func:`~fairprune_lite.pruners.prune` the runner leaves to the spec
     (e.g. ``scope``, ``finetune_steps``); BiFP / BiP options are checked by value too."""
-    own = set(pruners.METHODS[method].options())
     common = {name for name, p in inspect.signature(pruners.prune).parameters.items()
               if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _RUNNER_ARGUMENTS}
-    for k in kwargs:
-        if k not in own | common:
-            raise ValueError(f"method {method!r} has no option {k!r}{suggest(k, own | common)}; its options are "
-                             f"{sorted(own) or 'none'}")
-    if method in ("bifp", "bip"):
-        try:
-            bilevel.DEFAULTS.replace(**{k: v for k, v in kwargs.items() if k in own}).check()
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"method {method!r}: {e}") from None
+    pruners.check_method_kwargs(method, kwargs, also=common)
 
 
 def run_constraint(spec: RunSpec, profile: Profile) -> FairnessConstraint:
@@ -204,15 +194,6 @@ def run_constraint(spec: RunSpec, profile: Profile) -> FairnessConstraint:
     was checked is what runs."""
     return make_constraint(spec.constraint, spec.tau, surrogate=spec.surrogate, dual_lr=profile.dual_lr,
                            options=spec.constraint_options)
-
-
-def check_method_constraint(method: str, constraint: str) -> None:
-    """A ``ValueError`` if ``method`` cannot honour a ``constraint`` of this kind (``postproc``:
-    fairlearn's ThresholdOptimizer has no accuracy parity)."""
-    if method == "postproc" and constraint not in pruners.POSTPROC_CONSTRAINTS:
-        raise ValueError(f"method 'postproc' cannot honour constraint {constraint!r} (fairlearn's "
-                         f"ThresholdOptimizer has no accuracy parity); use constraint "
-                         f"{' or '.join(sorted(pruners.POSTPROC_CONSTRAINTS))}")
 
 
 def check_spec(spec: RunSpec) -> Profile:
@@ -240,7 +221,7 @@ def check_spec(spec: RunSpec) -> Profile:
     if not isinstance(spec.method_kwargs, Mapping):
         raise ValueError("method_kwargs must be a mapping")
     check_method_kwargs(spec.method, spec.method_kwargs)
-    check_method_constraint(spec.method, spec.constraint)
+    pruners.check_constraint_kind(spec.method, spec.constraint)
     profile = get_profile(spec.profile)
     if spec.settings:
         profile = profile.replace(**spec.settings)
@@ -364,9 +345,7 @@ class SweepConfig:
             try:
                 pruners.check_method_kwargs(name, options)
             except (TypeError, ValueError) as e:
-                known = pruners.METHODS[name].options()
-                bad = next((k for k in options if k not in known), "")
-                raise ConfigError(f"{where}: methods[{i}]: {e}{suggest(bad, known)}") from None
+                raise ConfigError(f"{where}: methods[{i}]: {e}") from None
             if "taus" in entry and (not isinstance(entry["taus"], list) or not entry["taus"]):
                 raise ConfigError(f"{where}: methods entry {name!r}: taus must be a non-empty list")
             try:
@@ -384,7 +363,7 @@ class SweepConfig:
             raise ConfigError(f"{where}: {e}") from None
         for i, m in enumerate(methods):
             try:
-                check_method_constraint(m.method, constraint)
+                pruners.check_constraint_kind(m.method, constraint)
                 # the constraint is built once per method so that its own checks judge the values
                 make_constraint(constraint, 0.02, surrogate=cfg.get("surrogate"),
                                 options=top_copts | m.constraint_options)

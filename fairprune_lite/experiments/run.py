@@ -45,7 +45,7 @@ from .provenance import provenance
 from .results import SPLITS, Result, atomic_torch_save, check_writable, finite, validate_result, write_json
 
 __all__ = ["run", "run_to_file", "pretrain", "load_splits", "stratified_subsample", "default_cache_dir",
-           "build_model", "dense_key", "run_constraint", "HISTORY_MAX"]
+           "build_model", "dense_key", "HISTORY_MAX"]
 
 HISTORY_MAX = 200
 
