@@ -125,7 +125,9 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
             "val": res.metrics["val"], "test": res.metrics["test"], "dense": dense_m,
             "achieved_sparsity": res.sparsity(), "kept_units_per_layer": layers,
             "empty_layers": [n for n, mk in res.masks.items() if not bool(mk.any())],
-            "cost": res.cost, "wall_s": wall}
+            "cost": res.cost, "wall_s": wall,
+            "solver": {k: res.config.get(k) for k in ("mask_churn", "swaps_total", "certificate", "selection",
+                                                      "split_sizes", "constraint", "protocol")}}
 
 
 def _done(path: Path) -> set:

@@ -102,6 +102,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -112,6 +113,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from .certify import certify, check_delta, rows_needed
 from .constraints import FairnessConstraint
 from .masks import MaskScores, apply_masks, remove_masks, sparsity_report, weight_parameters
 from .train import (
@@ -136,6 +138,7 @@ __all__ = ["BiFPConfig", "DEFAULTS", "implicit_gradient", "implicit_gradient_z",
            "IG_VARIANTS"]
 
 IG_VARIANTS = ("paper", "repo", "first_order")
+SCORE_UPDATES = ("clamped", "normalized")
 SCHEDULES = ("instant", "cubic")
 UPDATES = ("alternating", "joint")
 
@@ -306,16 +309,32 @@ class BiFPConfig:
     recalibrate_bn: bool | None = None
     log_every: int = 1
     batch_size: int = 128
+    score_update: str = "clamped"
+    accuracy_floor: float | None = None
+    safety: float = 0.0
+    delta: float = 0.05
+    protocol: str = "paper"
 
     def replace(self, **overrides: Any) -> "BiFPConfig":
-        """A copy with ``overrides`` (field names; an unknown name is a ``ValueError``)."""
+        """A copy with ``overrides`` (field names; an unknown name is a ``ValueError``).
+
+        ``protocol=NAME`` first switches to that protocol's settings (:data:`PROTOCOLS`), then
+        the other overrides apply on top of them."""
         names = {f.name for f in fields(self)}
         bad = sorted(k for k in overrides if k not in names)
         if bad:
             raise ValueError(f"BiFPConfig has no field(s) {bad}; fields: {sorted(names)}")
         if overrides.get("epochs") is not None and "steps" not in overrides:
             overrides["steps"] = None
-        return dataclasses.replace(self, **overrides)
+        base = self
+        if "protocol" in overrides and overrides["protocol"] != self.protocol:
+            name = overrides.pop("protocol")
+            if name not in PROTOCOLS:
+                close = difflib.get_close_matches(str(name), sorted(PROTOCOLS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {name!r}{hint}")
+            base = PROTOCOLS[name]
+        return dataclasses.replace(base, **overrides)
 
     def check(self) -> "BiFPConfig":
         """Validate every field; raises ``ValueError`` naming the bad one. Returns ``self``."""
@@ -356,6 +375,20 @@ class BiFPConfig:
         wd = self.gamma if self.weight_decay is None else self.weight_decay
         if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
             raise ValueError(f"weight_decay must be >= 0 or None, got {self.weight_decay!r}")
+        if self.score_update not in SCORE_UPDATES:
+            raise ValueError(f"score_update must be one of {SCORE_UPDATES}, got {self.score_update!r}")
+        if isinstance(self.safety, bool) or not isinstance(self.safety, (int, float)) or not 0 <= self.safety < 1:
+            raise ValueError(f"safety must be a fraction in [0, 1), got {self.safety!r}")
+        if self.holdout + self.safety >= 1:
+            raise ValueError(f"holdout + safety must leave data to train on, got {self.holdout} + {self.safety}")
+        check_delta(self.delta)
+        if self.accuracy_floor is not None:
+            f = self.accuracy_floor
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or not 0 <= f < 1:
+                raise ValueError(f"accuracy_floor must be a number in [0, 1) or None, got {f!r}")
+            if self.holdout <= 0:
+                raise ValueError("accuracy_floor is applied when selecting an iterate on held-out data: "
+                                 "it needs holdout > 0")
         if not (isinstance(self.mask_init, Mapping) or self.mask_init in ("magnitude", "uniform")):
             raise ValueError(f"mask_init must be 'magnitude', 'uniform' or a dict of masks, got {self.mask_init!r}")
         if (self.steps is None) == (self.epochs is None):
@@ -370,6 +403,17 @@ class BiFPConfig:
 
 #: the library defaults, the single place they are written
 DEFAULTS = BiFPConfig()
+
+#: named protocols: ``"paper"`` is the paper's (and BiP's) solver as the book reproduces it;
+#: ``"certified"`` changes what measurement showed does not work on unseen data (module
+#: docstring, "Protocols"). ``BiFPConfig.replace(protocol=...)`` / the method option
+#: ``protocol=`` select one; other options then apply on top.
+PROTOCOLS: dict[str, BiFPConfig] = {
+    "paper": DEFAULTS,
+    "certified": dataclasses.replace(
+        DEFAULTS, protocol="certified", score_update="normalized", beta=0.002, holdout=0.25, safety=0.25,
+        select_every=5, accuracy_floor=0.02, dual_every=5),
+}
 
 
 def _pos_int(v: Any) -> bool:
@@ -395,6 +439,11 @@ class _State:
     constraint: FairnessConstraint | None
     fair_up: bool
     fair_low: bool
+    recal: bool = False
+    init_units: dict[str, Tensor] | None = None
+    prev_units: dict[str, Tensor] | None = None
+    prev_sparsity: float | None = None
+    floor_majority: float | None = None
 
     def losses(self, logits: Tensor, y: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(task, upper, lower) losses of one forward pass; the fairness term is computed once
@@ -485,12 +534,82 @@ def mask_gradient(st: _State, step: int) -> dict[str, Any]:
 
 
 def score_step(st: _State, hyper: Mapping[str, Tensor]) -> None:
-    """``s <- clip(s - beta * hyper, 0, 1)`` (through the score optimizer)."""
+    """``s <- clip(s - beta * hyper, 0, 1)`` (through the score optimizer), or with
+    ``score_update="normalized"`` ``s <- s - beta * hyper / rms(hyper)`` with the root mean square
+    taken over the top-k's scope (all scores for ``scope="global"``, each layer's for
+    ``"layer"``) and no clip (module docstring, "The mask level")."""
     st.s_opt.zero_grad(set_to_none=True)
+    if st.cfg.score_update == "normalized":
+        hyper = normalize_hypergradient(hyper, st.ms.scope)
     for n, p in zip(st.names, st.scores):
         p.grad = hyper[n]
     st.s_opt.step()
-    st.ms.clamp_()
+    if st.cfg.score_update == "clamped":
+        st.ms.clamp_()
+
+
+def normalize_hypergradient(hyper: Mapping[str, Tensor], scope: str) -> dict[str, Tensor]:
+    """``hyper / rms(hyper)`` over the top-k's scope: one step then moves a typical score by the
+    step size, whatever the scale of the gradients (a zero gradient stays zero)."""
+    if scope == "global":
+        sq = sum(float((g.double() ** 2).sum()) for g in hyper.values())
+        cnt = sum(g.numel() for g in hyper.values())
+        rms = math.sqrt(sq / max(cnt, 1))
+        return {n: (g / rms if rms > 0 else g) for n, g in hyper.items()}
+    out = {}
+    for n, g in hyper.items():
+        rms = float(g.double().pow(2).mean().sqrt()) if g.numel() else 0.0
+        out[n] = g / rms if rms > 0 else g
+    return out
+
+
+def rank_scores_(ms: MaskScores) -> None:
+    """Replace the scores by their rank in the top-k's scope, scaled into ``(0, 1]`` (ties broken
+    as the top-k breaks them: by the magnitude tie key, then position), so the first mask is
+    unchanged and neighbouring units are ``1/n`` apart: a normalized step of size ``beta`` then
+    moves a unit by about ``beta * n`` places."""
+    groups = [ms.names] if ms.scope == "global" else [[n] for n in ms.names]
+    with torch.no_grad():
+        for group in groups:
+            flat = torch.cat([ms.score(n).detach().reshape(-1) for n in group])
+            tie = torch.cat([ms._tie[n].reshape(-1).to(flat) for n in group])
+            order = torch.sort(tie, stable=True).indices
+            order = order[torch.sort(flat[order], stable=True).indices]
+            ranks = torch.empty_like(flat)
+            ranks[order] = torch.arange(1, flat.numel() + 1, dtype=flat.dtype, device=flat.device) / flat.numel()
+            for n, part in zip(group, ranks.split([ms.score(n).numel() for n in group])):
+                ms.score(n).copy_(part.view_as(ms.score(n)))
+
+
+def _units(ms: MaskScores) -> dict[str, Tensor]:
+    """Boolean unit masks (weight-shaped, or ``[out]`` when structured) at the current sparsity."""
+    if ms.structured:
+        return {n: m.bool() for n, m in ms.channel_masks().items()}
+    return {n: m.bool() for n, m in ms.binary_masks().items()}
+
+
+def mask_change(st: _State) -> int | None:
+    """Units that entered the mask since the previous step (None when the sparsity changed in
+    between, e.g. during a schedule's ramp, where a count would mix two targets)."""
+    units = _units(st.ms)
+    swaps = None
+    if st.prev_units is not None and st.prev_sparsity == st.ms.sparsity:
+        swaps = int(sum(int((u & ~st.prev_units[n]).sum()) for n, u in units.items()))
+    st.prev_units, st.prev_sparsity = units, st.ms.sparsity
+    return swaps
+
+
+def mask_churn(initial: Mapping[str, Tensor], final: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Fraction of the final mask's kept units that the initial mask did not keep, overall and
+    per layer (0: the mask level changed nothing; the masks must be at the same sparsity)."""
+    layers, new, kept = {}, 0, 0
+    for n, f in final.items():
+        f = f.bool()
+        k = int(f.sum())
+        d = int((f & ~initial[n].bool()).sum())
+        layers[n] = d / k if k else 0.0
+        new, kept = new + d, kept + k
+    return {"overall": new / kept if kept else 0.0, "layers": layers, "changed_units": new}
 
 
 def joint_weight_step(st: _State, weight_grads: list[Tensor | None]) -> None:
@@ -572,6 +691,48 @@ def recalibrate_bn(model: nn.Module, data: Iterable, counter: PassCounter | None
     return len(bns)
 
 
+#: offset of the seed that draws the safety split (so it differs from the selection holdout's draw)
+_SAFETY_SEED = 7919
+
+
+def _labels(data: Any) -> tuple[Tensor, Tensor]:
+    """``(y, s)`` of a dataset, without a model."""
+    ys, ss = [], []
+    for batch in make_loader(data, 4096, shuffle=False):
+        ys.append(batch[1].flatten().long().cpu())
+        ss.append(batch[2].flatten().long().cpu())
+    return torch.cat(ys), torch.cat(ss)
+
+
+def _check_safety_size(constraint: FairnessConstraint, safe: Any, cfg: BiFPConfig) -> None:
+    """Refuse, before any training, a safety split on which even a perfectly fair model could not
+    be certified at ``tau`` (:func:`fairprune_lite.certify.rows_needed`)."""
+    y, s = _labels(safe)
+    need = rows_needed(constraint.kind, constraint.tau, y, s, delta=cfg.delta)
+    if need > len(y):
+        frac = need / len(y) * cfg.safety
+        raise ValueError(
+            f"safety={cfg.safety}: the safety split has {len(y)} rows, but certifying {constraint.kind} <= "
+            f"{constraint.tau} at delta={cfg.delta} needs about {need} rows with these group and label shares "
+            f"(even for a perfectly fair model); give more pruning data (safety would need to be {frac:.2f} of "
+            f"it, or more data), a looser tau, a larger delta, or safety=0 to skip the certificate")
+
+
+def _floor(st: _State, held: Any, floor: float) -> float:
+    """The accuracy an iterate must reach on the held-out data: the majority class's accuracy there
+    plus ``floor``; a ``ValueError`` when the dense model itself does not reach it."""
+    st.scores_grad(False)
+    logits, y, _ = predict(st.model, held, counter=st.counter, batch_size=1024)
+    st.scores_grad(True)
+    majority = max(float(y.float().mean()), 1.0 - float(y.float().mean()))
+    dense = float(((logits > 0).long() == y).float().mean())
+    if dense < majority + floor:
+        raise ValueError(f"accuracy_floor={floor} is above what the dense model reaches on the held-out data: "
+                         f"its accuracy {dense:.4f} is {dense - majority:+.4f} from the majority class's "
+                         f"{majority:.4f}; lower accuracy_floor or set it to None")
+    return majority + floor
+
+
 def _split_holdout(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     """``(train part, held-out part)`` of a dataset, drawn with ``seed``."""
     if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
@@ -584,11 +745,36 @@ def _split_holdout(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     return subset(data, perm[k:]), subset(data, perm[:k])
 
 
-def select_step(st: _State, step: int, held: Any, best: dict[str, Any]) -> None:
-    """Evaluate the current masked model on the held-out data and keep it in ``best`` when it is
-    the most accurate iterate passing the safety test so far (or, while none passes, the one
-    with the smallest constraint value)."""
+def _bn_buffers(model: nn.Module) -> list[tuple[Tensor, ...]]:
+    return [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+            for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+def _restore_bn(model: nn.Module, saved: list[tuple[Tensor, ...]]) -> None:
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    with torch.no_grad():
+        for m, (mean, var, nbt) in zip(bns, saved):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(nbt)
+
+
+def select_step(st: _State, step: int, held: Any, best: dict[str, Any], train_data: Any = None) -> None:
+    """Evaluate the current masked model on the held-out data and keep it in ``best`` when it
+    ranks highest so far: first the iterates that pass the test (constraint value plus ``margin``
+    standard errors ``<= tau``, and accuracy at least ``accuracy_floor`` above the held-out
+    majority class), most accurate first; then those that pass the floor only, smallest
+    constraint value first; then the rest, most accurate first.
+
+    With BatchNorm recalibration on (``recalibrate_bn``), the candidate is recalibrated on
+    ``train_data`` before it is evaluated and stored, so the iterate returned is the one that was
+    evaluated; the training run's own running statistics are restored afterwards.
+    """
     st.scores_grad(False)
+    saved = None
+    if st.recal and train_data is not None:
+        saved = _bn_buffers(st.model)
+        recalibrate_bn(st.model, train_data, st.counter)
     logits, y, s = predict(st.model, held, counter=st.counter, batch_size=1024)
     st.scores_grad(True)
     acc = float(((logits > 0).long() == y).float().mean())
@@ -596,14 +782,18 @@ def select_step(st: _State, step: int, held: Any, best: dict[str, Any]) -> None:
     if c is not None:
         f = c.feasibility(logits, y, s)
         value = f["value"] if f["value"] is not None else float("inf")
-        ok = f["value"] is not None and value + c.margin * f["se"] <= c.tau
+        feasible = f["value"] is not None and value + c.margin * f["se"] <= c.tau
     else:
-        value, ok = 0.0, True
-    key = (1, acc) if ok else (0, -value)
+        value, feasible = 0.0, True
+    floor_ok = st.floor_majority is None or acc >= st.floor_majority
+    key = (2, acc) if (feasible and floor_ok) else ((1, -value) if floor_ok else (0, acc))
     if best.get("key") is None or key > best["key"]:
-        best.update(key=key, step=step, accuracy=acc, value=value, passed=ok,
+        best.update(key=key, step=step, accuracy=acc, value=value, passed=bool(feasible and floor_ok),
+                    feasible=bool(feasible), floor_ok=bool(floor_ok),
                     state=copy.deepcopy(st.model.state_dict()),
                     scores=[p.detach().clone() for p in st.scores])
+    if saved is not None:
+        _restore_bn(st.model, saved)
 
 
 def bifp(
@@ -671,11 +861,16 @@ def bifp(
         train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
     elif hasattr(train_loader, "y") and hasattr(train_loader, "s") and hasattr(train_loader, "__getitem__"):
         train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
-    held = None
-    if cfg.holdout > 0:
-        base = getattr(train_loader, "dataset", train_loader)
-        part, held = _split_holdout(base, cfg.holdout, seed)
+    held, safe = None, None
+    if cfg.holdout > 0 or cfg.safety > 0:
+        part = getattr(train_loader, "dataset", train_loader)
+        if cfg.safety > 0:
+            part, safe = _split_holdout(part, cfg.safety, seed + _SAFETY_SEED)
+        if cfg.holdout > 0:
+            part, held = _split_holdout(part, cfg.holdout / (1.0 - cfg.safety), seed)
         train_loader = make_loader(part, getattr(train_loader, "batch_size", cfg.batch_size), shuffle=True, seed=seed)
+    if safe is not None and constraint is not None:
+        _check_safety_size(constraint, safe, cfg)
     if dual_data is None:
         dual_data = getattr(train_loader, "dataset", train_loader)
     per_step = 1 if cfg.update == "joint" else cfg.lower_steps + 1
@@ -703,6 +898,8 @@ def bifp(
         ms = MaskScores(model, s0, structured=structured, scope=scope, layers=layers, init=cfg.mask_init,
                         seed=seed, gate_norm=gate)
     ms.to(dev)
+    if cfg.score_update == "normalized" and not isinstance(cfg.mask_init, Mapping):
+        rank_scores_(ms)
     apply_masks(model, ms)
     names = ms.names
     scores = [ms.score(n) for n in names]
@@ -716,7 +913,13 @@ def bifp(
                 w_opt=make_optimizer(params, cfg.optimizer, lr=cfg.alpha, weight_decay=wd, momentum=cfg.momentum),
                 s_opt=make_optimizer(scores, cfg.optimizer, lr=cfg.beta, weight_decay=0.0, momentum=cfg.momentum),
                 counter=counter if counter is not None else PassCounter(), batches=cycle(train_loader), dev=dev,
-                constraint=constraint, fair_up=fair_up, fair_low=fair_low)
+                constraint=constraint, fair_up=fair_up, fair_low=fair_low,
+                recal=structured if cfg.recalibrate_bn is None else bool(cfg.recalibrate_bn))
+    if held is not None and cfg.accuracy_floor is not None:
+        st.floor_majority = _floor(st, held, cfg.accuracy_floor)
+    ms.sparsity = float(sparsity)
+    st.init_units = _units(ms)  # the mask the upper level starts from, at the target sparsity
+    ms.sparsity = s0
     t_start = time.perf_counter()
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {}
@@ -734,10 +937,11 @@ def bifp(
                 joint_weight_step(st, out["weight_grads"])
                 rec["lower_loss"] = float(out["low"].detach())
             st.counter.step()
+            rec["swaps"] = mask_change(st)
             dual_step(st, step, out["logits"], out["y"], out["s"], dual_data)
             if held is not None and ms.sparsity == float(sparsity) and (
                     (step + 1) % cfg.select_every == 0 or step == total - 1):
-                select_step(st, step, held, best)
+                select_step(st, step, held, best, train_loader)
             if step % cfg.log_every == 0 or step == total - 1:
                 history.append(log_step(st, rec, out))
             if bar is not None:
@@ -754,12 +958,21 @@ def bifp(
         with torch.no_grad():
             for p, v in zip(scores, best["scores"]):
                 p.copy_(v)
-        selection = {k: best[k] for k in ("step", "accuracy", "value", "passed")} | {"held_out": len(held)}
-    recal = structured if cfg.recalibrate_bn is None else bool(cfg.recalibrate_bn)
-    if recal:
+        selection = {k: best[k] for k in ("step", "accuracy", "value", "passed", "feasible", "floor_ok")} | {
+            "held_out": len(held), "floor": st.floor_majority}
+    recal = st.recal
+    if recal and not best:  # a selected iterate was recalibrated when it was evaluated
         st.scores_grad(False)
         recalibrate_bn(model, train_loader, st.counter)
         st.scores_grad(True)
+    churn = mask_churn(st.init_units, _units(ms))
+    certificate = None
+    if safe is not None and constraint is not None:
+        st.scores_grad(False)
+        logits_s, y_s, s_s = predict(model, safe, batch_size=1024)  # evaluation, not training: uncounted
+        st.scores_grad(True)
+        certificate = certify(constraint.kind, constraint.tau, logits_s, y_s, s_s, delta=cfg.delta) | {
+            "split": "safety", "fraction": cfg.safety}
     masks = ms.binary_masks()
     final_scores = {n: ms.score(n).detach().clone() for n in names}
     remove_masks(model, bake=True)
@@ -771,7 +984,12 @@ def bifp(
         "mask_init": cfg.mask_init if isinstance(cfg.mask_init, str) else "given", "steps": total,
         "weight_decay": wd, "seed": seed, "device": str(dev), "gate_norm": gate, "recalibrate_bn": recal,
         "constraint": constraint.state_dict() if constraint is not None else None,
-        "achieved_sparsity": rep["overall"], "selection": selection,
+        "achieved_sparsity": rep["overall"], "selection": selection, "mask_churn": churn,
+        "swaps_total": int(sum(r.get("swaps") or 0 for r in history)) if cfg.log_every == 1 else None,
+        "certificate": certificate,
+        "split_sizes": {"fit": len(getattr(train_loader, "dataset", train_loader)) if hasattr(
+            getattr(train_loader, "dataset", train_loader), "__len__") else None,
+            "selection": None if held is None else len(held), "safety": None if safe is None else len(safe)},
     }
     cost = st.counter.as_dict() | {"wall_time_s": wall, "data": data_split}
     return PruneResult(method=name, sparsity_target=float(sparsity), masks=masks, model=model,

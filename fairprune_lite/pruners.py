@@ -346,7 +346,11 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
               "batch_size": int(batch_size), "lr": float(lr), "optimizer": optimizer,
               "constraint": None if constraint is None else constraint.state_dict(), **options, **out.info}
     if out.result is not None:
+        # the solver's own record wins for what it changed (its constraint holds the multipliers
+        # it ended with; the caller's copy above was never stepped)
         config = {**out.result.config, **config}
+        if out.result.config.get("constraint") is not None:
+            config["constraint"] = out.result.config["constraint"]
     return PruneResult(method=method, sparsity_target=float(sparsity), masks=bm, model=pruned, metrics=metrics,
                        cost=cost, history=out.history, config=config,
                        scores=None if out.result is None else out.result.scores)
