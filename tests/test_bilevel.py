@@ -586,3 +586,211 @@ def test_recalibrate_bn_measures_the_final_network():
     res = bilevel.bifp(cnn, va, sparsity=0.5, steps=3, batch_size=64,
                        constraint=FairnessConstraint("accuracy_gap", tau=0.02))
     assert res.config["recalibrate_bn"] is False and res.cost["forward_passes"] == 3 * 2
+
+
+# ---------------------------------------------------------------------------------------------
+# solver v3: selection, floor, certificate, mask level, records
+# ---------------------------------------------------------------------------------------------
+class _Const(nn.Module):
+    """Predicts from a fixed table: logits[i] for the i-th example of x (x holds the index)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.register_buffer("table", torch.as_tensor(logits, dtype=torch.float32))
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return self.table[x[:, 0].long()] + 0 * self.w
+
+
+def _select_state(model, constraint, floor=None):
+    from types import SimpleNamespace
+    return SimpleNamespace(scores_grad=lambda flag: None, recal=False, model=model, counter=train.PassCounter(),
+                           constraint=constraint, floor_majority=floor, scores=[])
+
+
+def _held(y, s):
+    x = torch.arange(len(y)).float().unsqueeze(1)
+    return FairDataset(x, torch.as_tensor(y), torch.as_tensor(s), name="held")
+
+
+def _logits_for(y, s, wrong):
+    """+-1 logits: correct except at the indices in ``wrong``."""
+    y = torch.as_tensor(y)
+    pred = y.clone()
+    pred[list(wrong)] = 1 - pred[list(wrong)]
+    return pred.float() * 2 - 1
+
+
+def test_select_step_ranks_feasible_then_smallest_violation_not_the_last_iterate():
+    y = [1, 0] * 20
+    s = [1] * 20 + [0] * 20
+    held = _held(y, s)
+    c = FairnessConstraint("accuracy_gap", tau=0.1)
+    best = {}
+    # iterate A: feasible (one error in each group), accuracy 0.95
+    bilevel.select_step(_select_state(_Const(_logits_for(y, s, [0, 20])), c), 0, held, best)
+    # iterate B: feasible but less accurate (two errors in each group): must not replace A
+    bilevel.select_step(_select_state(_Const(_logits_for(y, s, [0, 1, 20, 21])), c), 1, held, best)
+    assert best["step"] == 0 and best["passed"]
+    # two infeasible iterates: the smaller violation is kept, not the larger or the last
+    best = {}
+    bilevel.select_step(_select_state(_Const(_logits_for(y, s, [0, 1, 2, 3])), c), 0, held, best)   # gap 0.2
+    bilevel.select_step(_select_state(_Const(_logits_for(y, s, [0, 1, 2, 3, 4, 5])), c), 1, held, best)  # 0.3
+    assert best["step"] == 0 and not best["passed"] and best["value"] == pytest.approx(0.2)
+
+
+def test_select_step_margin_lowers_the_bar():
+    """value <= tau but value + margin * SE > tau: not passed (a flipped sign would pass it)."""
+    y = [1, 0] * 20
+    s = [1] * 20 + [0] * 20
+    held = _held(y, s)
+    logits = _logits_for(y, s, [0])  # gap 0.05 <= tau 0.1, SE ~0.05
+    best = {}
+    bilevel.select_step(_select_state(_Const(logits), FairnessConstraint("accuracy_gap", tau=0.1, margin=2.0)),
+                        0, held, best)
+    assert best["feasible"] is False
+    best = {}
+    bilevel.select_step(_select_state(_Const(logits), FairnessConstraint("accuracy_gap", tau=0.1)), 0, held, best)
+    assert best["feasible"] is True
+
+
+def test_select_step_floor_refuses_a_near_constant_iterate():
+    y = [1] * 30 + [0] * 10
+    s = [1, 0] * 20
+    held = _held(y, s)
+    c = FairnessConstraint("accuracy_gap", tau=0.1)
+    best = {}
+    constant = torch.ones(40)  # accuracy 0.75 = majority, gap 0: fair because constant
+    accurate = _logits_for(y, s, [0, 1, 2, 3])  # accuracy 0.9, gap 0.1
+    bilevel.select_step(_select_state(_Const(constant), c, floor=0.77), 0, held, best)
+    bilevel.select_step(_select_state(_Const(accurate), c, floor=0.77), 1, held, best)
+    assert best["step"] == 1 and best["passed"] and best["floor_ok"]
+    best = {}
+    bilevel.select_step(_select_state(_Const(constant), c, floor=0.77), 0, held, best)
+    assert not best["passed"] and best["feasible"] and not best["floor_ok"]
+
+
+def test_dual_passes_never_read_the_selection_holdout(monkeypatch):
+    ds = _two_rules(400, 0)
+    dense = Mlp()
+    seen = []
+    orig = bilevel.dual_step
+
+    def spy(st, step, logits, y, s, dual_data):
+        seen.append(dual_data)
+        return orig(st, step, logits, y, s, dual_data)
+    monkeypatch.setattr(bilevel, "dual_step", spy)
+    res = bilevel.bifp(dense, ds, sparsity=0.5, steps=4, batch_size=64, holdout=0.25, dual_every=2,
+                       constraint=FairnessConstraint("accuracy_gap", tau=0.05))
+    perm = torch.randperm(400, generator=torch.Generator().manual_seed(0))
+    held_rows = {tuple(r.tolist()) for r in ds.x[perm[:100]]}
+    dual_rows = {tuple(r.tolist()) for r in seen[0].x} if hasattr(seen[0], "x") else None
+    assert dual_rows is not None and len(dual_rows) == 300 and not (dual_rows & held_rows)
+    assert res.config["split_sizes"] == {"fit": 300, "selection": 100, "safety": None}
+
+
+def test_selected_iterate_on_batchnorm_is_the_returned_model():
+    """Bug (1): with holdout selection and BN recalibration the returned model must be the one
+    evaluated at selection (its held-out accuracy is the recorded one)."""
+    tr, va = _images(400, 0), _images(400, 1)
+    train.set_seed(0)
+    net = SmallCNN(1, width=4)
+    train.fit(net, train.make_loader(tr, 64, shuffle=True), epochs=2, lr=0.05)
+    res = bilevel.bifp(net, va, sparsity=0.5, structured=True, steps=20, batch_size=64, holdout=0.25,
+                       select_every=5, constraint=FairnessConstraint("accuracy_gap", tau=0.05))
+    assert res.config["recalibrate_bn"] is True
+    perm = torch.randperm(400, generator=torch.Generator().manual_seed(0))
+    held = train.subset(va, perm[:100])
+    assert train.evaluate(res.model, held)["accuracy"] == pytest.approx(res.config["selection"]["accuracy"])
+
+
+def test_structured_masks_gate_batchnorm_in_the_returned_model():
+    """A pruned channel contributes nothing after its BatchNorm (bias and shift gated too)."""
+    tr = _images(300, 0)
+    train.set_seed(0)
+    net = SmallCNN(1, width=4)
+    train.fit(net, train.make_loader(tr, 64, shuffle=True), epochs=1, lr=0.05)
+    res = bilevel.bifp(net, tr, sparsity=0.5, structured=True, steps=3, batch_size=64,
+                       constraint=FairnessConstraint("accuracy_gap", tau=0.05))
+    mods = dict(res.model.named_modules())
+    checked = 0
+    for name, bn_name in bilevel.MaskScores(net, 0.5, structured=True, gate_norm=True).norms.items():
+        pruned = res.masks[name].flatten(1)[:, 0] == 0
+        bn = mods[bn_name]
+        out = bn.eval()(torch.randn(8, bn.num_features, 3, 3))
+        assert bool((out[:, pruned] == 0).all()), name
+        checked += int(pruned.sum())
+    assert checked > 0
+
+
+def test_prune_keeps_the_solvers_constraint_record():
+    """Bug (2): the result's constraint record is the solver's (multipliers it ended with)."""
+    from fairprune_lite import pruners
+    from fairprune_lite.data import Splits
+    ds = _two_rules(600, 0)
+    splits = Splits(ds, ds, ds)
+    train.set_seed(0)
+    dense = Mlp()
+    train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.05)
+    res = pruners.prune("bifp", dense, splits, sparsity=0.7, steps=10,
+                        constraint=FairnessConstraint("accuracy_gap", tau=0.0))
+    rec = res.config["constraint"]
+    assert rec["updates"] == 10
+    assert rec["multipliers"] == res.history[-1]["multipliers"] and any(v > 0 for v in rec["multipliers"])
+
+
+def test_normalized_score_steps_move_the_mask_and_record_churn():
+    ds = _two_rules(600, 0)
+    train.set_seed(0)
+    dense = Mlp()
+    train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.05)
+    c = FairnessConstraint("accuracy_gap", tau=0.02)
+    clamped = bilevel.bifp(dense, ds, sparsity=0.8, steps=30, batch_size=64, constraint=c)
+    normal = bilevel.bifp(dense, ds, sparsity=0.8, steps=30, batch_size=64, constraint=c, score_update="normalized",
+                          beta=0.01)
+    start = MaskScores(dense, 0.8).binary_masks()
+    changed = sum(int((normal.masks[n].bool() & ~start[n].bool()).sum()) for n in start)
+    assert normal.config["mask_churn"]["changed_units"] == changed > 0
+    assert normal.config["swaps_total"] == sum(h["swaps"] or 0 for h in normal.history) > 0
+    assert normal.config["mask_churn"]["overall"] > clamped.config["mask_churn"]["overall"]
+
+
+def test_rank_scores_keep_the_first_mask():
+    model = Mlp()
+    ms = MaskScores(model, 0.7)
+    before = ms.binary_masks()
+    bilevel.rank_scores_(ms)
+    after = ms.binary_masks()
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    flat = torch.cat([ms.score(n).reshape(-1) for n in ms.names])
+    assert torch.equal(flat.sort().values, torch.arange(1, flat.numel() + 1) / flat.numel())
+
+
+def test_certified_protocol_certifies_on_the_safety_split():
+    ds = _two_rules(2000, 0)
+    train.set_seed(0)
+    dense = Mlp()
+    train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.05)
+    res = bilevel.bifp(dense, ds, sparsity=0.7, steps=20, batch_size=64, protocol="certified", dual_every=5,
+                       constraint=FairnessConstraint("accuracy_gap", tau=0.4))
+    cert = res.config["certificate"]
+    assert res.config["protocol"] == "certified" and cert["n"] == 500 and cert["delta"] == 0.05
+    assert cert["bound"] >= cert["value"] and cert["certified"] == (cert["bound"] <= 0.4)
+    assert res.config["split_sizes"] == {"fit": 1000, "selection": 500, "safety": 500}
+
+
+def test_bad_certification_inputs_fail_before_training():
+    ds = _two_rules(400, 0)
+    dense = Mlp()
+    c = FairnessConstraint("accuracy_gap", tau=0.02)
+    with pytest.raises(ValueError, match="delta"):
+        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, delta=1.0)
+    with pytest.raises(ValueError, match=r"safety=0.25: the safety split has 100 rows.*needs about \d+ rows"):
+        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, safety=0.25)
+    with pytest.raises(ValueError, match="accuracy_floor=0.9 is above"):
+        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, holdout=0.25, accuracy_floor=0.9)
+    with pytest.raises(ValueError, match="accuracy_floor .*needs holdout"):
+        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, accuracy_floor=0.02)
+    with pytest.raises(ValueError, match="did you mean 'certified'"):
+        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, protocol="certifed")

@@ -270,3 +270,19 @@ def test_nupi_multipliers_from_cooper():
     with pytest.raises(ValueError, match="dual"):
         FairnessConstraint("accuracy_gap", dual="adam")
     assert p.clone().dual == "nupi" and p.state_dict()["kp"] == 2.0
+
+
+def test_feasibility_met_includes_equality_and_se_belongs_to_the_maximum():
+    """``met`` is ``value <= tau`` (a gap exactly at tau meets it) and ``se`` is the standard
+    error of the entry that attains the maximum, not of the first one."""
+    from fairprune_lite.constraints import constraint_se, feasibility
+    # equalized odds: TPR gap 0 (entries 0, 1), FPR gap 0.5 (entries 2, 3) with its own SE
+    y = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0])
+    s = torch.tensor([1] * 8 + [0] * 8)
+    pred = torch.tensor([1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0])
+    logits = pred.float() * 2 - 1
+    f = feasibility("equalized_odds", 0.5, logits, y, s)
+    se = constraint_se("equalized_odds", logits, y, s)
+    assert f["value"] == 0.5 and f["met"] is True
+    assert f["se"] == pytest.approx(float(se[2])) and float(se[2]) != pytest.approx(float(se[0]))
+    assert feasibility("equalized_odds", 0.49, logits, y, s)["met"] is False
