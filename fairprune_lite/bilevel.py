@@ -718,12 +718,10 @@ def _check_safety_size(constraint: FairnessConstraint, safe: Any, cfg: BiFPConfi
             f"it, or more data), a looser tau, a larger delta, or safety=0 to skip the certificate")
 
 
-def _floor(st: _State, held: Any, floor: float) -> float:
+def _floor(dense: nn.Module, held: Any, floor: float, counter: PassCounter | None) -> float:
     """The accuracy an iterate must reach on the held-out data: the majority class's accuracy there
-    plus ``floor``; a ``ValueError`` when the dense model itself does not reach it."""
-    st.scores_grad(False)
-    logits, y, _ = predict(st.model, held, counter=st.counter, batch_size=1024)
-    st.scores_grad(True)
+    plus ``floor``; a ``ValueError`` when the dense (unmasked) model itself does not reach it."""
+    logits, y, _ = predict(dense, held, counter=counter, batch_size=1024)
     majority = max(float(y.float().mean()), 1.0 - float(y.float().mean()))
     dense = float(((logits > 0).long() == y).float().mean())
     if dense < majority + floor:
@@ -888,6 +886,11 @@ def bifp(
     if device is not None:
         model.to(device)
     dev = model_device(model)
+    if counter is None:
+        counter = PassCounter()
+    floor_majority = None
+    if held is not None and cfg.accuracy_floor is not None:
+        floor_majority = _floor(model, held, cfg.accuracy_floor, counter)  # before any mask is applied
     s0 = sparsity_schedule(0, total, float(sparsity), cfg.schedule, cfg.schedule_fraction)
     gate = bool(cfg.gate_norm and structured)
     if isinstance(cfg.mask_init, Mapping):
@@ -915,8 +918,7 @@ def bifp(
                 counter=counter if counter is not None else PassCounter(), batches=cycle(train_loader), dev=dev,
                 constraint=constraint, fair_up=fair_up, fair_low=fair_low,
                 recal=structured if cfg.recalibrate_bn is None else bool(cfg.recalibrate_bn))
-    if held is not None and cfg.accuracy_floor is not None:
-        st.floor_majority = _floor(st, held, cfg.accuracy_floor)
+    st.floor_majority = floor_majority
     ms.sparsity = float(sparsity)
     st.init_units = _units(ms)  # the mask the upper level starts from, at the target sparsity
     ms.sparsity = s0
