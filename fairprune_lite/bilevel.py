@@ -1,6 +1,7 @@
 r"""BiFP and BiP: bi-level pruning with an implicit-gradient mask update.
 
-The problem (``METHOD.md``)::
+The problem (Dai et al., arXiv:2312.10181, on BiP, Zhang et al., NeurIPS 2022; derived in the
+book's chapter 7, "Bi-level pruning and the implicit gradient")::
 
     upper:  min_m  L_up(m ⊙ theta*(m))                 m: scores in [0, 1], top-k binary in forward
     lower:  theta*(m) = argmin_theta  L_low(m ⊙ theta) + (gamma / 2) ||theta||^2
@@ -53,6 +54,49 @@ Variants (``ig=``):
   ``c = 1/gamma``. The correction no longer vanishes on pruned weights and scales with
   ``theta^2`` on kept ones.
 * ``"first_order"``: ``grad_s L_up = g_up ⊙ theta`` only (``gamma -> infinity``).
+
+What the solver adds to the formulas above (stated here because they change the numbers):
+
+* **Score momentum.** The scores move through the same optimizer kind as the weights, with
+  ``momentum`` (0.9 by default): the step is ``beta`` times a momentum average of the
+  hypergradient, not the hypergradient itself.
+* **The BN gate** (structured masks with ``gate_norm``): the channel mask also multiplies the
+  BatchNorm's affine parameters after the masked layer, and the straight-through score gradient
+  is taken there. The implicit-gradient correction uses the masked layer's weights only; the
+  gated BN parameters' own ``m * g`` terms are left out (an approximation, not derived).
+* **gamma is a scale, not the ridge actually solved.** The weights are decayed by
+  ``weight_decay`` (5e-4), so the lower problem actually solved has curvature ``5e-4``, not
+  ``gamma = 1``; against the exact hypergradient of that problem the correction's direction is
+  right (cosine 0.9998 measured on the logistic test problem) but its size is ``gamma / 5e-4``
+  times too small. ``gamma`` is kept as the knob BiP exposes for the correction's weight.
+
+The mask level and the protocols
+--------------------------------
+With ``score_update="clamped"`` (the paper's, ``protocol="paper"``) the scores start at the
+weights' relative magnitudes, move by ``beta`` times the hypergradient and are clipped to
+``[0, 1]``. Measured on the cpu profile (Adult MLP, 90%), one step moves a typical score by about
+``1e-4`` while kept and pruned scores are ``0.05-0.15`` apart, and the correction
+``-(1/gamma) g_theta^2`` is ``<= 0`` on every kept unit and 0 on pruned ones (it pushes kept
+scores up, to the clip at 1, where a pruned unit can at best tie): the mask stays near its
+initialisation. ``score_update="normalized"`` (``protocol="certified"``) starts the scores at
+their rank in the top-k's scope scaled into ``(0, 1]`` (:func:`rank_scores_`, the first mask is
+unchanged), divides each step's hypergradient by its root mean square over the scope
+(:func:`normalize_hypergradient`) and drops the clip, so ``beta`` is the fraction of the ranking a
+typical unit moves per step. Every result records ``mask_churn`` (the share of kept units the
+initial mask did not keep, overall and per layer) and each history entry ``swaps`` (units that
+entered the mask at that step).
+
+``protocol="certified"`` also holds out a selection split (``holdout``) on which the best
+iterate is chosen with an accuracy floor over the majority class (``accuracy_floor``; an
+iterate that is fair because it is nearly constant is never preferred to one that is not), and a
+safety split (``safety``) on which the returned model gets a ``(1 - delta)`` upper confidence
+bound on the constrained metric (:mod:`fairprune_lite.certify`): ``config["certificate"]``
+says ``certified: true|false``, the bound, ``delta`` and the split's size. A safety split too
+small to certify even a perfectly fair model at ``tau`` is refused before training, with the
+number of rows it would need. The multipliers ascend every ``dual_every`` steps on full passes
+over the fit part (never the selection or safety split; ``dual_split="train"`` for the training
+split). ``benchmarks/solver_v3.py`` measures the two protocols against OMP, FPGM and OMP +
+post-processing.
 
 Solver (:func:`bifp`)
 ---------------------
@@ -282,6 +326,17 @@ class BiFPConfig:
             (variance ~0) and the eval-mode network explodes.
         log_every: one history entry every this many upper steps (and the last).
         batch_size: batch size when a dataset (not a loader) is given.
+        score_update: ``"clamped"`` (``s <- clip(s - beta * IG, 0, 1)``) or ``"normalized"``
+            (rank-initialised scores, ``s <- s - beta * IG / rms(IG)``, no clip); see "The mask
+            level and the protocols" above.
+        accuracy_floor: with ``holdout``: an iterate passes selection only if its held-out
+            accuracy is at least the held-out majority class's plus this; the dense model must
+            reach it (else a ``ValueError`` before training). None: no floor.
+        safety, delta: a fraction ``safety`` of the pruning data (drawn with the seed, before the
+            holdout) is never trained or selected on; the returned model's ``(1 - delta)`` upper
+            confidence bound on the constrained metric there is ``config["certificate"]``.
+        protocol: ``"paper"`` or ``"certified"`` (:data:`PROTOCOLS`): a named set of the fields
+            above; options given with it apply on top.
     """
 
     steps: int | None = 100

@@ -67,7 +67,7 @@ from .constraints import FairnessConstraint
 from .train import PassCounter, PruneResult, evaluate, fit, make_loader, model_device, predict, set_seed, task_loss
 
 __all__ = ["METHODS", "MethodInfo", "MethodOutput", "Context", "register", "prune", "lottery_sparsities",
-           "check_method_kwargs", "check_constraint_kind", "snip_importance", "fpgm_importance", "fairgrape_importance",
+           "check_method_kwargs", "check_constraint_kind", "near_majority", "NEAR_MAJORITY", "snip_importance", "fpgm_importance", "fairgrape_importance",
            "fairgrape_select"]
 
 
@@ -121,6 +121,16 @@ def check_method_kwargs(method: str, kwargs: Mapping[str, Any], *, also: Iterabl
             bilevel.DEFAULTS.replace(**{k: v for k, v in kwargs.items() if k in known}).check()
         except (TypeError, ValueError) as e:
             raise ValueError(f"method {method!r}: {e}") from None
+
+
+#: a pruned model within this many accuracy points of the majority class is flagged
+NEAR_MAJORITY = 0.02
+
+
+def near_majority(report: Mapping[str, Any], margin: float = NEAR_MAJORITY) -> bool:
+    """Whether an evaluation report's accuracy is within ``margin`` of predicting the majority
+    class (a nearly constant predictor is fair by every metric: a failure, not a success)."""
+    return bool(report["accuracy"] < report["majority_baseline"] + margin)
 
 
 def check_constraint_kind(method: str, kind: str | None) -> None:
@@ -337,6 +347,7 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
     for split in evaluate_on:
         metrics[split] = evaluate(pruned, getattr(splits, split), dense_model=dense, constraint=constraint,
                                   postprocess=post, batch_size=eval_batch_size)
+        metrics[split]["near_majority"] = near_majority(metrics[split])
     cost = counter.as_dict()
     cost["wall_time_s"] = wall
     cost["data"] = out.info.pop("data", info.data)

@@ -499,3 +499,10 @@ def test_bifp_dual_split_train_measures_the_constraint_on_train():
         pruners.prune("bifp", _mlp(), sp, sparsity=0.5, constraint=_constraint("bifp"), dual_split="test")
     with pytest.raises(ValueError, match="no option"):
         pruners.prune("bip", _mlp(), sp, sparsity=0.5, dual_split="train")
+
+
+def test_near_majority_flags_a_nearly_constant_model_on_every_split():
+    from fairprune_lite.pruners import near_majority
+    assert near_majority({"accuracy": 0.775, "majority_baseline": 0.764})
+    assert not near_majority({"accuracy": 0.80, "majority_baseline": 0.764})
+    assert near_majority({"accuracy": 0.50, "majority_baseline": 0.565})  # below the majority class
