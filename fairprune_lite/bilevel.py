@@ -183,6 +183,7 @@ __all__ = ["BiFPConfig", "DEFAULTS", "implicit_gradient", "implicit_gradient_z",
 
 IG_VARIANTS = ("paper", "repo", "first_order")
 SCORE_UPDATES = ("clamped", "normalized")
+DUAL_RULES = ("per_update", "per_step")
 SCHEDULES = ("instant", "cubic")
 UPDATES = ("alternating", "joint")
 
@@ -335,6 +336,9 @@ class BiFPConfig:
         safety, delta: a fraction ``safety`` of the pruning data (drawn with the seed, before the
             holdout) is never trained or selected on; the returned model's ``(1 - delta)`` upper
             confidence bound on the constrained metric there is ``config["certificate"]``.
+        dual_rule: with ``dual_every=k``: ``"per_update"`` (each update steps by the constraint's
+            ``dual_lr``) or ``"per_step"`` (by ``k * dual_lr``: the multipliers grow at the same
+            rate per upper step whatever ``k``, so ``dual_lr`` keeps one meaning).
         protocol: ``"paper"`` or ``"certified"`` (:data:`PROTOCOLS`): a named set of the fields
             above; options given with it apply on top.
     """
@@ -365,6 +369,7 @@ class BiFPConfig:
     log_every: int = 1
     batch_size: int = 128
     score_update: str = "clamped"
+    dual_rule: str = "per_update"
     accuracy_floor: float | None = None
     safety: float = 0.0
     delta: float = 0.05
@@ -430,6 +435,8 @@ class BiFPConfig:
         wd = self.gamma if self.weight_decay is None else self.weight_decay
         if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
             raise ValueError(f"weight_decay must be >= 0 or None, got {self.weight_decay!r}")
+        if self.dual_rule not in DUAL_RULES:
+            raise ValueError(f"dual_rule must be one of {DUAL_RULES}, got {self.dual_rule!r}")
         if self.score_update not in SCORE_UPDATES:
             raise ValueError(f"score_update must be one of {SCORE_UPDATES}, got {self.score_update!r}")
         if isinstance(self.safety, bool) or not isinstance(self.safety, (int, float)) or not 0 <= self.safety < 1:
@@ -687,7 +694,8 @@ def dual_step(st: _State, step: int, logits: Tensor, y: Tensor, s: Tensor, dual_
         st.scores_grad(False)
         d_logits, d_y, d_s = predict(st.model, dual_data, counter=st.counter, batch_size=1024)
         st.scores_grad(True)
-        c.update(d_logits, d_y, d_s, pooled=False)  # type: ignore[union-attr]
+        scale = float(st.cfg.dual_every) if st.cfg.dual_rule == "per_step" else 1.0
+        c.update(d_logits, d_y, d_s, pooled=False, step_scale=scale)  # type: ignore[union-attr]
 
 
 def log_step(st: _State, rec: dict[str, Any], out: Mapping[str, Any]) -> dict[str, Any]:
@@ -765,12 +773,11 @@ def _check_safety_size(constraint: FairnessConstraint, safe: Any, cfg: BiFPConfi
     y, s = _labels(safe)
     need = rows_needed(constraint.kind, constraint.tau, y, s, delta=cfg.delta)
     if need > len(y):
-        frac = need / len(y) * cfg.safety
         raise ValueError(
             f"safety={cfg.safety}: the safety split has {len(y)} rows, but certifying {constraint.kind} <= "
-            f"{constraint.tau} at delta={cfg.delta} needs about {need} rows with these group and label shares "
-            f"(even for a perfectly fair model); give more pruning data (safety would need to be {frac:.2f} of "
-            f"it, or more data), a looser tau, a larger delta, or safety=0 to skip the certificate")
+            f"{constraint.tau} at delta={cfg.delta} needs about {need} rows with its group and label shares "
+            f"(for a model with no gap and rates at the binomial worst case, 0.5); give more data, a looser tau, "
+            f"a larger delta, or safety=0 to skip the certificate")
 
 
 def _floor(dense: nn.Module, held: Any, floor: float, counter: PassCounter | None) -> float:
@@ -866,6 +873,7 @@ def bifp(
     method: str | None = None,
     data_split: str = "val",
     dual_data: Any = None,
+    safety_data: Any = None,
     **overrides: Any,
 ) -> PruneResult:
     """Prune ``model`` by BiFP (BiP when ``constraint`` is None or both fairness switches are off).
@@ -884,6 +892,10 @@ def bifp(
         structured, scope, layers: passed to :class:`~fairprune_lite.masks.MaskScores`.
         counter: a :class:`~fairprune_lite.train.PassCounter` to add to (a new one otherwise).
         dual_data: the data of ``dual_every``'s full passes (default: the pruning data).
+        safety_data: the safety split itself (a dataset no optimiser and no pretraining saw), when
+            it is not to be carved out of the pruning data: with ``safety > 0`` and
+            ``prune_split="train"``, :func:`fairprune_lite.pruners.prune` passes the whole val
+            split (the dense model was trained on train, so no part of train can certify it).
 
     Returns a :class:`~fairprune_lite.train.PruneResult` whose history holds, per logged step:
     ``step``, ``sparsity``, ``lower_loss``, ``upper_loss``, ``task_loss`` (upper batch), the
@@ -915,13 +927,17 @@ def bifp(
     elif hasattr(train_loader, "y") and hasattr(train_loader, "s") and hasattr(train_loader, "__getitem__"):
         train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
     held, safe = None, None
-    if cfg.holdout > 0 or cfg.safety > 0:
+    if cfg.holdout > 0 or (cfg.safety > 0 and safety_data is None):
         part = getattr(train_loader, "dataset", train_loader)
-        if cfg.safety > 0:
+        if cfg.safety > 0 and safety_data is None:
             part, safe = _split_holdout(part, cfg.safety, seed + _SAFETY_SEED)
         if cfg.holdout > 0:
-            part, held = _split_holdout(part, cfg.holdout / (1.0 - cfg.safety), seed)
+            part, held = _split_holdout(part, cfg.holdout / (1.0 - (cfg.safety if safe is not None else 0.0)), seed)
         train_loader = make_loader(part, getattr(train_loader, "batch_size", cfg.batch_size), shuffle=True, seed=seed)
+    if safety_data is not None:
+        if cfg.safety <= 0:
+            raise ValueError("safety_data is given but safety=0: set safety > 0 to run the safety test")
+        safe = safety_data
     if safe is not None and constraint is not None:
         _check_safety_size(constraint, safe, cfg)
     if dual_data is None:
@@ -1029,7 +1045,8 @@ def bifp(
         logits_s, y_s, s_s = predict(model, safe, batch_size=1024)  # evaluation, not training: uncounted
         st.scores_grad(True)
         certificate = certify(constraint.kind, constraint.tau, logits_s, y_s, s_s, delta=cfg.delta) | {
-            "split": "safety", "fraction": cfg.safety}
+            "split": "safety" if safety_data is None else "given (val when pruning on train)",
+            "fraction": cfg.safety if safety_data is None else None}
     masks = ms.binary_masks()
     final_scores = {n: ms.score(n).detach().clone() for n in names}
     remove_masks(model, bake=True)

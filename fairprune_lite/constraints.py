@@ -335,7 +335,8 @@ class FairnessConstraint:
 
     @torch.no_grad()
     def update(self, logits: Tensor | None = None, y: Tensor | None = None, s: Tensor | None = None, *,
-               measured: Tensor | None = None, se: Tensor | None = None, pooled: bool = True) -> Tensor:
+               measured: Tensor | None = None, se: Tensor | None = None, pooled: bool = True,
+               step_scale: float = 1.0) -> Tensor:
         """Projected dual ascent on the measured violation; returns the new multipliers.
 
         Give either the batch (``logits, y, s``) or ``measured``, the exact one-sided values
@@ -345,7 +346,10 @@ class FairnessConstraint:
         ``skipped_updates``). Penalty mode records the values and leaves the (zero) multipliers
         alone. ``pooled=False`` measures on the given data alone (e.g. a full pass) without
         joining the window. With ``margin > 0`` the standard errors come from the data's
-        counts, or from ``se`` with ``measured``.
+        counts, or from ``se`` with ``measured``. ``step_scale`` multiplies the measured
+        violation the multipliers ascend on (the solver's ``dual_rule="per_step"``: an update every
+        ``k`` steps counts ``k`` times, so the multipliers grow at the same rate per step whatever
+        ``k``).
         """
         if measured is None:
             if logits is None or y is None or s is None:
@@ -377,13 +381,14 @@ class FairnessConstraint:
                 raise ValueError(f"se must have {self.n} entries, got {tuple(se_t.shape)}")
             bound = bound - self.margin * se_t
             self._last["bound"] = bound
+        violation = (measured - bound) * float(step_scale)
         if self.mode == "lagrangian" and self.dual == "nupi":
-            new = self._nupi_step(measured - bound)
+            new = self._nupi_step(violation)
             if self.max_multiplier is not None:
                 new.clamp_(max=self.max_multiplier)
             self.multipliers = new
         elif self.mode == "lagrangian":
-            new = (self.multipliers + self.dual_lr * (measured - bound)).clamp_(min=0.0)
+            new = (self.multipliers + self.dual_lr * violation).clamp_(min=0.0)
             if self.max_multiplier is not None:
                 new.clamp_(max=self.max_multiplier)
             self.multipliers = new

@@ -707,7 +707,12 @@ def _bilevel(ctx: Context, fn: Callable, options: dict[str, Any]) -> MethodOutpu
         extra["constraint"] = ctx.constraint
         if cfg.dual_split is not None and cfg.dual_split != cfg.prune_split:
             extra["dual_data"] = getattr(ctx.splits, cfg.dual_split)  # else bifp's: the pruning data less any holdout
+        if cfg.safety > 0 and cfg.prune_split == "train":
+            # the dense model was trained on train: the safety split must be data it never saw
+            extra["safety_data"] = ctx.splits.val
     used = {cfg.prune_split} | ({cfg.dual_split} if fn is bilevel.bifp and cfg.dual_split else set())
+    if "safety_data" in extra:
+        used.add("val")
     data = "+".join(split for split in ("train", "val") if split in used)
     res = fn(ctx.model, getattr(ctx.splits, cfg.prune_split), sparsity=ctx.sparsity,
              config=cfg.replace(batch_size=ctx.batch_size), structured=ctx.structured, scope=ctx.scope,

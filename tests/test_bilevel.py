@@ -794,3 +794,26 @@ def test_bad_certification_inputs_fail_before_training():
         bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, accuracy_floor=0.02)
     with pytest.raises(ValueError, match="did you mean 'certified'"):
         bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, protocol="certifed")
+
+
+def test_pruning_on_train_certifies_on_val_and_per_step_dual_rule_scales_the_step():
+    from fairprune_lite import pruners
+    from fairprune_lite.data import Splits
+    tr, va = _two_rules(1200, 0), _two_rules(1500, 1)
+    train.set_seed(0)
+    dense = Mlp()
+    train.fit(dense, train.make_loader(tr, 64, shuffle=True), epochs=2, lr=0.05)
+    c = FairnessConstraint("accuracy_gap", tau=0.3)
+    res = pruners.prune("bifp", dense, Splits(tr, va, va), sparsity=0.7, protocol="certified", prune_split="train",
+                        steps=10, constraint=c)
+    cert = res.config["certificate"]
+    assert cert["n"] == 1500 and res.config["split_sizes"]["safety"] == 1500  # all of val, none of train
+    assert res.config["split_sizes"]["fit"] + res.config["split_sizes"]["selection"] == 1200
+    assert res.cost["data"] == "train+val"
+    # per_step: one update every k steps moves the multipliers k times as far
+    lam = {}
+    for rule in ("per_update", "per_step"):
+        cc = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=0.1)
+        r = bilevel.bifp(dense, tr, sparsity=0.7, steps=5, dual_every=5, dual_rule=rule, constraint=cc)
+        lam[rule] = r.config["constraint"]["multipliers"]
+    assert max(lam["per_step"]) == pytest.approx(5 * max(lam["per_update"])) and max(lam["per_update"]) > 0
