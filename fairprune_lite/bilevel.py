@@ -473,8 +473,8 @@ DEFAULTS = BiFPConfig()
 PROTOCOLS: dict[str, BiFPConfig] = {
     "paper": DEFAULTS,
     "certified": dataclasses.replace(
-        DEFAULTS, protocol="certified", score_update="normalized", beta=0.002, holdout=0.25, safety=0.25,
-        select_every=5, accuracy_floor=0.02, dual_every=5),
+        DEFAULTS, protocol="certified", prune_split="train", score_update="normalized", beta=0.0005,
+        dual_every=5, dual_rule="per_step", holdout=0.25, select_every=5, accuracy_floor=0.02, safety=0.25),
 }
 
 
