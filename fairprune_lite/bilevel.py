@@ -333,6 +333,8 @@ class BiFPConfig:
         accuracy_floor: with ``holdout``: an iterate passes selection only if its held-out
             accuracy is at least the held-out majority class's plus this; the dense model must
             reach it (else a ``ValueError`` before training). None: no floor.
+        max_accuracy_drop: with ``holdout``: nor if it is more than this below the dense
+            model's held-out accuracy (the floor is the higher of the two). None: no such bound.
         safety, delta: a fraction ``safety`` of the pruning data (drawn with the seed, before the
             holdout) is never trained or selected on; the returned model's ``(1 - delta)`` upper
             confidence bound on the constrained metric there is ``config["certificate"]``.
@@ -371,6 +373,7 @@ class BiFPConfig:
     score_update: str = "clamped"
     dual_rule: str = "per_update"
     accuracy_floor: float | None = None
+    max_accuracy_drop: float | None = None
     safety: float = 0.0
     delta: float = 0.05
     protocol: str = "paper"
@@ -451,6 +454,13 @@ class BiFPConfig:
             if self.holdout <= 0:
                 raise ValueError("accuracy_floor is applied when selecting an iterate on held-out data: "
                                  "it needs holdout > 0")
+        if self.max_accuracy_drop is not None:
+            d = self.max_accuracy_drop
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or not 0 <= d < 1:
+                raise ValueError(f"max_accuracy_drop must be a number in [0, 1) or None, got {d!r}")
+            if self.holdout <= 0:
+                raise ValueError("max_accuracy_drop is applied when selecting an iterate on held-out data: "
+                                 "it needs holdout > 0")
         if not (isinstance(self.mask_init, Mapping) or self.mask_init in ("magnitude", "uniform")):
             raise ValueError(f"mask_init must be 'magnitude', 'uniform' or a dict of masks, got {self.mask_init!r}")
         if (self.steps is None) == (self.epochs is None):
@@ -474,7 +484,8 @@ PROTOCOLS: dict[str, BiFPConfig] = {
     "paper": DEFAULTS,
     "certified": dataclasses.replace(
         DEFAULTS, protocol="certified", prune_split="train", score_update="normalized", beta=0.0005,
-        dual_every=5, dual_rule="per_step", holdout=0.25, select_every=5, accuracy_floor=0.02, safety=0.25),
+        dual_every=5, dual_rule="per_step", holdout=0.25, select_every=5, accuracy_floor=0.02,
+        max_accuracy_drop=0.05, safety=0.25),
 }
 
 
@@ -711,7 +722,7 @@ def log_step(st: _State, rec: dict[str, Any], out: Mapping[str, Any]) -> dict[st
         # the dual step already counted this batch (window mode): reuse its cell statistics
         reuse = st.cfg.dual_every is None and (st.fair_up or st.fair_low)
         exact = c.batch_values(out["logits"], out["y"], out["s"],
-                               stats=c._last.get("batch_stats") if reuse else None)
+                               stats=c.last_batch_stats() if reuse else None)
         if exact is not None:
             rec["exact"] = exact.tolist()
             rec["gap"] = max(rec["exact"])
@@ -780,17 +791,24 @@ def _check_safety_size(constraint: FairnessConstraint, safe: Any, cfg: BiFPConfi
             f"a larger delta, or safety=0 to skip the certificate")
 
 
-def _floor(dense: nn.Module, held: Any, floor: float, counter: PassCounter | None) -> float:
+def _floor(dense: nn.Module, held: Any, floor: float | None, max_drop: float | None,
+           counter: PassCounter | None) -> float:
     """The accuracy an iterate must reach on the held-out data: the majority class's accuracy there
-    plus ``floor``; a ``ValueError`` when the dense (unmasked) model itself does not reach it."""
+    plus ``floor``, and (with ``max_drop``) the dense model's minus ``max_drop``, whichever is
+    higher; a ``ValueError`` when the dense (unmasked) model itself does not clear ``floor``."""
     logits, y, _ = predict(dense, held, counter=counter, batch_size=1024)
     majority = max(float(y.float().mean()), 1.0 - float(y.float().mean()))
-    dense = float(((logits > 0).long() == y).float().mean())
-    if dense < majority + floor:
-        raise ValueError(f"accuracy_floor={floor} is above what the dense model reaches on the held-out data: "
-                         f"its accuracy {dense:.4f} is {dense - majority:+.4f} from the majority class's "
-                         f"{majority:.4f}; lower accuracy_floor or set it to None")
-    return majority + floor
+    dense_acc = float(((logits > 0).long() == y).float().mean())
+    need = 0.0
+    if floor is not None:
+        if dense_acc < majority + floor:
+            raise ValueError(f"accuracy_floor={floor} is above what the dense model reaches on the held-out data: "
+                             f"its accuracy {dense_acc:.4f} is {dense_acc - majority:+.4f} from the majority "
+                             f"class's {majority:.4f}; lower accuracy_floor or set it to None")
+        need = majority + floor
+    if max_drop is not None:
+        need = max(need, dense_acc - max_drop)
+    return need
 
 
 def _split_holdout(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
@@ -960,8 +978,8 @@ def bifp(
     if counter is None:
         counter = PassCounter()
     floor_majority = None
-    if held is not None and cfg.accuracy_floor is not None:
-        floor_majority = _floor(model, held, cfg.accuracy_floor, counter)  # before any mask is applied
+    if held is not None and (cfg.accuracy_floor is not None or cfg.max_accuracy_drop is not None):
+        floor_majority = _floor(model, held, cfg.accuracy_floor, cfg.max_accuracy_drop, counter)  # dense, unmasked
     s0 = sparsity_schedule(0, total, float(sparsity), cfg.schedule, cfg.schedule_fraction)
     gate = bool(cfg.gate_norm and structured)
     if isinstance(cfg.mask_init, Mapping):

@@ -45,9 +45,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import fairness
+
 __all__ = ["FairnessConstraint", "KINDS", "MODES", "N_CONSTRAINTS", "constraint_se", "feasibility"]
 
-KINDS = ("accuracy_gap", "demographic_parity", "equalized_odds")
+KINDS = fairness.CONSTRAINT_KINDS
 MODES = ("lagrangian", "penalty")
 DUALS = ("gda", "nupi")
 SURROGATES = ("hinge", "logistic", "sigmoid", "ramp")
@@ -76,8 +78,6 @@ def feasibility(kind: str, tau: float, logits: Tensor, y: Tensor, s: Tensor) -> 
     standard error of the entry that attains it (:func:`constraint_se`), ``met`` is
     ``value <= tau``. ``value``/``se`` are None when a compared group or cell has no example.
     """
-    from . import fairness  # imported on use, so this module loads on its own
-
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     tau = _number(tau, "tau")
@@ -269,8 +269,6 @@ class FairnessConstraint:
     def surrogate_values(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
         """Differentiable values ``c~_i`` of the one-sided constraints, shape ``[n]`` (upper
         bounds for ``hinge``, ``logistic``, ``ramp``; see :func:`fairprune_lite.fairness.surrogate`)."""
-        from . import fairness  # imported on use, so this module loads on its own
-
         u = fairness.surrogate(self.surrogate, temperature=self.temperature)
         return fairness.constraint_values(self.kind, logits, y, s, surrogate=u)
 
@@ -279,8 +277,6 @@ class FairnessConstraint:
         for the training loop; ``n`` are the cell counts, every compared one positive. Equal to
         :func:`fairprune_lite.fairness.constraint_values` up to summation order (tested)."""
         if self._u is None:
-            from . import fairness
-
             self._u = fairness.surrogate(self.surrogate, temperature=self.temperature)
         y = y.to(logits.device)
         idx = _cells(y, s.to(logits.device))
@@ -307,8 +303,6 @@ class FairnessConstraint:
     @torch.no_grad()
     def exact_values(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
         """The measured one-sided constraints ``c_i`` (from 0/1 predictions), shape ``[n]``."""
-        from . import fairness
-
         return fairness.constraint_values(self.kind, logits.detach(), y, s, surrogate=None)
 
     def term(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
@@ -413,6 +407,11 @@ class FairnessConstraint:
         opt.step()
         mult.post_step_()
         return mult.weight.detach().clone().to(torch.float64)
+
+    def last_batch_stats(self) -> Tensor | None:
+        """Cell statistics of the last batch :meth:`update` measured (None before any): the
+        solver's log reuses them instead of counting the batch again."""
+        return self._last.get("batch_stats")
 
     def feasibility(self, logits: Tensor, y: Tensor, s: Tensor) -> dict[str, Any]:
         """:func:`feasibility` of this constraint's kind and ``tau`` on ``(logits, y, s)``."""

@@ -44,6 +44,7 @@ __all__ = [
     "degradation_gap",
     "demographic_parity_difference",
     "equalized_odds_difference",
+    "METRIC_OF_KIND",
     "equal_opportunity_difference",
     "majority_baseline",
     "fairness_report",
@@ -53,6 +54,9 @@ __all__ = [
 
 #: the fairness notions :func:`constraint_values` knows, and how many one-sided entries each has
 CONSTRAINT_KINDS = ("accuracy_gap", "demographic_parity", "equalized_odds")
+#: the fairness_report key that measures each constraint kind (the one definition of this map)
+METRIC_OF_KIND = {"accuracy_gap": "accuracy_gap", "demographic_parity": "demographic_parity_difference",
+                  "equalized_odds": "equalized_odds_difference"}
 #: the surrogate names :func:`surrogate` knows
 SURROGATES = ("hinge", "logistic", "sigmoid", "ramp")
 

@@ -817,3 +817,17 @@ def test_pruning_on_train_certifies_on_val_and_per_step_dual_rule_scales_the_ste
         r = bilevel.bifp(dense, tr, sparsity=0.7, steps=5, dual_every=5, dual_rule=rule, constraint=cc)
         lam[rule] = r.config["constraint"]["multipliers"]
     assert max(lam["per_step"]) == pytest.approx(5 * max(lam["per_update"])) and max(lam["per_update"]) > 0
+
+
+def test_max_accuracy_drop_sets_the_floor_from_the_dense_model():
+    ds = _two_rules(800, 0)
+    train.set_seed(0)
+    dense = Mlp()
+    train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.05)
+    res = bilevel.bifp(dense, ds, sparsity=0.9, steps=10, batch_size=64, holdout=0.25, select_every=5,
+                       max_accuracy_drop=0.01, constraint=FairnessConstraint("accuracy_gap", tau=0.0))
+    perm = torch.randperm(800, generator=torch.Generator().manual_seed(0))
+    dense_acc = train.evaluate(dense, train.subset(ds, perm[:200]))["accuracy"]
+    sel = res.config["selection"]
+    assert sel["floor"] == pytest.approx(dense_acc - 0.01)
+    assert sel["floor_ok"] == (sel["accuracy"] >= sel["floor"]) and not sel["passed"]  # tau 0 is not met
