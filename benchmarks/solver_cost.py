@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from solver_measure import provenance  # noqa: E402
 
-from fairprune_lite import bilevel, experiments as ex, masks, train  # noqa: E402
+from fairprune_lite import bilevel, masks, train  # noqa: E402
+from fairprune_lite import experiments as ex
 from fairprune_lite.constraints import FairnessConstraint  # noqa: E402
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import datetime
+import importlib
 import json
 import math
 import os
@@ -88,7 +88,7 @@ def provenance(command: str) -> dict:
     except OSError:
         pass
     return {"commit": commit, "torch": torch.__version__, "cpu": cpu, "threads": torch.get_num_threads(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "command": command}
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "command": command}
 
 
 def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, structured: bool | None = None,

@@ -378,7 +378,7 @@ class BiFPConfig:
     delta: float = 0.05
     protocol: str = "paper"
 
-    def replace(self, **overrides: Any) -> "BiFPConfig":
+    def replace(self, **overrides: Any) -> BiFPConfig:
         """A copy with ``overrides`` (field names; an unknown name is a ``ValueError``).
 
         ``protocol=NAME`` first switches to that protocol's settings (:data:`PROTOCOLS`), then
@@ -399,7 +399,7 @@ class BiFPConfig:
             base = PROTOCOLS[name]
         return dataclasses.replace(base, **overrides)
 
-    def check(self) -> "BiFPConfig":
+    def check(self) -> BiFPConfig:
         """Validate every field; raises ``ValueError`` naming the bad one. Returns ``self``."""
         _check_gamma(self.gamma)
         if self.ig not in IG_VARIANTS:

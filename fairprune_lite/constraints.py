@@ -417,7 +417,7 @@ class FairnessConstraint:
         """:func:`feasibility` of this constraint's kind and ``tau`` on ``(logits, y, s)``."""
         return feasibility(self.kind, self.tau, logits, y, s)
 
-    def to(self, device: torch.device | str) -> "FairnessConstraint":
+    def to(self, device: torch.device | str) -> FairnessConstraint:
         """No-op kept for symmetry with modules: multipliers live on the CPU in float64 and are
         moved to the logits' device inside :meth:`term`."""
         return self
@@ -462,7 +462,7 @@ class FairnessConstraint:
         self._cooper = None
         self.skipped_terms = self.skipped_updates = 0
 
-    def clone(self) -> "FairnessConstraint":
+    def clone(self) -> FairnessConstraint:
         """A fresh constraint with the same configuration and zero multipliers."""
         return FairnessConstraint(self.kind, self.tau, surrogate=self.surrogate, mode=self.mode,
                                   dual_lr=self.dual_lr, penalty_weight=self.penalty_weight,

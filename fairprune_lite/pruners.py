@@ -79,7 +79,7 @@ class MethodInfo:
     """A registered method: its function and what it is (for tables and the command line)."""
 
     name: str
-    fn: Callable[..., "MethodOutput"]
+    fn: Callable[..., MethodOutput]
     structured: bool = False
     fairness_aware: bool = False
     data: str = "val"
@@ -770,7 +770,7 @@ def _logit_estimator() -> Any:
     from sklearn.base import BaseEstimator
 
     class LogitColumn(BaseEstimator):
-        def fit(self, X: Any, y: Any) -> "LogitColumn":
+        def fit(self, X: Any, y: Any) -> LogitColumn:
             self.fitted_ = True
             return self
 

@@ -13,7 +13,6 @@ checked against the bound that follows from dropping the Hessian (see bilevel's 
 so ||IG_approx - IG_exact|| <= that bound times ||m * g_up||: first order in ||H|| / gamma.
 """
 
-import math
 
 import pytest
 import torch
@@ -21,11 +20,11 @@ import torch.nn as nn
 from torch.func import grad, hessian, jacrev
 
 from fairprune_lite import bilevel, train
-from fairprune_lite.constraints import FairnessConstraint
-from fairprune_lite.models import SmallCNN
 from fairprune_lite.bilevel import implicit_gradient, implicit_gradient_z
+from fairprune_lite.constraints import FairnessConstraint
 from fairprune_lite.data import FairDataset
 from fairprune_lite.masks import MaskScores, apply_masks, weight_parameters
+from fairprune_lite.models import SmallCNN
 
 RATIOS = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]  # gamma / ||H||
 
@@ -252,7 +251,7 @@ def test_solver_reaches_exact_sparsity_and_counts(kw):
     ms = MaskScores(model, kw["sparsity"], structured=kw.get("structured", False), scope=kw.get("scope", "global"))
     units = {n: (m.flatten(1)[:, 0] if ms.structured else m) for n, m in res.masks.items()}
     if kw.get("scope") == "layer":
-        for n, u in units.items():
+        for u in units.values():
             assert int((u == 0).sum()) == round(kw["sparsity"] * u.numel())
     else:
         total = sum(u.numel() for u in units.values())
@@ -578,7 +577,7 @@ def test_recalibrate_bn_measures_the_final_network():
     assert n == 1 and not net.training and net[1].momentum == 0.1
     assert torch.allclose(net[1].running_mean, h.mean(0), atol=1e-5)  # the pass's average
     # structured BiFP recalibrates by default and counts the pass
-    tr, va = _images(300, 0), _images(200, 1)
+    va = _images(200, 1)
     cnn = SmallCNN(1, width=4)
     res = bilevel.bifp(cnn, va, sparsity=0.5, structured=True, steps=3, batch_size=64,
                        constraint=FairnessConstraint("accuracy_gap", tau=0.02))
