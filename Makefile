@@ -10,11 +10,12 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 PYTEST_NB := --nbval-lax --nbval-current-env --nbval-sanitize-with book/sanitize.cfg
 
-.PHONY: help install test test-unit test-book verify book book-execute bench clean
+.PHONY: help install lint test test-unit test-book verify book book-execute bench clean
 
 help:
 	@echo "make book          build the executed book (HTML in _build/html)"
-	@echo "make test          unit tests + every notebook under nbval (recomputes a sample of stored results)"
+	@echo "make lint          ruff (lint) and mypy (types); make test runs it first"
+	@echo "make test          lint, unit tests + every notebook under nbval (recomputes a sample of stored results)"
 	@echo "make test-unit     unit tests only"
 	@echo "make verify        recompute FAIRPRUNE_VERIFY_N (default 1) runs of every stored sweep"
 	@echo "make book-execute  re-run every chapter in place (default profile), then build"
@@ -29,7 +30,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# ruff's rules and mypy's settings are in pyproject.toml; .pre-commit-config.yaml runs the same
+lint: $(STAMP)
+	$(BIN)/python -m ruff check fairprune_lite benchmarks tests
+	$(BIN)/python -m mypy
+
+test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests book $(PYTEST_NB)
 
 test-unit: $(STAMP)

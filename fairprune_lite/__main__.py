@@ -18,15 +18,16 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
 from . import __version__, pruners
 from . import experiments as ex
-from .experiments.config import CONSTRAINT_OPTIONS
 from .data import fetch as data_fetch
+from .experiments.config import CONSTRAINT_OPTIONS, slug
 
 EXAMPLES = """examples:
   fairprune run --dataset adult --method bifp --sparsity 0.7 --seed 0
@@ -229,7 +230,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     summary = ex.sweep(args.config, out=args.out, profile=args.profile, device=args.device, quiet=quiet,
                        dry_run=args.dry_run, jobs=args.jobs, executor=args.executor, address=args.address,
                        allow_dirty=args.allow_dirty)
-    for path, why in summary["corrupt"]:
+    for _path, why in summary["corrupt"]:
         print(f"corrupt result recomputed: {why}", file=sys.stderr)
     if args.dry_run:
         print(f"{summary['folder']}: {summary['total']} runs, {summary['done_before']} done, "
@@ -260,10 +261,10 @@ def _cmd_figure(args: argparse.Namespace) -> int:
         out = args.out or ex.sweep_dir(cfg, args.results)
         ex.check_writable(out)
         _, missing = ex.figure_from_config(cfg, out=out, results_out=args.results, profile=args.profile)
-        stem = args.name or ex._slug(cfg["name"])
+        stem = args.name or slug(cfg["name"])
         if args.name:
             for ext in ("png", "svg"):
-                shutil.move(str(Path(out) / f"{ex._slug(cfg['name'])}.{ext}"), str(Path(out) / f"{stem}.{ext}"))
+                shutil.move(str(Path(out) / f"{slug(cfg['name'])}.{ext}"), str(Path(out) / f"{stem}.{ext}"))
         if missing:
             print(f"warning: {len(missing)} runs of the sweep are missing; drawn from what exists", file=sys.stderr)
     else:
@@ -283,7 +284,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     quiet = _quiet(args)
     rep = ex.verify(args.results, n=args.n, seed=args.seed, atol=args.atol, fresh_cache=not args.reuse_cache,
                     device=args.device, quiet=quiet, tolerances=args.tolerances)
-    for path, why in rep["bad_files"]:
+    for _path, why in rep["bad_files"]:
         print(f"BAD FILE {why}")
     for rid in rep["checked"]:
         diffs = rep["mismatches"].get(rid)
@@ -304,7 +305,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not 0 < args.level < 1:
         raise ValueError(f"--level must be in (0, 1), got {args.level}")
     results, bad = ex.load_results(args.results)
-    for path, why in bad:
+    for _path, why in bad:
         print(f"warning: skipping {why}", file=sys.stderr)
     rows = ex.compare(results, args.a, args.b, args.metric, level=args.level)
     if args.json:

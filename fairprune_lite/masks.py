@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -115,8 +115,8 @@ def prunable_layers(
 def _weight_of(module: nn.Module) -> Tensor:
     """The dense weight theta of a layer, whether or not it is parametrized."""
     if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations.weight.original
-    return module.weight
+        return cast(Tensor, cast(Any, module).parametrizations.weight.original)
+    return cast(Tensor, module.weight)
 
 
 def _check_structured(name: str, module: nn.Module) -> None:
@@ -389,7 +389,7 @@ class MaskScores(nn.Module):
         *,
         structured: bool = False,
         gate_norm: bool = False,
-    ) -> "MaskScores":
+    ) -> MaskScores:
         """Fixed binary masks (no trainable scores), e.g. the output of a baseline pruner.
 
         :meth:`binary_masks` returns exactly ``masks`` whatever their per-layer sparsities;
@@ -688,7 +688,7 @@ def weight_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     mods = _masked_modules(model)
     if not mods:
         raise ValueError("model has no masked layers (call apply_masks first)")
-    return {n: m.parametrizations.weight.original for n, m in mods.items()}
+    return {n: cast(nn.Parameter, cast(Any, m).parametrizations.weight.original) for n, m in mods.items()}
 
 
 def masked_weights(model: nn.Module) -> dict[str, Tensor]:
@@ -696,13 +696,13 @@ def masked_weights(model: nn.Module) -> dict[str, Tensor]:
     mods = _masked_modules(model)
     if not mods:
         raise ValueError("model has no masked layers (call apply_masks first)")
-    return {n: m.weight for n, m in mods.items()}
+    return {n: cast(Tensor, m.weight) for n, m in mods.items()}
 
 
 def model_masks(model: nn.Module) -> MaskScores:
     """The :class:`MaskScores` attached to ``model`` by :func:`apply_masks`."""
-    found = {id(_our_param(m, "weight").mask_scores): _our_param(m, "weight").mask_scores
-             for m in _masked_modules(model).values()}
+    params = [cast(_Mask, _our_param(m, "weight")) for m in _masked_modules(model).values()]  # masked: never None
+    found = {id(p.mask_scores): p.mask_scores for p in params}
     if not found:
         raise ValueError("model has no masked layers (call apply_masks first)")
     if len(found) > 1:
@@ -735,7 +735,7 @@ def sparsity_report(model_or_masks: nn.Module | MaskScores | Mapping[str, Tensor
         if _masked_modules(model_or_masks):
             masks = model_masks(model_or_masks).binary_masks()
         else:
-            masks = {n: (m.weight.detach() != 0).float() for n, m in prunable_layers(model_or_masks).items()}
+            masks = {n: (_weight_of(m).detach() != 0).float() for n, m in prunable_layers(model_or_masks).items()}
     elif isinstance(model_or_masks, Mapping):
         if not model_or_masks:
             raise ValueError("model_or_masks is an empty dict")
@@ -830,6 +830,7 @@ def to_torch_prune(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | 
         if channel is not None and isinstance(getattr(mod, "bias", None), Tensor):
             torch_prune.custom_from_mask(mod, "bias", channel[n].to(mod.bias.device))
         if n in norms:  # a gated BatchNorm: its channel goes with the mask
+            assert channel is not None, n  # gate_norm exists only for structured (channel) masks
             bn = modules[norms[n]]
             for t in ("weight", "bias"):
                 torch_prune.custom_from_mask(bn, t, channel[n].to(getattr(bn, t).device))
@@ -849,6 +850,7 @@ def to_dense(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None =
             if channel is not None and isinstance(getattr(mod, "bias", None), Tensor):
                 mod.bias.mul_(channel[n].to(mod.bias))
             if n in norms:  # a gated BatchNorm: the pruned channel's affine is 0 as well
+                assert channel is not None, n  # gate_norm exists only for structured (channel) masks
                 bn = modules[norms[n]]
                 bn.weight.mul_(channel[n].to(bn.weight))
                 bn.bias.mul_(channel[n].to(bn.bias))
@@ -951,7 +953,7 @@ def to_smaller(
     inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
     dg = tp.DependencyGraph().build_dependency(dense, example_inputs=example_input, verbose=False)
     modules = dict(dense.named_modules())
-    for n, c in channel.items():
+    for n in channel:
         mod = modules[n]
         # masked channels in the *current* indexing (earlier groups may have removed some)
         cand = sorted(_dead_out_channels(mod, list(range(_weight_of(mod).shape[0]))))

@@ -474,7 +474,10 @@ def test_figures_of_every_kind(swept, tmp_path):
 def test_interpolation_endpoints_are_the_two_solutions(swept):
     root, cfg, _ = swept
     results, _ = ex.load_results(root / "toy")
-    key = lambda r: (r["seed"], r["sparsity_target"], r["tau"], r["budget"])
+
+    def key(r):
+        return (r["seed"], r["sparsity_target"], r["tau"], r["budget"])
+
     a = next(r for r in results if r["label"] == "random")
     b = next(r for r in results if r["label"] == "OMP" and key(r) == key(a))
     curve = ex.interpolation_curve(a, b, points=3)

@@ -19,7 +19,7 @@ def _norm(req: str) -> tuple[str, str]:
 def _pyproject_requirements() -> dict[str, str]:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = list(meta["dependencies"])
-    for name, extra in meta["optional-dependencies"].items():
+    for extra in meta["optional-dependencies"].values():
         reqs += [r for r in extra if not r.startswith("fairprune-lite")]
     out: dict[str, str] = {}
     for r in reqs:

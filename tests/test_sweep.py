@@ -3,8 +3,8 @@ sweep's numbers; bad executor arguments fail before anything is written; the cle
 from __future__ import annotations
 
 import importlib
-import os
 import json
+import os
 from pathlib import Path
 
 import numpy as np

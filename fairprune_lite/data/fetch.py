@@ -19,23 +19,21 @@ each value was published). No network access is needed to import this module.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import hashlib
 import json
 import os
 import shutil
-import socket
 import sys
 import tarfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.client import HTTPException
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 __all__ = ["RemoteFile", "DatasetSpec", "DATASETS", "FetchError", "fetch", "add_cli", "cli_fetch"]
 
@@ -197,7 +195,8 @@ def _digests(path: Path) -> tuple[str, str, int]:
     n = 0
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
-            md5.update(chunk), sha.update(chunk)
+            md5.update(chunk)
+            sha.update(chunk)
             n += len(chunk)
     return md5.hexdigest(), sha.hexdigest(), n
 
@@ -269,7 +268,7 @@ def _download(url: str, part: Path, *, timeout: float, expected: int | None) -> 
         if e.code == 416 and have:
             return  # nothing beyond what we have; the checksum decides
         raise _SourceFailed(f"HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, HTTPException, OSError) as e:
+    except (TimeoutError, urllib.error.URLError, ConnectionError, HTTPException, OSError) as e:
         raise _Dropped(f"no connection ({getattr(e, 'reason', e)})") from None
     with resp:
         status = resp.status
@@ -299,7 +298,7 @@ def _download(url: str, part: Path, *, timeout: float, expected: int | None) -> 
                     f.write(chunk)
                     got += len(chunk)
                     chunk = resp.read(CHUNK)
-        except (socket.timeout, ConnectionError, HTTPException) as e:
+        except (TimeoutError, ConnectionError, HTTPException) as e:
             raise _Dropped(f"connection lost after {got:,} bytes ({type(e).__name__})") from None
         if total is not None and got < total:
             raise _Dropped(f"connection closed after {got:,} of {total:,} bytes")
@@ -342,6 +341,7 @@ def _fetch_file(rf: RemoteFile, root: Path, sources: Sequence[tuple[str, str | N
         nxt = f"; trying {usable[k + 1][0]}" if k + 1 < len(usable) else ""
         try:
             if url is None:  # generated from its published rule
+                assert rf.generate is not None, rf.name  # only a file with a rule offers "generated"
                 with _open_part(part, "wb") as f:
                     f.write(rf.generate())
             else:
