@@ -6,7 +6,6 @@ import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fairprune_lite import experiments as ex
@@ -18,15 +17,8 @@ TOL = {"schema": 1, "measured": "test fixture",
 
 
 @pytest.fixture(scope="module")
-def npz(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(5)
-    n = 700
-    s = (rng.random(n) < 0.4).astype(np.int64)
-    x = rng.normal(size=(n, 5)).astype(np.float32)
-    y = (x[:, 0] + 0.4 * s + 0.3 * rng.normal(size=n) > 0).astype(np.int64)
-    path = tmp_path_factory.mktemp("data") / "verify_toy.npz"
-    np.savez(path, x=x, y=y, s=s)
-    return path
+def npz(toy_npz) -> Path:
+    return toy_npz("verify_toy", seed=5, n=700, features=5, logit=lambda x, s: x[:, 0] + 0.4 * s)
 
 
 @pytest.fixture(scope="module")
