@@ -1,5 +1,6 @@
 # fairprune-lite: the two commands a newcomer needs are `make book` and `make test`.
-# Each creates .venv (Python 3.10+) and installs the project into it when missing or stale.
+# Each creates .venv (Python 3.11+) and installs the project into it when missing or stale,
+# with the exact versions behind the stored results (constraints.txt).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,11 +22,13 @@ help:
 	@echo "make book-execute  re-run every chapter in place (default profile), then build"
 	@echo "make bench         the cost benchmark (benchmarks/README.md)"
 
-$(STAMP): pyproject.toml
+CONSTRAINTS ?= constraints.txt
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -45,6 +45,8 @@ from torch import Tensor
 from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 
+from ._optional import require
+
 __all__ = [
     "prunable_layers",
     "MaskScores",
@@ -895,7 +897,7 @@ def _dead_out_channels(module: nn.Module, idxs: list[int]) -> set[int]:
         elif module.affine:  # no running stats: batch statistics, output beta for a zero channel
             pass
     else:
-        from torch_pruning import ops as tp_ops
+        tp_ops = require("torch_pruning.ops", "export", "to_smaller")
 
         index_ops = (tp_ops._ConcatOp, tp_ops._SplitOp, tp_ops._UnbindOp, tp_ops._ReshapeOp,
                      tp_ops._SliceOp, tp_ops._ExpandOp)
@@ -934,10 +936,8 @@ def to_smaller(
     (``beta`` in training mode), which removal would drop; such channels are kept (zero filter)
     unless the BN shift of that channel is zero. The result is checked on ``example_input``
     (in ``eval`` mode) and a ``ValueError`` is raised if outputs differ by more than ``atol``.
-    Unstructured masks are refused.
+    Unstructured masks are refused. Needs the ``export`` extra (torch-pruning).
     """
-    import torch_pruning as tp
-
     if isinstance(masks, MaskScores) and not masks.structured:
         raise ValueError("to_smaller needs structured masks (one per output channel); these masks are unstructured")
     weight, channel = _resolve_masks(model, masks)
@@ -946,6 +946,7 @@ def to_smaller(
     for n, c in channel.items():
         if not bool(c.any()):
             raise ValueError(f"structured mask prunes every output channel of layer {n!r}; cannot build a smaller model")
+    tp = require("torch_pruning", "export", "to_smaller")
     dense = to_dense(model, masks)
     was_training = dense.training
     dense.eval()
