@@ -94,7 +94,7 @@ def test_no_measured_tolerance_is_a_mismatch_never_a_pass(stored, tmp_path):
         rep["mismatches"][res["run_id"]])
 
 
-def test_tolerant_check_catches_a_real_change(stored):
+def test_tolerant_check_catches_a_real_change(stored, tmp_path):
     """One more fine-tuning step, or another learning rate, is not within the measured tolerance."""
     _, res = stored
     keys: set = set()
@@ -113,7 +113,7 @@ def test_tolerant_check_catches_a_real_change(stored):
     tol = {"families": {"mlp": {k: (1e-3 if k == "loss" else 0.004) for k in keys}}}
     spec = ex.RunSpec.from_dict(res["spec"])
     for settings in ({"finetune_steps": ex.PROFILES["smoke"].finetune_steps + 1}, {"finetune_lr": 0.02}):
-        changed = ex.run(ex.RunSpec(**{**spec.to_dict(), "settings": settings}))
+        changed = ex.run(ex.RunSpec(**{**spec.to_dict(), "settings": settings}), cache_dir=tmp_path / "cache")
         cmp = ex.compare_results(res, changed, exact=False, tolerances=tol)
         beyond = [m for m in cmp["mismatches"] if not m.startswith("cost.") and "> tolerance" in m]
         assert beyond, (settings, cmp["mismatches"])
