@@ -120,3 +120,14 @@ def test_constraints_pin_every_declared_requirement():
         assert pkg in pins, f"{pkg} is not pinned in constraints.txt"
         assert pins[pkg] in SpecifierSet(spec), f"constraints.txt pins {pkg}=={pins[pkg]}, outside {spec}"
     assert "-c $(CONSTRAINTS)" in (ROOT / "Makefile").read_text()
+
+
+def test_citation_and_changelog_follow_the_version():
+    """The release steps (CONTRIBUTING.md) bump these together."""
+    import fairprune_lite
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert str(cff["version"]) == fairprune_lite.__version__
+    assert any("2312.10181" in str(r.get("identifiers", "")) for r in cff["references"])
+    log = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in log and f"## [{fairprune_lite.__version__}]" in log
