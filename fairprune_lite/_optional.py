@@ -6,7 +6,7 @@ tqdm, pyyaml and pillow. A few features need more, each behind an extra of ``pyp
 ==============  ==========================  ===============================================
 extra           packages                    needed by
 ==============  ==========================  ===============================================
-``export``      torch-pruning               ``masks.to_smaller`` (a physically smaller model)
+``export``      torch-pruning               ``export.to_smaller`` (a physically smaller model)
 ``nupi``        cooper-optim                ``FairnessConstraint(dual="nupi")``
 ``postproc``    fairlearn, scikit-learn     the ``postproc`` method (ThresholdOptimizer)
 ``cluster``     ray                         ``sweep(executor="ray")``

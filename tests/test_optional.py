@@ -23,10 +23,10 @@ def test_to_smaller_without_torch_pruning_names_the_extra(monkeypatch):
 
     import torch
 
-    from fairprune_lite import masks
+    from fairprune_lite import export, masks
 
     monkeypatch.setitem(sys.modules, "torch_pruning", None)  # as if not installed
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3))
     sc = masks.MaskScores(model, 0.5, structured=True)
     with pytest.raises(ImportError, match=r"fairprune-lite\[export\]"):
-        masks.to_smaller(model, sc, torch.randn(1, 3, 8, 8))
+        export.to_smaller(model, sc, torch.randn(1, 3, 8, 8))
