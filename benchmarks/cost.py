@@ -37,10 +37,11 @@ import pstats
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -49,12 +50,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from fairprune_lite import experiments  # noqa: E402
+from fairprune_lite import experiments, pruners
 from fairprune_lite.bilevel import IG_VARIANTS, bifp, bip  # noqa: E402
 from fairprune_lite.constraints import FairnessConstraint  # noqa: E402
 from fairprune_lite.data import load_dataset  # noqa: E402
 from fairprune_lite.masks import MaskScores, apply_masks  # noqa: E402
-from fairprune_lite import pruners  # noqa: E402
 from fairprune_lite.models import default_model_name, make_model  # noqa: E402
 from fairprune_lite.train import PassCounter, evaluate, fit, make_loader, set_seed  # noqa: E402
 
@@ -134,7 +134,7 @@ class StepClock(PassCounter):
     time it takes is excluded from :attr:`train_time_s`.
     """
 
-    def __init__(self, device: torch.device, callback: Callable[["StepClock"], None] | None = None) -> None:
+    def __init__(self, device: torch.device, callback: Callable[[StepClock], None] | None = None) -> None:
         super().__init__()
         self.device = device
         self.callback = callback
@@ -180,7 +180,7 @@ class PeakMemory:
             return None
         return None
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         import gc
 
         gc.collect()
@@ -269,7 +269,7 @@ def top_profile(fn: Callable[[], Any], n: int = 15) -> list[dict[str, Any]]:
     prof.disable()
     st = pstats.Stats(prof, stream=io.StringIO())
     rows = []
-    for (fname, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+    for (fname, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
         rows.append({"function": f"{Path(fname).name}:{line}({func})", "calls": nc,
                      "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)})
     rows.sort(key=lambda r: -r["tottime_s"])
@@ -346,88 +346,95 @@ def _run_step_config(name: str, opts: dict, dense: nn.Module, batch: tuple, mask
          alpha=prof.bifp_alpha, beta=prof.bifp_beta, gamma=prof.bifp_gamma, seed=0, **opts)
 
 
+def _step_one(dataset: str, mname: str, width: int, sizes: Sizes, device: torch.device,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """Section 1 for one model (its own function, so the profiled closure binds this
+    model's values, not a loop variable's)."""
+    tr, va, _te, in_shape = load_limited(dataset, (sizes.step_batch * 4, sizes.step_batch * 4, 1))
+    set_seed(0)
+    dense = make_model(mname, in_shape=in_shape, width=width, seed=0).to(device)
+    loader = make_loader(va, sizes.step_batch, shuffle=True, seed=0, drop_last=True)
+    kind = CONSTRAINTS[dataset]["kind"]
+    # a batch in which every rate of the constraint is defined (EO needs all four cells)
+    batch = next(b for b in loader if FairnessConstraint(kind).defined(b[1], b[2]))
+    batch = tuple(t.to(device) for t in batch)
+    masks = omp_masks(dense, sizes.sparsity)
+    sparsity = 1.0 - sum(float(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    cfgs = _step_configs()
+    times: dict[str, list[float]] = {c: [] for c, _ in cfgs}
+    passes: dict[str, dict] = {}
+    mem: dict[str, float | None] = {}
+    mem_method = ""
+    n = sizes.step_warmup + sizes.step_repeats + 1
+    for rnd in range(sizes.step_rounds):
+        for cname, opts in cfgs:
+            clock = StepClock(device)
+            _run_step_config(cname, opts, dense, batch, masks, n, sparsity, kind, device, clock)
+            times[cname] += clock.diffs()[sizes.step_warmup:]
+            if rnd == 0:
+                passes[cname] = {"forward_per_step": clock.forward_passes / clock.iterations,
+                                 "backward_per_step": clock.backward_passes / clock.iterations,
+                                 "examples_per_step": clock.examples / clock.iterations}
+    # Memory in a separate pass (after the timings): on CPU, glibc's malloc keeps freed
+    # blocks for reuse, so the resident peak of a later configuration would hide behind
+    # an earlier one's; a fixed mmap threshold of 128 KiB makes every tensor-sized block
+    # go back to the system on free. Set back to 32 MiB (glibc's dynamic maximum) after.
+    fixed = device.type == "cpu" and _mmap_threshold(128 * 1024)
+    try:
+        for cname, opts in cfgs:
+            pm = PeakMemory(device)
+            with pm:
+                _run_step_config(cname, opts, dense, batch, masks, 3, sparsity, kind, device, StepClock(device))
+            mem[cname] = pm.mb
+            mem_method = pm.method + ("; glibc mmap threshold fixed at 128 KiB" if fixed else "")
+    finally:
+        if fixed:
+            _mmap_threshold(32 * 1024 * 1024)
+    rows = {}
+    base = _median(times["dense_sgd"])
+    msk = _median(times["masked_sgd"])
+    for cname, _ in cfgs:
+        med = _median(times[cname])
+        rows[cname] = {
+            **passes[cname],
+            "median_ms": round(1e3 * med, 4),
+            "p25_ms": round(1e3 * _quantile(times[cname], 0.25), 4),
+            "p75_ms": round(1e3 * _quantile(times[cname], 0.75), 4),
+            "n_timed": len(times[cname]),
+            "peak_mem_mb": mem[cname],
+            "vs_dense_sgd": round(med / base, 3),
+            "vs_masked_sgd": round(med / msk, 3),
+        }
+        log(f"  {dataset}/{mname}: {cname:<32} {1e3 * med:8.3f} ms  x{med / base:5.2f} dense  "
+            f"x{med / msk:5.2f} masked  fwd {passes[cname]['forward_per_step']:.0f} "
+            f"bwd {passes[cname]['backward_per_step']:.0f}  mem {mem[cname]} MB")
+    by_variant = {c.split("/", 1)[1]: rows[c]["vs_masked_sgd"] for c, _ in cfgs if c.startswith("bifp/")}
+    entry = {
+        "model": mname, "width": width, "dataset": dataset, "batch_size": sizes.step_batch,
+        "in_shape": list(in_shape), "sparsity": round(sparsity, 4), "constraint": kind,
+        "n_params": sum(p.numel() for p in dense.parameters()),
+        "memory_method": mem_method,
+        "rows": rows,
+        "bifp_vs_masked_sgd": rows["bifp/paper/alternating"]["vs_masked_sgd"],
+        "bifp_vs_masked_sgd_by_variant": by_variant,
+        "bifp_vs_masked_sgd_best": min(by_variant.values()),
+        # alternating = one masked weight step + one upper step: the upper step's own share
+        "upper_step_vs_masked_sgd": round(rows["bifp/paper/alternating"]["vs_masked_sgd"] - 1.0, 3),
+        "goal_bifp_vs_masked_sgd": 1.5,
+    }
+    entry["goal_met_default"] = entry["bifp_vs_masked_sgd"] <= 1.5
+    entry["goal_met_best_variant"] = entry["bifp_vs_masked_sgd_best"] <= 1.5
+    if not entry["goal_met_default"]:
+        entry["profile_bifp_default"] = top_profile(lambda: _run_step_config(
+            "bifp/paper/alternating", {"ig": "paper", "update": "alternating"}, dense, batch, masks,
+            sizes.profile_steps, sparsity, kind, device, StepClock(device)))
+    return entry
+
+
 def section_step(sizes: Sizes, device: torch.device, log: Callable[[str], None]) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine_record(device, sizes), "models": {}}
     for dataset, mname, width in sizes.step_models:
-        tr, va, _te, in_shape = load_limited(dataset, (sizes.step_batch * 4, sizes.step_batch * 4, 1))
-        set_seed(0)
-        dense = make_model(mname, in_shape=in_shape, width=width, seed=0).to(device)
-        loader = make_loader(va, sizes.step_batch, shuffle=True, seed=0, drop_last=True)
-        kind = CONSTRAINTS[dataset]["kind"]
-        # a batch in which every rate of the constraint is defined (EO needs all four cells)
-        batch = next(b for b in loader if FairnessConstraint(kind).defined(b[1], b[2]))
-        batch = tuple(t.to(device) for t in batch)
-        masks = omp_masks(dense, sizes.sparsity)
-        sparsity = 1.0 - sum(float(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-        cfgs = _step_configs()
-        times: dict[str, list[float]] = {c: [] for c, _ in cfgs}
-        passes: dict[str, dict] = {}
-        mem: dict[str, float | None] = {}
-        mem_method = ""
-        n = sizes.step_warmup + sizes.step_repeats + 1
-        for rnd in range(sizes.step_rounds):
-            for cname, opts in cfgs:
-                clock = StepClock(device)
-                _run_step_config(cname, opts, dense, batch, masks, n, sparsity, kind, device, clock)
-                times[cname] += clock.diffs()[sizes.step_warmup:]
-                if rnd == 0:
-                    passes[cname] = {"forward_per_step": clock.forward_passes / clock.iterations,
-                                     "backward_per_step": clock.backward_passes / clock.iterations,
-                                     "examples_per_step": clock.examples / clock.iterations}
-        # Memory in a separate pass (after the timings): on CPU, glibc's malloc keeps freed
-        # blocks for reuse, so the resident peak of a later configuration would hide behind
-        # an earlier one's; a fixed mmap threshold of 128 KiB makes every tensor-sized block
-        # go back to the system on free. Set back to 32 MiB (glibc's dynamic maximum) after.
-        fixed = device.type == "cpu" and _mmap_threshold(128 * 1024)
-        try:
-            for cname, opts in cfgs:
-                pm = PeakMemory(device)
-                with pm:
-                    _run_step_config(cname, opts, dense, batch, masks, 3, sparsity, kind, device, StepClock(device))
-                mem[cname] = pm.mb
-                mem_method = pm.method + ("; glibc mmap threshold fixed at 128 KiB" if fixed else "")
-        finally:
-            if fixed:
-                _mmap_threshold(32 * 1024 * 1024)
-        rows = {}
-        base = _median(times["dense_sgd"])
-        msk = _median(times["masked_sgd"])
-        for cname, _ in cfgs:
-            med = _median(times[cname])
-            rows[cname] = {
-                **passes[cname],
-                "median_ms": round(1e3 * med, 4),
-                "p25_ms": round(1e3 * _quantile(times[cname], 0.25), 4),
-                "p75_ms": round(1e3 * _quantile(times[cname], 0.75), 4),
-                "n_timed": len(times[cname]),
-                "peak_mem_mb": mem[cname],
-                "vs_dense_sgd": round(med / base, 3),
-                "vs_masked_sgd": round(med / msk, 3),
-            }
-            log(f"  {dataset}/{mname}: {cname:<32} {1e3 * med:8.3f} ms  x{med / base:5.2f} dense  "
-                f"x{med / msk:5.2f} masked  fwd {passes[cname]['forward_per_step']:.0f} "
-                f"bwd {passes[cname]['backward_per_step']:.0f}  mem {mem[cname]} MB")
-        by_variant = {c.split("/", 1)[1]: rows[c]["vs_masked_sgd"] for c, _ in cfgs if c.startswith("bifp/")}
-        entry = {
-            "model": mname, "width": width, "dataset": dataset, "batch_size": sizes.step_batch,
-            "in_shape": list(in_shape), "sparsity": round(sparsity, 4), "constraint": kind,
-            "n_params": sum(p.numel() for p in dense.parameters()),
-            "memory_method": mem_method,
-            "rows": rows,
-            "bifp_vs_masked_sgd": rows["bifp/paper/alternating"]["vs_masked_sgd"],
-            "bifp_vs_masked_sgd_by_variant": by_variant,
-            "bifp_vs_masked_sgd_best": min(by_variant.values()),
-            # alternating = one masked weight step + one upper step: the upper step's own share
-            "upper_step_vs_masked_sgd": round(rows["bifp/paper/alternating"]["vs_masked_sgd"] - 1.0, 3),
-            "goal_bifp_vs_masked_sgd": 1.5,
-        }
-        entry["goal_met_default"] = entry["bifp_vs_masked_sgd"] <= 1.5
-        entry["goal_met_best_variant"] = entry["bifp_vs_masked_sgd_best"] <= 1.5
-        if not entry["goal_met_default"]:
-            entry["profile_bifp_default"] = top_profile(lambda: _run_step_config(
-                "bifp/paper/alternating", {"ig": "paper", "update": "alternating"}, dense, batch, masks,
-                sizes.profile_steps, sparsity, kind, device, StepClock(device)))
-        out["models"][f"{dataset}/{mname}"] = entry
+        out["models"][f"{dataset}/{mname}"] = _step_one(dataset, mname, width, sizes, device, log)
     first = next(iter(out["models"].values()))
     out["bifp_vs_masked_sgd"] = first["bifp_vs_masked_sgd"]
     return out
@@ -500,146 +507,153 @@ def _prune_stage(how: str, model: nn.Module, val: Any, sparsity: float, retrain:
     return res.model, _add_offset(off, clock, wall), {"iterations": clock.iterations, "wall_time_s": round(wall, 3)}
 
 
-def section_convergence(sizes: Sizes, device: torch.device, log: Callable[[str], None]) -> dict[str, Any]:
+def _convergence_one(dataset: str, sizes: Sizes, device: torch.device,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+    """Section 2 for one dataset (its own function, so the closures below bind this
+    dataset's values, not a loop variable's)."""
     prof = experiments.get_profile("cpu")
+    cinfo = CONSTRAINTS[dataset]
+    tau, metric, kind = cinfo["tau"], cinfo["metric"], cinfo["kind"]
+    T, every = sizes.conv_steps[dataset], sizes.conv_every[dataset]
+    tr, va, te, in_shape = load_limited(dataset, sizes.limits[dataset])
+    dense, pre_s, pre_it = pretrain_dense(dataset, tr, in_shape, sizes.widths[dataset],
+                                          sizes.pretrain_epochs, device)
+    d_eval = evaluate(dense, te)
+    log(f"  {dataset}: dense acc {d_eval['accuracy']:.3f} {metric} {d_eval[metric]:.3f} "
+        f"(pretraining {pre_it} it, {pre_s:.1f} s, excluded)")
+    sp = sizes.sparsity
+    runs: dict[str, dict[str, Any]] = {}
+
+    def cons() -> FairnessConstraint:
+        return FairnessConstraint(kind, tau, dual_lr=prof.dual_lr)
+
+    # ---- BiFP: one run, the test split evaluated every `every` upper steps -----------------
+    tracker = Tracker(te, metric, every, _zero_offset(), device)
+    start = copy.deepcopy(dense)
+    start.register_forward_pre_hook(_capture(tracker))  # deep-copied into bifp's own model
+    clock = StepClock(device, tracker.callback)
+    # log_every=T: bifp's per-step log measures the exact constraint on the upper batch,
+    # which raises for equalized odds when a batch lacks a (group, label) cell (Adult's
+    # women with y=1 are ~4% of the examples); the history is not needed here.
+    res = bifp(start, make_loader(va, prof.batch_size, shuffle=True, seed=1), sparsity=sp, steps=T,
+               constraint=cons(), counter=clock, alpha=prof.bifp_alpha, beta=prof.bifp_beta,
+               gamma=prof.bifp_gamma, seed=0, log_every=T)
+    runs["bifp"] = {"points": tracker.points, "stages": {"bifp": {"iterations": clock.iterations}},
+                    "note": "alternating, ig=paper, 1 lower + 1 upper batch per iteration"}
+    log(f"  {dataset}: bifp done ({clock.train_time_s:.1f} s, final sparsity {res.sparsity():.3f})")
+
+    # ---- P&F: prune, then fine-tune with the constraint on the pruning data --------------
+    for how in ("omp", "imp", "snip"):
+        model, off, stage = _prune_stage(how, dense, va, sp, sizes.imp_retrain, device, _zero_offset())
+        tracker = Tracker(te, metric, every, off, device)
+        tracker.model = model
+        tracker.record(model, None)
+        clock = StepClock(device, tracker.callback)
+        fit(model, make_loader(va, prof.batch_size, shuffle=True, seed=2), steps=T, lr=prof.finetune_lr,
+            constraint=cons(), counter=clock)
+        runs[f"pf_{how}"] = {"points": tracker.points,
+                             "stages": {"prune": stage, "fair_finetune": {"iterations": clock.iterations}}}
+        log(f"  {dataset}: pf_{how} done")
+
+    # ---- F&P: fair training of the dense model (until its test gap <= tau, at most T
+    # steps), then prune, then fine-tune with the task loss on the pruning data ------------
+    fair = copy.deepcopy(dense)
+    ftrack = Tracker(te, metric, every, _zero_offset(), device)
+    ftrack.model = fair
+    ftrack.record(fair, None)
+
+    class Stop(Exception):
+        pass
+
+    def stop_when_fair(c: StepClock) -> None:
+        ftrack.callback(c)
+        if c.iterations % every == 0 and ftrack.points[-1]["gap"] <= tau:
+            raise Stop
+
+    fclock = StepClock(device, stop_when_fair)
+    if ftrack.points[-1]["gap"] > tau:
+        try:
+            fit(fair, make_loader(tr, prof.batch_size, shuffle=True, seed=3), steps=T, lr=prof.finetune_lr,
+                constraint=cons(), counter=fclock)
+        except Stop:
+            pass
+    fair_off = _add_offset(_zero_offset(), fclock, fclock.train_time_s)
+    fair_stage = {"iterations": fclock.iterations, "wall_time_s": round(fclock.train_time_s, 3),
+                  "reached_tau": ftrack.points[-1]["gap"] <= tau, "final": ftrack.points[-1]}
+    for how in ("omp", "imp", "snip"):
+        model, off, stage = _prune_stage(how, fair, va, sp, sizes.imp_retrain, device, fair_off)
+        tracker = Tracker(te, metric, every, off, device)
+        tracker.model = model
+        tracker.record(model, None)
+        clock = StepClock(device, tracker.callback)
+        fit(model, make_loader(va, prof.batch_size, shuffle=True, seed=2), steps=T, lr=prof.finetune_lr,
+            counter=clock)
+        runs[f"fp_{how}"] = {"points": tracker.points,
+                             "stages": {"fair_train": fair_stage, "prune": stage,
+                                        "finetune": {"iterations": clock.iterations}}}
+        log(f"  {dataset}: fp_{how} done")
+
+    # ---- targets ---------------------------------------------------------------------------
+    # A constant predictor meets every fairness constraint: a point only counts as a fair
+    # sparse model when it also beats the majority-class baseline by at least 1 point.
+    floor = d_eval["majority_baseline"] + 0.01
+
+    def ok(p: dict) -> bool:
+        return p["gap"] <= tau and p["accuracy"] >= floor
+
+    feasible = [p["accuracy"] for r in runs.values() for p in r["points"] if ok(p)]
+    best = max(feasible) if feasible else None
+    target = None if best is None else best - 0.01
+    summary = {}
+    for mname, r in runs.items():
+        hit = None
+        if target is not None:
+            hit = next((p for p in r["points"] if ok(p) and p["accuracy"] >= target - 1e-9), None)
+        last = r["points"][-1]
+        summary[mname] = {"reached": hit is not None, "at": hit, "final": last,
+                          "best_feasible_accuracy": max((p["accuracy"] for p in r["points"] if ok(p)),
+                                                        default=None)}
+    two_stage = {m: s for m, s in summary.items() if m != "bifp" and s["reached"]}
+    best_two = min(two_stage, key=lambda m: two_stage[m]["at"]["iterations"]) if two_stage else None
+    ratio = ratios = None
+    if summary["bifp"]["reached"] and best_two is not None:
+        a, b = two_stage[best_two]["at"], summary["bifp"]["at"]
+        ratio = round(a["iterations"] / max(1, b["iterations"]), 3)
+        ratios = {"iterations": ratio,
+                  "forward_plus_backward_passes": round((a["forward_passes"] + a["backward_passes"])
+                                                        / max(1, b["forward_passes"] + b["backward_passes"]), 3),
+                  "wall_time": round(a["wall_time_s"] / max(1e-9, b["wall_time_s"]), 3)}
+    entry = {
+        "model": default_model_name(in_shape), "width": sizes.widths[dataset], "in_shape": list(in_shape),
+        "n": {"train": len(tr), "val": len(va), "test": len(te)}, "sparsity": sp,
+        "constraint": kind, "gap_metric": metric, "tau": tau, "eval_every": every, "max_steps": T,
+        "imp_retrain_steps_per_round": sizes.imp_retrain, "imp_levels": pruners.lottery_sparsities(until=sp),
+        "dense": {"accuracy": d_eval["accuracy"], "gap": d_eval[metric],
+                  "majority_baseline": d_eval["majority_baseline"],
+                  "pretraining_iterations_excluded": pre_it, "pretraining_wall_s_excluded": round(pre_s, 2)},
+        "accuracy_floor": floor, "best_feasible_accuracy": best, "target_accuracy": target,
+        "summary": summary, "best_two_stage": best_two,
+        "two_stage_vs_bifp_iterations": ratio, "two_stage_vs_bifp": ratios, "goal_ratio": 5.0,
+        "goal_met": None if ratio is None else ratio >= 5.0,
+        "runs": runs,
+    }
+    if not entry["goal_met"]:
+        entry["profile_bifp"] = top_profile(lambda: bifp(
+            dense, make_loader(va, prof.batch_size, shuffle=True, seed=1), sparsity=sp,
+            steps=sizes.profile_steps, constraint=cons(), alpha=prof.bifp_alpha, beta=prof.bifp_beta,
+            gamma=prof.bifp_gamma, seed=0, log_every=sizes.profile_steps))
+    for mname, s in summary.items():
+        at = s["at"]
+        log(f"  {dataset}: {mname:<8} " + (f"reached at {at['iterations']} it ({at['wall_time_s']:.1f} s)"
+                                         if at else "not reached") +
+            f"; final acc {s['final']['accuracy']:.3f} gap {s['final']['gap']:.3f}")
+    return entry
+
+
+def section_convergence(sizes: Sizes, device: torch.device, log: Callable[[str], None]) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine_record(device, sizes), "datasets": {}}
     for dataset in sizes.conv_datasets:
-        cinfo = CONSTRAINTS[dataset]
-        tau, metric, kind = cinfo["tau"], cinfo["metric"], cinfo["kind"]
-        T, every = sizes.conv_steps[dataset], sizes.conv_every[dataset]
-        tr, va, te, in_shape = load_limited(dataset, sizes.limits[dataset])
-        dense, pre_s, pre_it = pretrain_dense(dataset, tr, in_shape, sizes.widths[dataset],
-                                              sizes.pretrain_epochs, device)
-        d_eval = evaluate(dense, te)
-        log(f"  {dataset}: dense acc {d_eval['accuracy']:.3f} {metric} {d_eval[metric]:.3f} "
-            f"(pretraining {pre_it} it, {pre_s:.1f} s, excluded)")
-        sp = sizes.sparsity
-        runs: dict[str, dict[str, Any]] = {}
-
-        def cons() -> FairnessConstraint:
-            return FairnessConstraint(kind, tau, dual_lr=prof.dual_lr)
-
-        # ---- BiFP: one run, the test split evaluated every `every` upper steps -----------------
-        tracker = Tracker(te, metric, every, _zero_offset(), device)
-        start = copy.deepcopy(dense)
-        start.register_forward_pre_hook(_capture(tracker))  # deep-copied into bifp's own model
-        clock = StepClock(device, tracker.callback)
-        # log_every=T: bifp's per-step log measures the exact constraint on the upper batch,
-        # which raises for equalized odds when a batch lacks a (group, label) cell (Adult's
-        # women with y=1 are ~4% of the examples); the history is not needed here.
-        res = bifp(start, make_loader(va, prof.batch_size, shuffle=True, seed=1), sparsity=sp, steps=T,
-                   constraint=cons(), counter=clock, alpha=prof.bifp_alpha, beta=prof.bifp_beta,
-                   gamma=prof.bifp_gamma, seed=0, log_every=T)
-        runs["bifp"] = {"points": tracker.points, "stages": {"bifp": {"iterations": clock.iterations}},
-                        "note": "alternating, ig=paper, 1 lower + 1 upper batch per iteration"}
-        log(f"  {dataset}: bifp done ({clock.train_time_s:.1f} s, final sparsity {res.sparsity():.3f})")
-
-        # ---- P&F: prune, then fine-tune with the constraint on the pruning data --------------
-        for how in ("omp", "imp", "snip"):
-            model, off, stage = _prune_stage(how, dense, va, sp, sizes.imp_retrain, device, _zero_offset())
-            tracker = Tracker(te, metric, every, off, device)
-            tracker.model = model
-            tracker.record(model, None)
-            clock = StepClock(device, tracker.callback)
-            fit(model, make_loader(va, prof.batch_size, shuffle=True, seed=2), steps=T, lr=prof.finetune_lr,
-                constraint=cons(), counter=clock)
-            runs[f"pf_{how}"] = {"points": tracker.points,
-                                 "stages": {"prune": stage, "fair_finetune": {"iterations": clock.iterations}}}
-            log(f"  {dataset}: pf_{how} done")
-
-        # ---- F&P: fair training of the dense model (until its test gap <= tau, at most T
-        # steps), then prune, then fine-tune with the task loss on the pruning data ------------
-        fair = copy.deepcopy(dense)
-        ftrack = Tracker(te, metric, every, _zero_offset(), device)
-        ftrack.model = fair
-        ftrack.record(fair, None)
-
-        class Stop(Exception):
-            pass
-
-        def stop_when_fair(c: StepClock) -> None:
-            ftrack.callback(c)
-            if c.iterations % every == 0 and ftrack.points[-1]["gap"] <= tau:
-                raise Stop
-
-        fclock = StepClock(device, stop_when_fair)
-        if ftrack.points[-1]["gap"] > tau:
-            try:
-                fit(fair, make_loader(tr, prof.batch_size, shuffle=True, seed=3), steps=T, lr=prof.finetune_lr,
-                    constraint=cons(), counter=fclock)
-            except Stop:
-                pass
-        fair_off = _add_offset(_zero_offset(), fclock, fclock.train_time_s)
-        fair_stage = {"iterations": fclock.iterations, "wall_time_s": round(fclock.train_time_s, 3),
-                      "reached_tau": ftrack.points[-1]["gap"] <= tau, "final": ftrack.points[-1]}
-        for how in ("omp", "imp", "snip"):
-            model, off, stage = _prune_stage(how, fair, va, sp, sizes.imp_retrain, device, fair_off)
-            tracker = Tracker(te, metric, every, off, device)
-            tracker.model = model
-            tracker.record(model, None)
-            clock = StepClock(device, tracker.callback)
-            fit(model, make_loader(va, prof.batch_size, shuffle=True, seed=2), steps=T, lr=prof.finetune_lr,
-                counter=clock)
-            runs[f"fp_{how}"] = {"points": tracker.points,
-                                 "stages": {"fair_train": fair_stage, "prune": stage,
-                                            "finetune": {"iterations": clock.iterations}}}
-            log(f"  {dataset}: fp_{how} done")
-
-        # ---- targets ---------------------------------------------------------------------------
-        # A constant predictor meets every fairness constraint: a point only counts as a fair
-        # sparse model when it also beats the majority-class baseline by at least 1 point.
-        floor = d_eval["majority_baseline"] + 0.01
-
-        def ok(p: dict) -> bool:
-            return p["gap"] <= tau and p["accuracy"] >= floor
-
-        feasible = [p["accuracy"] for r in runs.values() for p in r["points"] if ok(p)]
-        best = max(feasible) if feasible else None
-        target = None if best is None else best - 0.01
-        summary = {}
-        for mname, r in runs.items():
-            hit = None
-            if target is not None:
-                hit = next((p for p in r["points"] if ok(p) and p["accuracy"] >= target - 1e-9), None)
-            last = r["points"][-1]
-            summary[mname] = {"reached": hit is not None, "at": hit, "final": last,
-                              "best_feasible_accuracy": max((p["accuracy"] for p in r["points"] if ok(p)),
-                                                            default=None)}
-        two_stage = {m: s for m, s in summary.items() if m != "bifp" and s["reached"]}
-        best_two = min(two_stage, key=lambda m: two_stage[m]["at"]["iterations"]) if two_stage else None
-        ratio = ratios = None
-        if summary["bifp"]["reached"] and best_two is not None:
-            a, b = two_stage[best_two]["at"], summary["bifp"]["at"]
-            ratio = round(a["iterations"] / max(1, b["iterations"]), 3)
-            ratios = {"iterations": ratio,
-                      "forward_plus_backward_passes": round((a["forward_passes"] + a["backward_passes"])
-                                                            / max(1, b["forward_passes"] + b["backward_passes"]), 3),
-                      "wall_time": round(a["wall_time_s"] / max(1e-9, b["wall_time_s"]), 3)}
-        entry = {
-            "model": default_model_name(in_shape), "width": sizes.widths[dataset], "in_shape": list(in_shape),
-            "n": {"train": len(tr), "val": len(va), "test": len(te)}, "sparsity": sp,
-            "constraint": kind, "gap_metric": metric, "tau": tau, "eval_every": every, "max_steps": T,
-            "imp_retrain_steps_per_round": sizes.imp_retrain, "imp_levels": pruners.lottery_sparsities(until=sp),
-            "dense": {"accuracy": d_eval["accuracy"], "gap": d_eval[metric],
-                      "majority_baseline": d_eval["majority_baseline"],
-                      "pretraining_iterations_excluded": pre_it, "pretraining_wall_s_excluded": round(pre_s, 2)},
-            "accuracy_floor": floor, "best_feasible_accuracy": best, "target_accuracy": target,
-            "summary": summary, "best_two_stage": best_two,
-            "two_stage_vs_bifp_iterations": ratio, "two_stage_vs_bifp": ratios, "goal_ratio": 5.0,
-            "goal_met": None if ratio is None else ratio >= 5.0,
-            "runs": runs,
-        }
-        if not entry["goal_met"]:
-            entry["profile_bifp"] = top_profile(lambda: bifp(
-                dense, make_loader(va, prof.batch_size, shuffle=True, seed=1), sparsity=sp,
-                steps=sizes.profile_steps, constraint=cons(), alpha=prof.bifp_alpha, beta=prof.bifp_beta,
-                gamma=prof.bifp_gamma, seed=0, log_every=sizes.profile_steps))
-        for mname, s in summary.items():
-            at = s["at"]
-            log(f"  {dataset}: {mname:<8} " + (f"reached at {at['iterations']} it ({at['wall_time_s']:.1f} s)"
-                                             if at else "not reached") +
-                f"; final acc {s['final']['accuracy']:.3f} gap {s['final']['gap']:.3f}")
-        out["datasets"][dataset] = entry
+        out["datasets"][dataset] = _convergence_one(dataset, sizes, device, log)
     return out
 
 
@@ -945,7 +959,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "benchmarks/cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "run_wall_time_s": round(wall, 2) if not args.only else res.get("run_wall_time_s"),
         "last_run": {"sections": sections, "wall_time_s": round(wall, 2),
-                     "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+                     "date": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
                      "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]},
         "torch_threads": args.threads,
         "device": str(device),

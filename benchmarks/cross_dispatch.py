@@ -26,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from fairprune_lite.experiments.verify import tolerance_key  # the one rule that files a tolerance
 

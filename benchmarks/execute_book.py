@@ -22,9 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,6 +31,10 @@ def _peak_child_rss_mb() -> float:
 
 
 def execute(path: Path, *, inplace: bool, timeout: int) -> dict:
+    # the notebook runner comes with the [book] extra; imported here so --help needs no extra
+    import nbformat
+    from nbclient import NotebookClient
+
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})

@@ -35,7 +35,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import re
 import statistics
 import subprocess
@@ -87,17 +86,17 @@ def find_cuda_tests(tests_dir: str | Path, exclude: tuple[str, ...] = ("test_gpu
         tree = ast.parse(src)
         rel = f"{tests_dir.name}/{path.name}"
 
-        def visit(nodes, prefix):
+        def visit(nodes, prefix, src, rel):
             for node in nodes:
                 if isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
-                    visit(node.body, prefix + node.name + "::")
+                    visit(node.body, prefix + node.name + "::", src, rel)
                 elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
                     start = min([d.lineno for d in node.decorator_list] + [node.lineno])
                     text = "\n".join(src.splitlines()[start - 1:node.end_lineno])
                     if re.search(r"\bcuda\b", text):
                         found.append(f"{rel}::{prefix}{node.name}")
 
-        visit(tree.body, "")
+        visit(tree.body, "", src, rel)
     return found
 
 

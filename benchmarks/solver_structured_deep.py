@@ -4,13 +4,14 @@ A check, not a benchmark of accuracy: freshly initialised models (ResNet-10 widt
 MobileNetV2 width 0.25) on 256 random 3x32x32 images, 8 BiFP steps at the Lottery levels
 0.79 and 0.893 (channels, global scope). Records, per model and level, the layers with a BN
 gate, the layers left empty and the achieved weight sparsity. Writes
-``benchmarks/results/solver_structured_deep.json``.
+``benchmarks/results/solver_structured_deep.json`` (or ``--out``).
 
-    OMP_NUM_THREADS=1 python benchmarks/solver_structured_deep.py
+    OMP_NUM_THREADS=1 python benchmarks/solver_structured_deep.py [--out PATH]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,8 +26,15 @@ from fairprune_lite.constraints import FairnessConstraint  # noqa: E402
 from fairprune_lite.data import FairDataset  # noqa: E402
 from fairprune_lite.models import make_model  # noqa: E402
 
+RESULT = Path(__file__).resolve().parent / "results" / "solver_structured_deep.json"
 
-def main() -> int:
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--out", type=Path, default=RESULT, help="JSON file to write (default benchmarks/results/solver_structured_deep.json)")
+    args = ap.parse_args(argv)
+    if args.out.is_dir():
+        raise ValueError(f"--out must be a file path, not a folder: {args.out}")
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(256, 3, 32, 32, generator=g)
@@ -46,8 +54,8 @@ def main() -> int:
                    "empty_layers": empty, "weight_sparsity": res.sparsity()}
             out["runs"].append(row)
             print(row, flush=True)
-    path = Path(__file__).resolve().parent / "results" / "solver_structured_deep.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 

@@ -18,15 +18,17 @@ import json
 import os
 import shutil
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
 from . import __version__, pruners
 from . import experiments as ex
-from .experiments.config import CONSTRAINT_OPTIONS
 from .data import fetch as data_fetch
+from .experiments.config import CONSTRAINT_OPTIONS, slug
 
 EXAMPLES = """examples:
   fairprune run --dataset adult --method bifp --sparsity 0.7 --seed 0
@@ -139,8 +141,61 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list-methods", help="the pruning methods of the registry")
     sub.add_parser("list-profiles", help="the profiles and their knobs")
-    data_fetch.add_cli(sub)
+    add_data_parser(sub)
     return parser
+
+
+# --------------------------------------------------------------------------------------------
+# `fairprune data fetch ...` (the downloads themselves are fairprune_lite.data.fetch)
+# --------------------------------------------------------------------------------------------
+def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``data`` with its subcommand ``fetch`` to the ``fairprune`` command line."""
+    p = subparsers.add_parser("data", help="data sets not shipped: fetch CelebA / LFW with checksums")
+    sub = p.add_subparsers(dest="data_command", metavar="subcommand")
+    f = sub.add_parser("fetch", help="download and check CelebA or LFW into the loaders' layout")
+    f.add_argument("dataset", help=f"one of: {', '.join(data_fetch.DATASETS)}")
+    f.add_argument("--root", default=None,
+                   help="data root (default: $FAIRPRUNE_DATA_ROOT); CelebA lands in ROOT/celeba, LFW in ROOT/lfw")
+    f.add_argument("--source", action="append", default=None, metavar="NAME|URL",
+                   help="a known source, or a URL serving every file by its name; repeat to try several "
+                        "in order (default: all known sources)")
+    f.add_argument("--optional", action="store_true", help="also fetch the files the loaders do not need")
+    f.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds without data before a connection counts as lost")
+    f.add_argument("--attempts", type=int, default=3, help="resumed attempts per source before the next source")
+    f.add_argument("--remove-archives", action="store_true", help="delete the .zip / .tgz once unpacked")
+    f.add_argument("--list-sources", action="store_true", help="print the sources and checksums and exit")
+    return p
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Run ``fairprune data fetch``; 0 on success, 2 for bad input, 1 when a download failed."""
+    if getattr(args, "data_command", None) != "fetch":
+        print("usage: fairprune data fetch {celeba,lfw} [--root DIR] [--source NAME|URL]", file=sys.stderr)
+        return 2
+    if args.dataset not in data_fetch.DATASETS:
+        print(f"error: unknown dataset {args.dataset!r} to fetch; known: {', '.join(data_fetch.DATASETS)}", file=sys.stderr)
+        return 2
+    if args.list_sources:
+        print(data_fetch.describe(data_fetch.DATASETS[args.dataset]))
+        return 0
+    root = args.root or os.environ.get("FAIRPRUNE_DATA_ROOT")
+    if not root:
+        print("error: give --root DIR or set FAIRPRUNE_DATA_ROOT", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    try:
+        got = data_fetch.fetch(args.dataset, root, source=args.source, optional=args.optional, timeout=args.timeout,
+                    attempts=args.attempts, remove_archives=args.remove_archives)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except data_fetch.FetchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.dataset}: ready under {Path(root).expanduser()} ({len(got)} files, "
+          f"{time.perf_counter() - t0:.0f} s); load it with load_dataset({args.dataset!r}, root={str(root)!r})")
+    return 0
 
 
 def _key_values(items: Sequence[str], what: str) -> dict[str, Any]:
@@ -229,7 +284,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     summary = ex.sweep(args.config, out=args.out, profile=args.profile, device=args.device, quiet=quiet,
                        dry_run=args.dry_run, jobs=args.jobs, executor=args.executor, address=args.address,
                        allow_dirty=args.allow_dirty)
-    for path, why in summary["corrupt"]:
+    for _path, why in summary["corrupt"]:
         print(f"corrupt result recomputed: {why}", file=sys.stderr)
     if args.dry_run:
         print(f"{summary['folder']}: {summary['total']} runs, {summary['done_before']} done, "
@@ -260,10 +315,10 @@ def _cmd_figure(args: argparse.Namespace) -> int:
         out = args.out or ex.sweep_dir(cfg, args.results)
         ex.check_writable(out)
         _, missing = ex.figure_from_config(cfg, out=out, results_out=args.results, profile=args.profile)
-        stem = args.name or ex._slug(cfg["name"])
+        stem = args.name or slug(cfg["name"])
         if args.name:
             for ext in ("png", "svg"):
-                shutil.move(str(Path(out) / f"{ex._slug(cfg['name'])}.{ext}"), str(Path(out) / f"{stem}.{ext}"))
+                shutil.move(str(Path(out) / f"{slug(cfg['name'])}.{ext}"), str(Path(out) / f"{stem}.{ext}"))
         if missing:
             print(f"warning: {len(missing)} runs of the sweep are missing; drawn from what exists", file=sys.stderr)
     else:
@@ -283,7 +338,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     quiet = _quiet(args)
     rep = ex.verify(args.results, n=args.n, seed=args.seed, atol=args.atol, fresh_cache=not args.reuse_cache,
                     device=args.device, quiet=quiet, tolerances=args.tolerances)
-    for path, why in rep["bad_files"]:
+    for _path, why in rep["bad_files"]:
         print(f"BAD FILE {why}")
     for rid in rep["checked"]:
         diffs = rep["mismatches"].get(rid)
@@ -304,7 +359,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not 0 < args.level < 1:
         raise ValueError(f"--level must be in (0, 1), got {args.level}")
     results, bad = ex.load_results(args.results)
-    for path, why in bad:
+    for _path, why in bad:
         print(f"warning: skipping {why}", file=sys.stderr)
     rows = ex.compare(results, args.a, args.b, args.metric, level=args.level)
     if args.json:
@@ -351,7 +406,7 @@ def _cmd_list_profiles(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "figure": _cmd_figure, "verify": _cmd_verify,
             "compare": _cmd_compare, "list-methods": _cmd_list_methods, "list-profiles": _cmd_list_profiles,
-            "data": data_fetch.cli_fetch}
+            "data": cmd_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

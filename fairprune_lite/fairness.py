@@ -22,7 +22,8 @@ This module imports nothing else from the package.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ METRIC_OF_KIND = {"accuracy_gap": "accuracy_gap", "demographic_parity": "demogra
 #: the surrogate names :func:`surrogate` knows
 SURROGATES = ("hinge", "logistic", "sigmoid", "ramp")
 
-ArrayLike = Union[np.ndarray, Tensor, list, tuple]
+ArrayLike = np.ndarray | Tensor | list | tuple
 Group = Any  # a group value: int, bool, str, ... (a Python scalar, never a numpy scalar)
 
 

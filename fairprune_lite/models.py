@@ -6,7 +6,8 @@ the width multiplier (MobileNetV2).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -165,7 +165,7 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         n = len(self.dataset)
         order = torch.randperm(n, generator=self._gen) if self.shuffle else torch.arange(n)
-        ds = self.dataset
+        ds: Any = self.dataset  # a FairDataset, an image cache or any map-style dataset
         fast = isinstance(getattr(ds, "x", None), Tensor) and isinstance(getattr(ds, "y", None), Tensor) \
             and isinstance(getattr(ds, "s", None), Tensor)
         for b in range(len(self)):
@@ -223,8 +223,8 @@ def model_device(model: nn.Module) -> torch.device:
     """Device of the model's first parameter or buffer (CPU for a model without either)."""
     for t in model.parameters():
         return t.device
-    for t in model.buffers():
-        return t.device
+    for b in model.buffers():
+        return b.device
     return torch.device("cpu")
 
 
@@ -332,7 +332,7 @@ def fit(
     optimizer: str = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 0.0,
-    constraint: "FairnessConstraint | None" = None,
+    constraint: FairnessConstraint | None = None,
     params: Iterable[Tensor] | None = None,
     counter: PassCounter | None = None,
     progress: bool = False,
@@ -460,7 +460,7 @@ def evaluate(
     device: torch.device | str | None = None,
     dense_model: nn.Module | Tensor | np.ndarray | None = None,
     batch_size: int = 1024,
-    constraint: "FairnessConstraint | None" = None,
+    constraint: FairnessConstraint | None = None,
     postprocess: Any = None,
 ) -> dict[str, Any]:
     """Fairness report on ``data`` plus the mean task ``loss`` and the number of examples ``n``.

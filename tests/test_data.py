@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from fairprune_lite import data
-from fairprune_lite.data import faces, fixtures
-from fairprune_lite.data import FairDataset, Splits, from_tensors, load_dataset, load_npz
+from fairprune_lite.data import FairDataset, Splits, faces, fixtures, from_tensors, load_dataset, load_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +112,7 @@ def test_adult_bad_input(kw, match):
 def test_adult_corrupt_copy(tmp_path):
     import gzip
 
-    lines = [l for l in gzip.open(data.data_dir() / "adult.data.gz", "rt").read().splitlines() if l.strip()]
+    lines = [ln for ln in gzip.open(data.data_dir() / "adult.data.gz", "rt").read().splitlines() if ln.strip()]
     with gzip.open(tmp_path / "adult.data.gz", "wt") as f:
         f.write("\n".join(lines[:-5]) + "\n")
     (tmp_path / "adult.test.gz").write_bytes((data.data_dir() / "adult.test.gz").read_bytes())
@@ -130,7 +129,7 @@ def test_adult_corrupt_copy(tmp_path):
 def test_shipped_sha256_documented(fname):
     readme = (ROOT / "data" / "README.md").read_text()
     digest = hashlib.sha256((ROOT / "data" / fname).read_bytes()).hexdigest()
-    line = next((l for l in readme.splitlines() if f"data/{fname}" in l and re.search(r"[0-9a-f]{64}", l)), None)
+    line = next((ln for ln in readme.splitlines() if f"data/{fname}" in ln and re.search(r"[0-9a-f]{64}", ln)), None)
     assert line is not None, f"data/README.md has no SHA-256 line for data/{fname}"
     assert digest in line
 
@@ -532,7 +531,7 @@ def test_lfw_fixture_loads(tmp_path):
     assert torch.equal(again.test.y, sp.test.y) and again.test.x.paths == sp.test.x.paths
     nose = load_dataset("lfw", root=root, target="Big_Nose", seed=3, by_identity=False, image_size=16)
     assert "Big Nose" in nose.meta["target"] and [len(d) for d in nose] == [16, 4, 4]
-    rows = [l.split("\t") for l in (root / "lfw_attributes.txt").read_text().splitlines()[2:]]
+    rows = [ln.split("\t") for ln in (root / "lfw_attributes.txt").read_text().splitlines()[2:]]
     big = {(r[0].replace(" ", "_"), int(r[1])): int(float(r[2 + LFW_ATTRS.index("Big Nose")]) > 0) for r in rows}
     for ds in nose:
         for path, yv in zip(ds.x.paths, ds.y.tolist()):

@@ -14,18 +14,10 @@ from fairprune_lite import experiments as ex
 
 
 @pytest.fixture(scope="module")
-def npz(tmp_path_factory) -> Path:
+def npz(toy_npz) -> Path:
     """A small synthetic bring-your-own dataset: 8 features, y depends on x and on s."""
-    rng = np.random.default_rng(0)
-    n = 900
-    s = (rng.random(n) < 0.35).astype(np.int64)
-    x = rng.normal(size=(n, 8)).astype(np.float32)
-    x[:, 0] += 0.8 * s
-    logit = 1.5 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2] * (1 - s)
-    y = (logit + 0.3 * rng.normal(size=n) > 0).astype(np.int64)
-    path = tmp_path_factory.mktemp("data") / "toy.npz"
-    np.savez(path, x=x, y=y, s=s)
-    return path
+    return toy_npz("toy", seed=0, n=900, features=8, s_rate=0.35, x0_shift=0.8,
+                   logit=lambda x, s: 1.5 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2] * (1 - s))
 
 
 def spec_for(npz: Path, **kw) -> ex.RunSpec:
@@ -474,7 +466,10 @@ def test_figures_of_every_kind(swept, tmp_path):
 def test_interpolation_endpoints_are_the_two_solutions(swept):
     root, cfg, _ = swept
     results, _ = ex.load_results(root / "toy")
-    key = lambda r: (r["seed"], r["sparsity_target"], r["tau"], r["budget"])
+
+    def key(r):
+        return (r["seed"], r["sparsity_target"], r["tau"], r["budget"])
+
     a = next(r for r in results if r["label"] == "random")
     b = next(r for r in results if r["label"] == "OMP" and key(r) == key(a))
     curve = ex.interpolation_curve(a, b, points=3)

@@ -390,7 +390,7 @@ def test_logistic_gradcheck():
     logits, y, s = _batch(11, n=30)
     for kind in fx.CONSTRAINT_KINDS:
         lg = logits.clone().requires_grad_(True)
-        assert torch.autograd.gradcheck(lambda z: fx.constraint_values(kind, z, y, s, surrogate="logistic"), (lg,))
+        assert torch.autograd.gradcheck(lambda z, kind=kind: fx.constraint_values(kind, z, y, s, surrogate="logistic"), (lg,))
 
 
 def test_surrogate_gradient_points_the_right_way():

@@ -364,12 +364,14 @@ def test_loader_names_the_fetch_command(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# the command line (called directly: the parser is built with add_cli as __main__ does)
+# the command line (called directly: the parser is built as __main__ does)
 # --------------------------------------------------------------------------------------------
 def _cli(argv):
+    from fairprune_lite.__main__ import add_data_parser, cmd_data
+
     parser = argparse.ArgumentParser(prog="fairprune")
-    fetch.add_cli(parser.add_subparsers(dest="command"))
-    return fetch.cli_fetch(parser.parse_args(argv))
+    add_data_parser(parser.add_subparsers(dest="command"))
+    return cmd_data(parser.parse_args(argv))
 
 
 def test_cli(tmp_path, serve, celeba_files, monkeypatch, capsys):

@@ -41,9 +41,9 @@ def fake(method, label, sp, seed, *, constraint="accuracy_gap", tau=0.02, budget
 
 
 def sweep_like(constraint="accuracy_gap", tau=0.02, seeds=3):
-    return [fake(m, l, sp, s, constraint=constraint, tau=tau, acc=0.93 - 0.1 * sp * (l == "Random"),
-                 gap=0.02 + 0.05 * sp * (l != "BiFP"), eo=0.04 + 0.1 * sp * (l != "BiFP"))
-            for m, l in METHODS for sp in (0.5, 0.8, 0.9) for s in range(seeds)]
+    return [fake(m, lab, sp, s, constraint=constraint, tau=tau, acc=0.93 - 0.1 * sp * (lab == "Random"),
+                 gap=0.02 + 0.05 * sp * (lab != "BiFP"), eo=0.04 + 0.1 * sp * (lab != "BiFP"))
+            for m, lab in METHODS for sp in (0.5, 0.8, 0.9) for s in range(seeds)]
 
 
 def texts(fig):
@@ -123,7 +123,7 @@ def test_sparsity_kind_plots_the_constrained_metric_with_tau():
     results = sweep_like(constraint="equalized_odds", tau=0.05)
     fig = ex.figure("sparsity", results)
     rows = F.method_groups(results)
-    colors = F._colors([l for _, g in rows for l in g])
+    colors = F._colors([lab for _, g in rows for lab in g])
     axes = np.array(fig.axes).reshape(len(rows), 2)
     assert "equalized-odds" in axes[0][1].get_title() and "accuracy" in axes[0][0].get_title()
     bifp_row = next(i for i, (_, g) in enumerate(rows) if "BiFP" in g)
@@ -164,8 +164,8 @@ def test_ablation_bars_start_at_zero_on_an_uncut_axis():
         assert all(p.get_y() == 0.0 for p in ax.patches)  # bars from zero
     assert any(np.allclose(line.get_ydata(), 0.6) for line in acc_ax.get_lines())  # majority baseline
     np.testing.assert_allclose(sorted(p.get_height() for p in gap_ax.patches),
-                               sorted(np.mean([r["test"]["accuracy_gap"] for r in results if r["label"] == l])
-                                      for l in ("BiFP", "w/o m")))
+                               sorted(np.mean([r["test"]["accuracy_gap"] for r in results if r["label"] == lab])
+                                      for lab in ("BiFP", "w/o m")))
     plt.close(fig)
 
 

@@ -55,8 +55,14 @@ def test_every_stored_sweep_recomputes(sweep):
     _check(sweep, int(os.environ.get("FAIRPRUNE_VERIFY_N", "1")))
 
 
+@pytest.fixture(scope="module")
+def dense_cache(tmp_path_factory):
+    """The dense-model cache these runs share (never runs/cache in the repository)."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.mark.parametrize("settings", [{"finetune_steps": "+1"}, {"finetune_lr": "x1.5"}], ids=["one_more_step", "lr"])
-def test_the_measured_tolerances_still_catch_a_real_change(settings):
+def test_the_measured_tolerances_still_catch_a_real_change(settings, dense_cache):
     """A stored Adult OMP run, recomputed with one more fine-tuning step or another learning rate,
     fails the tolerant check (the one ``verify`` uses on another CPU) with the real TOLERANCES.json."""
     stored = next(r for r in experiments.load_results(RESULTS / "fig3_4_adult")[0]
@@ -65,7 +71,8 @@ def test_the_measured_tolerances_still_catch_a_real_change(settings):
     profile = experiments.get_profile(spec.profile)
     knob, how = next(iter(settings.items()))
     value = getattr(profile, knob) + 1 if how == "+1" else getattr(profile, knob) * 1.5
-    changed = experiments.run(experiments.RunSpec(**{**spec.to_dict(), "settings": {knob: value}}))
+    changed = experiments.run(experiments.RunSpec(**{**spec.to_dict(), "settings": {knob: value}}),
+                              cache_dir=dense_cache)
     cmp = experiments.compare_results(stored, changed, exact=False, tolerances=experiments.load_tolerances())
     assert cmp["mismatches"], f"{knob}={value} passed the tolerant check"
     if how == "x1.5":  # no count changes: the metrics themselves must move beyond their tolerance

@@ -3,11 +3,10 @@ sweep's numbers; bad executor arguments fail before anything is written; the cle
 from __future__ import annotations
 
 import importlib
-import os
 import json
+import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fairprune_lite import experiments as ex
@@ -18,15 +17,8 @@ prov = importlib.import_module("fairprune_lite.experiments.provenance")  # the m
 
 
 @pytest.fixture(scope="module")
-def npz(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(3)
-    n = 700
-    s = (rng.random(n) < 0.4).astype(np.int64)
-    x = rng.normal(size=(n, 5)).astype(np.float32)
-    y = (x[:, 0] - 0.5 * x[:, 1] + 0.4 * s + 0.3 * rng.normal(size=n) > 0).astype(np.int64)
-    path = tmp_path_factory.mktemp("data") / "sweep_toy.npz"
-    np.savez(path, x=x, y=y, s=s)
-    return path
+def npz(toy_npz) -> Path:
+    return toy_npz("sweep_toy", seed=3, n=700, features=5)
 
 
 def config(npz: Path, **kw) -> dict:

@@ -158,7 +158,6 @@ def test_evaluate_reports_fairness_loss_and_degradation():
 
 
 def test_prune_result_to_dict_is_json():
-    ds = toy()
     model = Lin()
     ms = MaskScores(model, 0.25)
     masks = ms.binary_masks()

@@ -6,7 +6,6 @@ import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fairprune_lite import experiments as ex
@@ -18,15 +17,8 @@ TOL = {"schema": 1, "measured": "test fixture",
 
 
 @pytest.fixture(scope="module")
-def npz(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(5)
-    n = 700
-    s = (rng.random(n) < 0.4).astype(np.int64)
-    x = rng.normal(size=(n, 5)).astype(np.float32)
-    y = (x[:, 0] + 0.4 * s + 0.3 * rng.normal(size=n) > 0).astype(np.int64)
-    path = tmp_path_factory.mktemp("data") / "verify_toy.npz"
-    np.savez(path, x=x, y=y, s=s)
-    return path
+def npz(toy_npz) -> Path:
+    return toy_npz("verify_toy", seed=5, n=700, features=5, logit=lambda x, s: x[:, 0] + 0.4 * s)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +94,7 @@ def test_no_measured_tolerance_is_a_mismatch_never_a_pass(stored, tmp_path):
         rep["mismatches"][res["run_id"]])
 
 
-def test_tolerant_check_catches_a_real_change(stored):
+def test_tolerant_check_catches_a_real_change(stored, tmp_path):
     """One more fine-tuning step, or another learning rate, is not within the measured tolerance."""
     _, res = stored
     keys: set = set()
@@ -121,7 +113,7 @@ def test_tolerant_check_catches_a_real_change(stored):
     tol = {"families": {"mlp": {k: (1e-3 if k == "loss" else 0.004) for k in keys}}}
     spec = ex.RunSpec.from_dict(res["spec"])
     for settings in ({"finetune_steps": ex.PROFILES["smoke"].finetune_steps + 1}, {"finetune_lr": 0.02}):
-        changed = ex.run(ex.RunSpec(**{**spec.to_dict(), "settings": settings}))
+        changed = ex.run(ex.RunSpec(**{**spec.to_dict(), "settings": settings}), cache_dir=tmp_path / "cache")
         cmp = ex.compare_results(res, changed, exact=False, tolerances=tol)
         beyond = [m for m in cmp["mismatches"] if not m.startswith("cost.") and "> tolerance" in m]
         assert beyond, (settings, cmp["mismatches"])

@@ -47,18 +47,14 @@ from .npz import from_tensors, load_npz
 from .registry import DATASETS, load_dataset
 
 __all__ = [
-    "FairDataset",
-    "Splits",
-    "data_dir",
-    "load_dataset",
-    "load_adult",
-    "load_fashion",
-    "load_celeba",
-    "load_lfw",
-    "load_npz",
-    "from_tensors",
-    "build_fashion_npz",
-    "stratified_subsample",
-    "DATASETS",
-    "CELEBA_ATTRIBUTES",
+    # containers, splits and subsamplers (core)
+    "FairDataset", "Splits", "SPLIT_NAMES", "data_dir", "shipped_file", "stratified_subsample", "random_subsample",
+    # the registry
+    "load_dataset", "DATASETS",
+    # one module per source
+    "load_adult", "ADULT_COLUMNS", "ADULT_NUMERIC", "ADULT_ROWS", "ADULT_SENSITIVE",
+    "load_fashion", "build_fashion_npz", "FASHION_CLASSES", "FASHION_FILE", "FASHION_TARGETS",
+    "load_celeba", "load_lfw", "CachedImages", "ImageFiles", "CELEBA_ATTRIBUTES", "CELEBA_HOWTO", "CELEBA_MD5",
+    "CELEBA_OFFICIAL_ROWS", "LFW_HOWTO",
+    "load_npz", "from_tensors",
 ]

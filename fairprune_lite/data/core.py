@@ -8,9 +8,10 @@ the binary sensitive attribute, both ``torch.long`` in {0, 1}. A loader returns 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,7 +128,7 @@ class FairDataset(Dataset):
                 out[(sv, yv)] = int(((self.s == sv) & (self.y == yv)).sum())
         return out
 
-    def subset(self, index: Sequence[int] | np.ndarray | Tensor, *, name: str | None = None) -> "FairDataset":
+    def subset(self, index: Sequence[int] | np.ndarray | Tensor, *, name: str | None = None) -> FairDataset:
         """A new dataset holding the examples at ``index`` (same meta)."""
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
         x = self.x[idx] if isinstance(self.x, Tensor) else self.x.take(idx.numpy())

@@ -11,8 +11,9 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ def _pil_load(path: Path, size: int, crop: int | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        im = Image.open(path)
+        im: Image.Image = Image.open(path)
     except UnidentifiedImageError:
         raise ValueError(f"image {path} is not a readable image file (corrupt or truncated download?)") from None
     with im:
@@ -41,7 +42,7 @@ def _pil_load(path: Path, size: int, crop: int | None) -> np.ndarray:
         w, h = im.size
         side = min(w, h) if crop is None else min(crop, w, h)
         left, top = (w - side) // 2, (h - side) // 2
-        im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+        im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BILINEAR)
         return np.ascontiguousarray(np.array(im, dtype=np.uint8).transpose(2, 0, 1))  # [3, H, W]
 
 
@@ -64,7 +65,7 @@ class ImageFiles:
         block = np.stack([_pil_load(self.paths[int(i)], self.size, self.crop) for i in idx])
         return torch.from_numpy(block).float().div_(255.0)
 
-    def take(self, idx: np.ndarray) -> "ImageFiles":
+    def take(self, idx: np.ndarray) -> ImageFiles:
         return ImageFiles([self.paths[int(i)] for i in idx], self.size, self.crop)
 
 
@@ -88,7 +89,7 @@ class CachedImages:
         block = self.array[self.rows[np.asarray(idx, dtype=np.int64)]]
         return torch.from_numpy(np.ascontiguousarray(block)).float().div_(255.0)
 
-    def take(self, idx: np.ndarray) -> "CachedImages":
+    def take(self, idx: np.ndarray) -> CachedImages:
         return CachedImages(self.array, self.rows[np.asarray(idx)])
 
 
@@ -161,7 +162,8 @@ def _face_splits(
                         fetch_hint=hint)
         ds = FairDataset(x, y[rows], s[rows], name=name, meta=meta | {"split": split})
         out.append(random_subsample(ds, limit, seed, split))
-    return Splits(*out, meta=meta)
+    train, val, test = out
+    return Splits(train, val, test, meta=meta)
 
 
 def _check_size(size: int, crop: int | None) -> None:

@@ -6,8 +6,8 @@ The shipped subset (``data/fashion_subset.npz``) is built from the official IDX 
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -63,7 +63,9 @@ def build_fashion_npz(
     for k in (0, 1, 2):
         idx = np.sort(np.concatenate(parts[k]))
         xs, ys = (tr_x, tr_y) if k < 2 else (te_x, te_y)
-        images.append(xs[idx]), labels.append(ys[idx]), split.append(np.full(len(idx), k, np.uint8))
+        images.append(xs[idx])
+        labels.append(ys[idx])
+        split.append(np.full(len(idx), k, np.uint8))
         source.append(idx.astype(np.int32))
     out = Path(out)
     np.savez_compressed(
@@ -156,6 +158,7 @@ def load_fashion(
         x[inv] = 1.0 - x[inv]
         ds = FairDataset(x, y, s, name="fashion", meta=meta | {"split": name, "labels": labels[sel]})
         out.append(random_subsample(ds, limit, seed, name))
-    return Splits(*out, meta=meta)
+    train, val, test = out
+    return Splits(train, val, test, meta=meta)
 
 

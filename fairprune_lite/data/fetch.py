@@ -18,26 +18,22 @@ each value was published). No network access is needed to import this module.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import errno
 import hashlib
 import json
 import os
 import shutil
-import socket
 import sys
 import tarfile
-import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.client import HTTPException
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
-__all__ = ["RemoteFile", "DatasetSpec", "DATASETS", "FetchError", "fetch", "add_cli", "cli_fetch"]
+__all__ = ["RemoteFile", "DatasetSpec", "DATASETS", "FetchError", "fetch", "describe"]
 
 CHUNK = 1 << 20
 USER_AGENT = "fairprune-lite-fetch/1"
@@ -197,7 +193,8 @@ def _digests(path: Path) -> tuple[str, str, int]:
     n = 0
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
-            md5.update(chunk), sha.update(chunk)
+            md5.update(chunk)
+            sha.update(chunk)
             n += len(chunk)
     return md5.hexdigest(), sha.hexdigest(), n
 
@@ -269,7 +266,7 @@ def _download(url: str, part: Path, *, timeout: float, expected: int | None) -> 
         if e.code == 416 and have:
             return  # nothing beyond what we have; the checksum decides
         raise _SourceFailed(f"HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, HTTPException, OSError) as e:
+    except (TimeoutError, urllib.error.URLError, ConnectionError, HTTPException, OSError) as e:
         raise _Dropped(f"no connection ({getattr(e, 'reason', e)})") from None
     with resp:
         status = resp.status
@@ -299,7 +296,7 @@ def _download(url: str, part: Path, *, timeout: float, expected: int | None) -> 
                     f.write(chunk)
                     got += len(chunk)
                     chunk = resp.read(CHUNK)
-        except (socket.timeout, ConnectionError, HTTPException) as e:
+        except (TimeoutError, ConnectionError, HTTPException) as e:
             raise _Dropped(f"connection lost after {got:,} bytes ({type(e).__name__})") from None
         if total is not None and got < total:
             raise _Dropped(f"connection closed after {got:,} of {total:,} bytes")
@@ -342,6 +339,7 @@ def _fetch_file(rf: RemoteFile, root: Path, sources: Sequence[tuple[str, str | N
         nxt = f"; trying {usable[k + 1][0]}" if k + 1 < len(usable) else ""
         try:
             if url is None:  # generated from its published rule
+                assert rf.generate is not None, rf.name  # only a file with a rule offers "generated"
                 with _open_part(part, "wb") as f:
                     f.write(rf.generate())
             else:
@@ -511,56 +509,3 @@ def describe(spec: DatasetSpec) -> str:
         for name, url in rf.urls.items():
             lines.append(f"    {name}: {url}")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# command line: `fairprune data fetch ...`
-# --------------------------------------------------------------------------------------------
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``data`` with its subcommand ``fetch`` to the ``fairprune`` command line."""
-    p = subparsers.add_parser("data", help="data sets not shipped: fetch CelebA / LFW with checksums")
-    sub = p.add_subparsers(dest="data_command", metavar="subcommand")
-    f = sub.add_parser("fetch", help="download and check CelebA or LFW into the loaders' layout")
-    f.add_argument("dataset", help=f"one of: {', '.join(DATASETS)}")
-    f.add_argument("--root", default=None,
-                   help="data root (default: $FAIRPRUNE_DATA_ROOT); CelebA lands in ROOT/celeba, LFW in ROOT/lfw")
-    f.add_argument("--source", action="append", default=None, metavar="NAME|URL",
-                   help="a known source, or a URL serving every file by its name; repeat to try several "
-                        "in order (default: all known sources)")
-    f.add_argument("--optional", action="store_true", help="also fetch the files the loaders do not need")
-    f.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds without data before a connection counts as lost")
-    f.add_argument("--attempts", type=int, default=3, help="resumed attempts per source before the next source")
-    f.add_argument("--remove-archives", action="store_true", help="delete the .zip / .tgz once unpacked")
-    f.add_argument("--list-sources", action="store_true", help="print the sources and checksums and exit")
-    return p
-
-
-def cli_fetch(args: argparse.Namespace) -> int:
-    """Run ``fairprune data fetch``; 0 on success, 2 for bad input, 1 when a download failed."""
-    if getattr(args, "data_command", None) != "fetch":
-        print("usage: fairprune data fetch {celeba,lfw} [--root DIR] [--source NAME|URL]", file=sys.stderr)
-        return 2
-    if args.dataset not in DATASETS:
-        print(f"error: unknown dataset {args.dataset!r} to fetch; known: {', '.join(DATASETS)}", file=sys.stderr)
-        return 2
-    if args.list_sources:
-        print(describe(DATASETS[args.dataset]))
-        return 0
-    root = args.root or os.environ.get("FAIRPRUNE_DATA_ROOT")
-    if not root:
-        print("error: give --root DIR or set FAIRPRUNE_DATA_ROOT", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    try:
-        got = fetch(args.dataset, root, source=args.source, optional=args.optional, timeout=args.timeout,
-                    attempts=args.attempts, remove_archives=args.remove_archives)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except FetchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"{args.dataset}: ready under {Path(root).expanduser()} ({len(got)} files, "
-          f"{time.perf_counter() - t0:.0f} s); load it with load_dataset({args.dataset!r}, root={str(root)!r})")
-    return 0

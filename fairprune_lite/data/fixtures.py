@@ -12,8 +12,8 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -64,7 +64,9 @@ def make_fake_celeba(
     folder = Path(root) / "celeba"
     (folder / "img_align_celeba").mkdir(parents=True, exist_ok=True)
     names = list(CELEBA_ATTRIBUTES)
-    files, rows, parts = [], [], []
+    files: list[str] = []
+    rows: list[np.ndarray] = []
+    parts: list[int] = []
     for part, n in enumerate(counts):
         for j in range(n):
             male = j % 2 == 1 or (single_group_test and part == 2)
@@ -74,7 +76,9 @@ def make_fake_celeba(
             attrs = -np.ones(40, dtype=int)
             attrs[names.index("Male")] = 1 if male else -1
             attrs[names.index("Blond_Hair")] = 1 if blond else -1
-            files.append(f), rows.append(attrs), parts.append(part)
+            files.append(f)
+            rows.append(attrs)
+            parts.append(part)
     header = [str(len(files)), " ".join(names)]
     body = [f + " " + " ".join(f"{v:2d}" for v in r) for f, r in zip(files, rows)]
     (folder / "list_attr_celeba.txt").write_text("\n".join(header + body) + "\n")

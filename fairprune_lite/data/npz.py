@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +63,8 @@ def from_tensors(
     info = dict(meta or {}) | {"split_rule": how, "seed": seed}
     sets = [FairDataset(x_t[parts[k]], y_t[parts[k]], s_t[parts[k]], name=name, meta=info | {"split": k})
             for k in SPLIT_NAMES]
-    return Splits(*sets, meta=info)
+    train, val, test = sets
+    return Splits(train, val, test, meta=info)
 
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (a .npz), or an empty one

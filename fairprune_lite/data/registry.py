@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .adult import load_adult
 from .core import Splits
@@ -47,6 +48,6 @@ def load_dataset(
     params = inspect.signature(loader).parameters
     for k in kw:
         if k not in params:
-            accepted = [p for p in params if p not in ("root", "target", "sensitive", "seed")]
-            raise ValueError(f"{key}: unknown argument {k!r}; accepted: {', '.join(accepted)}")
+            options = [p for p in params if p not in ("root", "target", "sensitive", "seed")]
+            raise ValueError(f"{key}: unknown argument {k!r}; accepted: {', '.join(options)}")
     return loader(root=root, target=target, sensitive=sensitive, seed=seed, **kw)

@@ -18,16 +18,47 @@ One module per concept (imports point down this list only):
 """
 from __future__ import annotations
 
-from .config import (CONFIG_KEYS, CONSTRAINT_KINDS, CONSTRAINT_OPTIONS, FIGURE_KINDS, SPREADS, ConfigError, RunSpec,
-                     SweepConfig, check_config, check_spec, expand_config, load_config, make_constraint,
-                     run_constraint, sweep_dir)
-from .config import slug as _slug
-from .figures import FIGURES, caption, constrained_metric, figure, figure_from_config, interpolation_curve, \
-    iterations_to_fair, method_groups, register_figure
+from .config import (
+                     CONFIG_KEYS,
+                     CONSTRAINT_KINDS,
+                     CONSTRAINT_OPTIONS,
+                     FIGURE_KINDS,
+                     SPREADS,
+                     ConfigError,
+                     RunSpec,
+                     SweepConfig,
+                     check_config,
+                     check_spec,
+                     expand_config,
+                     load_config,
+                     make_constraint,
+                     run_constraint,
+                     sweep_dir,
+)
+from .figures import (
+                     FIGURES,
+                     caption,
+                     constrained_metric,
+                     figure,
+                     figure_from_config,
+                     interpolation_curve,
+                     iterations_to_fair,
+                     method_groups,
+                     register_figure,
+)
 from .profiles import PROFILES, Profile, get_profile, lottery_levels, progress_default, quiet_default
 from .provenance import check_claims, check_clean, device_name, fingerprint, kernel_fingerprint, provenance
-from .results import (SCHEMA, SPLITS, Result, ResultError, check_writable, load_result, load_results,
-                      validate_result, write_json)
+from .results import (
+                     SCHEMA,
+                     SPLITS,
+                     Result,
+                     ResultError,
+                     check_writable,
+                     load_result,
+                     load_results,
+                     validate_result,
+                     write_json,
+)
 from .run import HISTORY_MAX, default_cache_dir, load_splits, pretrain, run, run_to_file, stratified_subsample
 from .stats import compare, mean_ci, paired_difference
 from .sweep import EXECUTORS, failed_runs, sweep, sweep_results

@@ -14,10 +14,13 @@ import hashlib
 import inspect
 import json
 import math
+import os
 import re
+import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -26,11 +29,6 @@ from .. import models as _models
 from .. import pruners
 from ..constraints import FairnessConstraint
 from .profiles import PROFILES, Profile, get_profile, lottery_levels
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["RunSpec", "SweepConfig", "ConfigError", "check_spec", "load_config", "check_config",
            "expand_config", "sweep_dir", "make_constraint", "run_constraint", "check_constraint_options", "CONFIG_KEYS",
@@ -121,7 +119,7 @@ class RunSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> RunSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         bad = sorted(set(d) - names)
         if bad:
@@ -302,7 +300,7 @@ class SweepConfig:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any], *, where: str = "config") -> "SweepConfig":
+    def from_mapping(cls, cfg: Mapping[str, Any], *, where: str = "config") -> SweepConfig:
         """Check every key and value of ``cfg`` (no data is loaded); :class:`ConfigError` naming
         the first problem."""
         cfg = dict(cfg)
@@ -392,7 +390,8 @@ class SweepConfig:
         try:
             sparsities = parse_sparsities(cfg["sparsities"])
             seeds = parse_seeds(cfg.get("seeds", [0]))
-            taus = [check_number(t, "taus entry", 0.0, 1.0, high_open=False) for t in cfg.get("taus", [0.02])]
+            for t in cfg.get("taus", [0.02]):
+                check_number(t, "taus entry", 0.0, 1.0, high_open=False)
             for m in methods:
                 for t in m.taus or ():
                     check_number(t, "taus entry", 0.0, 1.0, high_open=False)
@@ -471,7 +470,7 @@ def parse_seeds(value: Any) -> list[int]:
     return list(value)
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a sweep configuration (YAML or TOML) and check its keys; returns the checked mapping
     (``name`` defaults to the file stem). :class:`ConfigError` on a typo, a bad value or an
     unknown file type, :class:`FileNotFoundError` if missing."""

@@ -18,8 +18,9 @@ import json
 import os
 import sys
 import textwrap
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -155,7 +156,7 @@ def method_groups(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any
     config = config or {}
     labels = _labels_in_order(results)
     if config.get("groups"):
-        unknown = [l for g in config["groups"] for l in g if l not in labels]
+        unknown = [lab for g in config["groups"] for lab in g if lab not in labels]
         if unknown:
             raise ValueError(f"groups name labels without results: {', '.join(map(str, unknown))}")
         return [("", list(g)) for g in config["groups"]]
@@ -164,7 +165,7 @@ def method_groups(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any
     rows: list[tuple[str, list[str]]] = []
     taken: set[str] = {ref} if ref else set()
     for name, methods in FAMILIES + (("other", None),):
-        fam = [l for l in labels if l not in taken and (methods is None or method[l] in methods)]
+        fam = [lab for lab in labels if lab not in taken and (methods is None or method[lab] in methods)]
         taken.update(fam)
         for i in range(0, len(fam), per_panel):
             rows.append((name, fam[i:i + per_panel]))
@@ -176,7 +177,7 @@ def method_groups(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any
 def _colors(labels: Sequence[str]) -> dict[str, str]:
     # tab10 without its grey (C7), which is the reference's colour
     palette = [f"C{i}" for i in range(10) if i != 7]
-    return {l: palette[i % len(palette)] for i, l in enumerate(labels)}
+    return {lab: palette[i % len(palette)] for i, lab in enumerate(labels)}
 
 
 def _majority(results: Sequence[Mapping[str, Any]], split: str = "test") -> float | None:
@@ -212,6 +213,11 @@ def _single(values: Iterable[Any]) -> Any:
     return vals.pop() if len(vals) == 1 else None
 
 
+def _test_value(metric: str) -> Callable[[Mapping[str, Any]], float]:
+    """The function reading a result's test ``metric`` (bound now, not at call time)."""
+    return lambda r: r["test"][metric]
+
+
 def _series(rs: Sequence[Mapping[str, Any]], x_key: str, value: Callable[[Mapping[str, Any]], float], spread: str,
             upper: float | None = 1.0) -> tuple[list, np.ndarray]:
     """x values and ``(n_x, 3)`` array of mean, low, high over the runs at each x."""
@@ -220,7 +226,7 @@ def _series(rs: Sequence[Mapping[str, Any]], x_key: str, value: Callable[[Mappin
     return xs, np.array([_mean_spread([value(r) for r in pts[x]], spread, upper) for x in xs]).reshape(-1, 3)
 
 
-def _errorbar(ax: Any, xs: Sequence[float], st: np.ndarray, color: str, label: str, *, marker: str = "o",
+def _errorbar(ax: Any, xs: Sequence[float] | np.ndarray, st: np.ndarray, color: str, label: str, *, marker: str = "o",
               dx: float = 0.0) -> Any:
     x = np.asarray(xs, dtype=float) + dx
     return ax.errorbar(x, st[:, 0], yerr=[st[:, 0] - st[:, 1], st[:, 2] - st[:, 0]], fmt=f"{marker}-",
@@ -247,7 +253,7 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     datasets = _group(results, _panel_key)
     rows = method_groups(results, cfg)
     ref = _reference_label(results, cfg)
-    colors = _colors([l for _, g in rows for l in g])
+    colors = _colors([lab for _, g in rows for lab in g])
     tau = _single(r.get("tau") for r in results)
     sps_all = sorted({r["sparsity_target"] for r in results})
     decades = float(-np.log10(1 - sps_all[-1]) + np.log10(1 - sps_all[0])) if len(sps_all) > 1 else 1.0
@@ -266,14 +272,14 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
                 _kept_scale(ax)
                 if ref is not None and ref not in group:
                     xs, st = _series([r for r in rs if r["label"] == ref], "sparsity_target",
-                                     lambda r: r["test"][m], spread)
+                                     _test_value(m), spread)
                     if xs:
                         ax.fill_between(xs, st[:, 1], st[:, 2], color=REFERENCE, alpha=0.2, lw=0)
                         ax.plot(xs, st[:, 0], "s-", color=REFERENCE, ms=3.5, lw=1.2)
                         means[col] += list(st[:, 0])
                 for n, label in enumerate(group):
                     xs, st = _series([r for r in rs if r["label"] == label], "sparsity_target",
-                                     lambda r: r["test"][m], spread)
+                                     _test_value(m), spread)
                     if not xs:
                         continue
                     x = _dodge(xs, (n - (len(group) - 1) / 2) * 0.03 * decades)
@@ -294,7 +300,7 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
                 if i == 0:
                     what = "test accuracy (%)" if k == 0 else f"test {SHORT.get(m, m)} (points)"
                     ax.set_title(what if len(datasets) == 1 else f"{_panel_title(key)}\n{what}")
-            handles = [Line2D([], [], color=colors[l], marker="o", lw=1.4, ms=4.5) for l in group]
+            handles = [Line2D([], [], color=colors[lab], marker="o", lw=1.4, ms=4.5) for lab in group]
             axes[i][-1].legend(handles, group, loc="center left", bbox_to_anchor=(1.03, 0.5), frameon=False,
                                title=family or None, title_fontsize=9, alignment="left")
     for col in range(ncols):
@@ -324,7 +330,7 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     axes[0][0].xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     if len(sps_all) > 1:
         axes[0][0].set_xlim(_dodge([sps_all[0]], -0.12 * decades)[0], _dodge([sps_all[-1]], 0.12 * decades)[0])
-    shared = []
+    shared: list[tuple[Any, str]] = []
     if ref is not None:
         shared.append((Patch(facecolor=REFERENCE, alpha=0.35, edgecolor=REFERENCE), f"{ref} (reference, every row)"))
     shared += [(Line2D([], [], color="k", ls="--", lw=1.0), "dense model"),
@@ -364,7 +370,8 @@ def _fig_tradeoff(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
         ax.plot([], [], markers[t], color="0.3", ls=(0, (4, 2)), ms=6, label=f"\u03c4 = {t:g} (marker, line)")
     _draw_majority(ax, _majority(results), float(np.nanmin(ys_all)), float(np.nanmax(ys_all)))
     ax.set_xlim(left=0.0)
-    _points(ax, "x"), _points(ax, "y")
+    _points(ax, "x")
+    _points(ax, "y")
     sp = sorted({r["sparsity_target"] for r in results})
     ax.set_xlabel(f"test {METRIC_NAMES[metric]} (points)")
     ax.set_ylabel("test accuracy (%)")
@@ -481,7 +488,8 @@ def _fig_ablation(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     for ax in axes:
         for h, n in zip(*ax.get_legend_handles_labels()):
             if n not in names:
-                handles.append(h), names.append(n)
+                handles.append(h)
+                names.append(n)
     handles.append(Line2D([], [], color="k", marker=".", ls="none", ms=6))
     names.append("one seed")
     fig.legend(handles, names, loc="outside upper center", ncol=len(names), frameon=False)
@@ -617,7 +625,7 @@ def figure(kind: str, results: Sequence[Mapping[str, Any]] | str | os.PathLike, 
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # after the backend is chosen
 
-    with matplotlib.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):  # type: ignore[arg-type]  # matplotlib types rc keys as Literal names
         fig = FIGURES[kind](results, spread, plt, dict(config or {}))
         if title and fig.legends:  # a figure legend above the axes: the title goes on top of it
             fig.legends[0].set_title(title, prop={"size": STYLE["figure.titlesize"]})

@@ -13,8 +13,9 @@ import dataclasses
 import math
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -81,7 +82,7 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **overrides: Any) -> "Profile":
+    def replace(self, **overrides: Any) -> Profile:
         """A copy with some knobs changed; unknown knob names raise ``ValueError``."""
         names = {f.name for f in dataclasses.fields(self)}
         for k in overrides:

@@ -12,18 +12,25 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from .. import __version__
 
-__all__ = ["provenance", "device_name", "fingerprint", "git_state", "REPO", "BOOK_RESULTS", "check_clean",
-           "kernel_fingerprint", "check_claims"]
+__all__ = ["provenance", "device_name", "fingerprint", "git_state", "REPO", "BOOK_RESULTS", "IN_CHECKOUT",
+           "check_clean", "kernel_fingerprint", "check_claims"]
 
-REPO = Path(__file__).resolve().parents[2]
+_PACKAGE = Path(__file__).resolve().parents[1]
+#: whether the package runs from a checkout of the repository (else from an installed wheel)
+IN_CHECKOUT = (_PACKAGE.parent / "pyproject.toml").is_file() and (_PACKAGE.parent / "book").is_dir()
+#: the checkout; for an installed package the package folder itself (no .git there: no commit
+#: is recorded), never the folder that happens to hold it (site-packages)
+REPO = _PACKAGE.parent if IN_CHECKOUT else _PACKAGE
+#: the book's stored results (in an installed package a path that does not exist: nothing to guard)
 BOOK_RESULTS = REPO / "book" / "results"
 FINGERPRINT_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 
@@ -114,7 +121,7 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} logical CPUs",
         "torch_threads": torch.get_num_threads(),
         "fingerprint": fingerprint(device),
-        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "date": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
     }
 
 

@@ -26,8 +26,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,7 +86,8 @@ def _load_splits(spec: RunSpec, profile: Profile, root: Any) -> Any:
         splits = _data.load_dataset(ds, root=root if ds in ("celeba", "lfw") else None, target=spec.target,
                                     sensitive=spec.sensitive, seed=profile.data_seed, **opts)
     parts = [stratified_subsample(d, profile.limits.get(k), profile.data_seed, k) for k, d in splits.items()]
-    return _data.Splits(*parts, meta=dict(splits.meta))
+    train, val, test = parts
+    return _data.Splits(train, val, test, meta=dict(splits.meta))
 
 
 def _attribute_names(splits: Any, spec: RunSpec) -> tuple[str | None, str | None]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats as _st
@@ -12,7 +13,7 @@ from scipy import stats as _st
 __all__ = ["mean_ci", "paired_difference", "compare", "metric_value"]
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+def mean_ci(values: Iterable[float | None] | np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """``(mean, low, high)``: the mean and its two-sided ``level`` Student-t interval
     (``low == high == mean`` for a single value, all NaN for none)."""
     a = np.asarray([v for v in values if v is not None], dtype=float)
@@ -41,18 +42,18 @@ def _permutation_p(d: np.ndarray) -> float:
 def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, Any]:
     """The paired difference ``a - b`` (one pair per seed): mean, ``level`` t-interval, paired
     t-test p-value, exact sign-test p-value (ties dropped) and exact permutation-test p-value."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"paired values must be two lists of the same length, got {a.shape} and {b.shape}")
-    if a.size < 2:
-        raise ValueError(f"a paired comparison needs at least 2 seeds, got {a.size}")
-    d = a - b
+    xa = np.asarray(a, dtype=float)
+    xb = np.asarray(b, dtype=float)
+    if xa.shape != xb.shape or xa.ndim != 1:
+        raise ValueError(f"paired values must be two lists of the same length, got {xa.shape} and {xb.shape}")
+    if xa.size < 2:
+        raise ValueError(f"a paired comparison needs at least 2 seeds, got {xa.size}")
+    d = xa - xb
     mean, lo, hi = mean_ci(d, level)
     if np.all(d == d[0]):
         t_p = 1.0 if d[0] == 0 else 0.0
     else:
-        t_p = float(_st.ttest_rel(a, b).pvalue)
+        t_p = float(_st.ttest_rel(xa, xb).pvalue)
     pos, neg = int((d > 0).sum()), int((d < 0).sum())
     sign_p = float(_st.binomtest(pos, pos + neg, 0.5).pvalue) if pos + neg else 1.0
     return {"n": int(d.size), "mean_diff": mean, "ci": [lo, hi], "level": level, "t_test_p": t_p,

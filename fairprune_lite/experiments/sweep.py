@@ -26,8 +26,9 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -77,7 +78,7 @@ def record_failure(spec: dict, folder: str, err: str, tb: str) -> dict[str, Any]
     rid = s.run_id()
     write_json(Path(folder) / f"{rid}.failed.json", {
         "run_id": rid, "spec": s.to_dict(), "error": err, "traceback": tb,
-        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()})
+        "date": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()})
     return {"run_id": rid, "ok": False, "error": err}
 
 
@@ -242,6 +243,7 @@ def sweep(config: str | os.PathLike | Mapping[str, Any] | SweepConfig, *, out: s
     """
     quiet = quiet_default() if quiet is None else quiet
     progress = progress_default(quiet) if progress is None else progress
+    raw: Any
     if isinstance(config, (str, os.PathLike)):
         raw = load_config(config)
     else:
@@ -287,6 +289,7 @@ def sweep(config: str | os.PathLike | Mapping[str, Any] | SweepConfig, *, out: s
     if dry_run:
         summary["todo"] = [s.run_id() for s in todo]
         return summary
+    assert run_map is not None  # set above unless dry_run
     t0 = time.perf_counter()
     cache = str(default_cache_dir(Path(out or cfg.out or "runs")))
     threads = None

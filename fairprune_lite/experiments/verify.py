@@ -21,8 +21,9 @@ import math
 import os
 import random
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .config import RunSpec
 from .profiles import log, quiet_default
@@ -32,7 +33,10 @@ from .run import default_cache_dir, run
 
 __all__ = ["verify", "compare_results", "load_tolerances", "tolerance_key", "TOLERANCES_FILE"]
 
-TOLERANCES_FILE = BOOK_RESULTS / "TOLERANCES.json"
+#: the measured tolerances: the book's file in a checkout, the copy shipped in the wheel otherwise
+#: (pyproject.toml packages book/results/TOLERANCES.json as fairprune_lite.experiments.shipped)
+TOLERANCES_FILE = (BOOK_RESULTS / "TOLERANCES.json" if (BOOK_RESULTS / "TOLERANCES.json").is_file()
+                   else Path(__file__).resolve().parent / "shipped" / "TOLERANCES.json")
 IGNORED = {"wall_time_s", "provenance", "_path", "cached", "date", "weights"}
 ALWAYS_EXACT_TOP = {"n", "target", "sensitive", "model"}
 
@@ -77,7 +81,7 @@ def compare_results(stored: Mapping[str, Any], new: Mapping[str, Any], *, exact:
     ``{"mismatches": [...], "max_diff": float, "at": path or None}`` (the largest difference of
     a number that was allowed to differ)."""
     family = str(stored.get("model"))
-    fam_tol = None
+    fam_tol: dict[str, float] = {}  # exact comparisons use none
     out: list[str] = []
     if not exact:
         fams = (tolerances or {}).get("families", {})
@@ -88,7 +92,7 @@ def compare_results(stored: Mapping[str, Any], new: Mapping[str, Any], *, exact:
         # the method's own measured entry is tighter where it exists; the family's covers the rest
         method_tol = (tolerances or {}).get("methods", {}).get(family, {}).get(str(stored.get("method")), {})
         fam_tol = {**fams[family], **method_tol}
-    worst = {"d": 0.0, "at": None}
+    worst: dict[str, Any] = {"d": 0.0, "at": None}
 
     def leaf(a: Any, b: Any, path: str, key: str | None = None) -> None:
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
@@ -176,7 +180,8 @@ def verify(results_dir: str | os.PathLike, n: int = 3, seed: int = 0, *, atol: f
     if not results and not bad:
         raise ValueError(f"no result files in {results_dir}")
     here = "cuda" if (device or "").startswith("cuda") else "cpu"
-    eligible, skipped = [], []
+    eligible: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     for r in results:
         kind = "cuda" if str(r["provenance"].get("device", "cpu")).startswith("cuda") else "cpu"
         (eligible if kind == here else skipped).append(r)
