@@ -582,7 +582,7 @@ def mask_gradient(st: _State, step: int) -> dict[str, Any]:
             sg_low = _grad_dict(names, g_low[:len(scores)], scores)
             gp_low = list(g_low[len(scores):])
         idx = {id(p): i for i, p in enumerate(params)}
-        wg_up = _grad_dict(names, [gp_up[idx[id(t)]] for t in thetas], thetas)
+        wg_up: dict[str, Tensor] | None = _grad_dict(names, [gp_up[idx[id(t)]] for t in thetas], thetas)
         wg_low = _grad_dict(names, [gp_low[idx[id(t)]] for t in thetas], thetas)
         out["weight_grads"] = gp_low
     else:
@@ -765,6 +765,12 @@ def recalibrate_bn(model: nn.Module, data: Iterable, counter: PassCounter | None
     return len(bns)
 
 
+def _size(loader: Any) -> int | None:
+    """Examples behind a loader (or a dataset), None when it has no length."""
+    data = getattr(loader, "dataset", loader)
+    return len(data) if hasattr(data, "__len__") else None
+
+
 #: offset of the seed that draws the safety split (so it differs from the selection holdout's draw)
 _SAFETY_SEED = 7919
 
@@ -823,15 +829,24 @@ def _split_holdout(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     return subset(data, perm[k:]), subset(data, perm[:k])
 
 
-def _bn_buffers(model: nn.Module) -> list[tuple[Tensor, ...]]:
-    return [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-            for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+def _bns(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+            and m.running_mean is not None and m.running_var is not None and m.num_batches_tracked is not None]
 
 
-def _restore_bn(model: nn.Module, saved: list[tuple[Tensor, ...]]) -> None:
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+def _bn_buffers(model: nn.Module) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Copies of every BatchNorm's running statistics (restored by :func:`_restore_bn`)."""
+    out = []
+    for m in _bns(model):
+        assert m.running_mean is not None and m.running_var is not None and m.num_batches_tracked is not None
+        out.append((m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()))
+    return out
+
+
+def _restore_bn(model: nn.Module, saved: list[tuple[Tensor, Tensor, Tensor]]) -> None:
     with torch.no_grad():
-        for m, (mean, var, nbt) in zip(bns, saved):
+        for m, (mean, var, nbt) in zip(_bns(model), saved):
+            assert m.running_mean is not None and m.running_var is not None and m.num_batches_tracked is not None
             m.running_mean.copy_(mean)
             m.running_var.copy_(var)
             m.num_batches_tracked.copy_(nbt)
@@ -941,9 +956,9 @@ def bifp(
 
     set_seed(seed)
     if not hasattr(train_loader, "__iter__") and hasattr(train_loader, "__getitem__"):
-        train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
+        train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)  # type: ignore[arg-type]
     elif hasattr(train_loader, "y") and hasattr(train_loader, "s") and hasattr(train_loader, "__getitem__"):
-        train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
+        train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)  # type: ignore[arg-type]
     held, safe = None, None
     if cfg.holdout > 0 or (cfg.safety > 0 and safety_data is None):
         part = getattr(train_loader, "dataset", train_loader)
@@ -951,7 +966,8 @@ def bifp(
             part, safe = _split_holdout(part, cfg.safety, seed + _SAFETY_SEED)
         if cfg.holdout > 0:
             part, held = _split_holdout(part, cfg.holdout / (1.0 - (cfg.safety if safe is not None else 0.0)), seed)
-        train_loader = make_loader(part, getattr(train_loader, "batch_size", cfg.batch_size), shuffle=True, seed=seed)
+        train_loader = make_loader(part, getattr(train_loader, "batch_size", cfg.batch_size),  # type: ignore[arg-type]
+                                   shuffle=True, seed=seed)
     if safety_data is not None:
         if cfg.safety <= 0:
             raise ValueError("safety_data is given but safety=0: set safety > 0 to run the safety test")
@@ -968,7 +984,7 @@ def bifp(
             n_batches = len(train_loader)  # type: ignore[arg-type]
         except TypeError:
             raise ValueError("epochs needs a loader with a length; give steps instead") from None
-        total = max(1, int(cfg.epochs * n_batches) // per_step)
+        total = max(1, int(float(cfg.epochs or 0) * n_batches) // per_step)
 
     # ---- model, scores, optimizers ---------------------------------------------------------
     model = copy.deepcopy(model)
@@ -994,10 +1010,10 @@ def bifp(
         rank_scores_(ms)
     apply_masks(model, ms)
     names = ms.names
-    scores = [ms.score(n) for n in names]
+    scores: list[Tensor] = [ms.score(n) for n in names]
     wdict = weight_parameters(model)
-    thetas = [wdict[n] for n in names]
-    params = [p for p in model.parameters() if p.requires_grad]
+    thetas: list[Tensor] = [wdict[n] for n in names]
+    params: list[Tensor] = [p for p in model.parameters() if p.requires_grad]
     score_ids = {id(p) for p in scores}
     if any(id(p) in score_ids for p in params):  # guaranteed by masks; checked because it matters
         raise RuntimeError("mask scores appear among the model parameters")
@@ -1050,7 +1066,7 @@ def bifp(
             for p, v in zip(scores, best["scores"]):
                 p.copy_(v)
         selection = {k: best[k] for k in ("step", "accuracy", "value", "passed", "feasible", "floor_ok")} | {
-            "held_out": len(held), "floor": st.floor_majority}
+            "held_out": len(held) if held is not None else 0, "floor": st.floor_majority}
     recal = st.recal
     if recal and not best:  # a selected iterate was recalibrated when it was evaluated
         st.scores_grad(False)
@@ -1071,7 +1087,7 @@ def bifp(
     model.eval()
     wall = time.perf_counter() - t_start
     rep = sparsity_report(masks)
-    config = {f.name: getattr(cfg, f.name) for f in fields(cfg)} | {
+    record: dict[str, Any] = {f.name: getattr(cfg, f.name) for f in fields(cfg)} | {
         "sparsity": float(sparsity), "structured": structured, "scope": scope,
         "mask_init": cfg.mask_init if isinstance(cfg.mask_init, str) else "given", "steps": total,
         "weight_decay": wd, "seed": seed, "device": str(dev), "gate_norm": gate, "recalibrate_bn": recal,
@@ -1079,13 +1095,12 @@ def bifp(
         "achieved_sparsity": rep["overall"], "selection": selection, "mask_churn": churn,
         "swaps_total": int(sum(r.get("swaps") or 0 for r in history)) if cfg.log_every == 1 else None,
         "certificate": certificate,
-        "split_sizes": {"fit": len(getattr(train_loader, "dataset", train_loader)) if hasattr(
-            getattr(train_loader, "dataset", train_loader), "__len__") else None,
-            "selection": None if held is None else len(held), "safety": None if safe is None else len(safe)},
+        "split_sizes": {"fit": _size(train_loader), "selection": None if held is None else len(held),
+                        "safety": None if safe is None else len(safe)},
     }
     cost = st.counter.as_dict() | {"wall_time_s": wall, "data": data_split}
     return PruneResult(method=name, sparsity_target=float(sparsity), masks=masks, model=model,
-                       metrics={}, cost=cost, history=history, config=config, scores=final_scores)
+                       metrics={}, cost=cost, history=history, config=record, scores=final_scores)
 
 
 def bip(model: nn.Module, train_loader: Iterable | Any, **kwargs: Any) -> PruneResult:

@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from . import fairness
+from ._optional import require
 
 __all__ = ["FairnessConstraint", "KINDS", "MODES", "N_CONSTRAINTS", "constraint_se", "feasibility"]
 
@@ -244,7 +245,7 @@ class FairnessConstraint:
         self.temperature = _number(temperature, "temperature", strict=True)
         self.n = N_CONSTRAINTS[kind]
         self._pool: deque[Tensor] = deque(maxlen=window)  # cell statistics of recent batches
-        self._u = None  # the surrogate function, made on first use
+        self._u: Callable[[Tensor], Tensor] | None = None  # the surrogate function, made on first use
         self.skipped_terms = 0
         self.skipped_updates = 0
         self.multipliers = torch.tensor(init if mode == "lagrangian" else [0.0] * self.n, dtype=torch.float64)
@@ -281,8 +282,9 @@ class FairnessConstraint:
         y = y.to(logits.device)
         idx = _cells(y, s.to(logits.device))
         t = (2 * y.to(logits.dtype) - 1) * logits if self.kind == "accuracy_gap" else logits
-        a = logits.new_zeros(4).index_add(0, idx, self._u(t))   # sum of u(t) per cell
-        b = logits.new_zeros(4).index_add(0, idx, self._u(-t))  # sum of u(-t) per cell
+        u = self._u
+        a = logits.new_zeros(4).index_add(0, idx, u(t))   # sum of u(t) per cell
+        b = logits.new_zeros(4).index_add(0, idx, u(-t))  # sum of u(-t) per cell
         if self.kind == "equalized_odds":
             out = []
             for p_, m_ in ((3, 1), (2, 0)):  # TPR cells (s+, y=1) vs (s-, y=1), then FPR cells
@@ -393,7 +395,7 @@ class FairnessConstraint:
     def _nupi_step(self, violation: Tensor) -> Tensor:
         """One step of cooper's nuPI on a cooper ``DenseMultiplier`` (made on first use, from the
         current multipliers); the violation is the gradient of the Lagrangian in ``lambda``."""
-        import cooper
+        cooper = require("cooper", "nupi", 'FairnessConstraint(dual="nupi")')
 
         if self._cooper is None:
             mult = cooper.multipliers.DenseMultiplier(init=self.multipliers.clone())

@@ -63,6 +63,7 @@ from torch import Tensor
 from torch.nn.utils import parametrize
 
 from . import bilevel, masks
+from ._optional import require
 from .constraints import FairnessConstraint
 from .train import PassCounter, PruneResult, evaluate, fit, make_loader, model_device, predict, set_seed, task_loss
 
@@ -374,8 +375,18 @@ def _grad_variable(module: nn.Module) -> Tensor:
     """The leaf tensor whose gradient a layer's importance uses: the weight of a plain layer, the
     dense ``theta`` of a masked one (its gradient is ``m * dL/dz``, the masked gradient)."""
     if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations.weight.original
-    return module.weight
+        orig = module.parametrizations.weight.original  # type: ignore[union-attr]
+        assert isinstance(orig, Tensor)
+        return orig
+    return _weight(module)
+
+
+def _weight(module: nn.Module) -> Tensor:
+    """A layer's ``weight`` tensor (a checked attribute access, for the type checker)."""
+    w = module.weight
+    if not isinstance(w, Tensor):
+        raise ValueError(f"layer {type(module).__name__} has no weight tensor")
+    return w
 
 
 def _grads(model: nn.Module, layers: Mapping[str, nn.Module], batches: Iterable, counter: PassCounter | None,
@@ -411,7 +422,7 @@ def snip_importance(model: nn.Module, layers: Mapping[str, nn.Module], batches: 
     ``batches``. The model should be unmasked (dense)."""
     model.eval()
     grads = _grads(model, layers, batches, counter)
-    return {n: (m.weight.detach() * grads[n]).abs() for n, m in layers.items()}
+    return {n: (_weight(m).detach() * grads[n]).abs() for n, m in layers.items()}
 
 
 def fpgm_importance(layers: Mapping[str, nn.Module]) -> dict[str, Tensor]:
@@ -420,7 +431,7 @@ def fpgm_importance(layers: Mapping[str, nn.Module]) -> dict[str, Tensor]:
     the most replaceable: they are pruned first."""
     out = {}
     for n, m in layers.items():
-        w = m.weight.detach().flatten(1)
+        w = _weight(m).detach().flatten(1)
         out[n] = torch.cdist(w.unsqueeze(0), w.unsqueeze(0)).squeeze(0).sum(1)
     return out
 
@@ -434,9 +445,16 @@ def fairgrape_importance(model: nn.Module, layers: Mapping[str, nn.Module], batc
     model.eval()
     out = {}
     for g in (0, 1):
-        grads = _grads(model, layers, batches, counter, select=lambda s, g=g: s == g)
-        out[g] = {n: (m.weight.detach().abs() * grads[n].abs()) ** 2 for n, m in layers.items()}
+        grads = _grads(model, layers, batches, counter, select=_group(g))
+        out[g] = {n: (_weight(m).detach().abs() * grads[n].abs()) ** 2 for n, m in layers.items()}
     return out
+
+
+def _group(g: int) -> Callable[[Tensor], Tensor]:
+    """The selector of group ``g``'s examples from ``s``."""
+    def select(s: Tensor) -> Tensor:
+        return s == g
+    return select
 
 
 def fairgrape_select(imp: Mapping[int, Tensor], keep: int, *, chunks: int | None = 64,
@@ -569,6 +587,7 @@ def _imp(ctx: Context, *, rate: float = 0.2, rewind: str = "none", rewind_step: 
         bm = ctx.masks_from(_magnitude(ctx, model), sparsity=level)
         if rewind != "none" and r > 0:
             target = start_state if rewind == "init" else early_state
+            assert target is not None  # the early state is stored at round 0
             if masks.is_masked(dict(model.named_modules())[next(iter(ctx.layers()))]):
                 masks.remove_masks(model, bake=False)
             model.load_state_dict(target)
@@ -753,8 +772,8 @@ def _bifp(ctx: Context, **options: Any) -> MethodOutput:
 
 _bip.__doc__ = _BILEVEL_DOC
 _bifp.__doc__ = _BILEVEL_DOC
-_bip.__signature__ = _config_signature(_BIP_FIELDS)  # type: ignore[attr-defined]
-_bifp.__signature__ = _config_signature(_BIFP_FIELDS)  # type: ignore[attr-defined]
+_bip.__signature__ = _config_signature(_BIP_FIELDS)
+_bifp.__signature__ = _config_signature(_BIFP_FIELDS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -767,9 +786,9 @@ POSTPROC_CONSTRAINTS = {"equalized_odds": "equalized_odds", "demographic_parity"
 def _logit_estimator() -> Any:
     """A fitted scikit-learn "estimator" whose score is the logit in column 0 of ``X``."""
     import numpy as np
-    from sklearn.base import BaseEstimator
+    BaseEstimator = require("sklearn.base", "postproc", "the postproc method").BaseEstimator
 
-    class LogitColumn(BaseEstimator):
+    class LogitColumn(BaseEstimator):  # type: ignore[misc,valid-type]
         def fit(self, X: Any, y: Any) -> LogitColumn:
             self.fitted_ = True
             return self
@@ -791,9 +810,11 @@ def _postproc(ctx: Context, *, base: str = "omp", objective: str = "accuracy_sco
     parity, so an accuracy-gap constraint is refused). fairlearn enforces equality on val (no
     ``tau``); the result records ``needs_sensitive_at_prediction = True``: unlike BiFP this
     classifier must be given each example's sensitive attribute when it predicts."""
-    from fairlearn.postprocessing import ThresholdOptimizer
+    ThresholdOptimizer = require("fairlearn.postprocessing", "postproc",
+                                 "the postproc method").ThresholdOptimizer
 
     check_constraint_kind("postproc", None if ctx.constraint is None else ctx.constraint.kind)
+    assert ctx.constraint is not None  # check_constraint_kind refuses None
     model, hist = _base_prune(ctx, base)
     if base != "imp":
         hist = ctx.finetune(model)
