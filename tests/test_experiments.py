@@ -554,10 +554,21 @@ def test_pruned_model_no_better_than_majority_is_warned():
     feas = {"metric": "accuracy_gap", "value": 0.0, "tau": 0.02, "se": 0.01, "met": True}
     const = {"val": {"accuracy": 0.6, "majority_baseline": 0.6, "feasibility": feas}}
     (w,) = pruned_warnings(const)
-    assert "no better than the majority class" in w and "constant predictor" in w
+    assert "within 0.02 of the majority class on val" in w and "constant predictor" in w
     assert pruned_warnings({"val": {"accuracy": 0.9, "majority_baseline": 0.6, "feasibility": feas}}) == []
     unmet = {"val": {"accuracy": 0.5, "majority_baseline": 0.6, "feasibility": dict(feas, met=False)}}
     (w,) = pruned_warnings(unmet)
     assert "constant predictor" not in w
     (w,) = pruned_warnings(const, fairness_aware=False)  # e.g. random pruning: no constraint to blame
     assert "constant predictor" not in w
+    # the test split is checked too (a run can be near-constant on test only), and within 2 points counts
+    near = {"val": {"accuracy": 0.9, "majority_baseline": 0.6, "feasibility": feas},
+            "test": {"accuracy": 0.575, "majority_baseline": 0.565, "feasibility": feas}}
+    (w,) = pruned_warnings(near)
+    assert "on test" in w and "0.5750" in w
+    # BiFP's selection found nothing, and its certificate failed: both said
+    cfg = {"selection": {"passed": False, "floor_ok": True, "held_out": 500, "step": 9, "accuracy": 0.8,
+                         "value": 0.1},
+           "certificate": {"certified": False, "delta": 0.05, "bound": 0.3, "n": 2000, "tau": 0.1}}
+    w1, w2 = pruned_warnings({"val": {"accuracy": 0.9, "majority_baseline": 0.6}}, method_config=cfg)
+    assert w1.startswith("no solution found at this tau and sparsity") and "not certified" in w2

@@ -200,19 +200,41 @@ def dense_warnings(dense_metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return []
 
 
-def pruned_warnings(metrics: Mapping[str, Mapping[str, Any]], *, fairness_aware: bool = True) -> list[str]:
-    """A warning when the pruned model is no better than predicting the majority class on ``val``:
-    a constant predictor meets every fairness constraint, so "feasible" then means nothing (said
-    for the methods that train with the constraint)."""
-    m = metrics.get("val")
-    if not m or m["accuracy"] > m["majority_baseline"]:
-        return []
-    feas = m.get("feasibility") or {}
-    why = (f"; it meets the constraint ({feas['metric']} {feas['value']:.4f} <= tau {feas['tau']}) the way a "
-           f"constant predictor does: the constraint may not be satisfiable at this sparsity by a useful model "
-           f"(loosen tau or prune less)" if fairness_aware and feas.get("met") else "")
-    return [f"pruned model no better than the majority class on val (accuracy {m['accuracy']:.4f} <= "
-            f"majority baseline {m['majority_baseline']:.4f}){why}"]
+def pruned_warnings(metrics: Mapping[str, Mapping[str, Any]], *, fairness_aware: bool = True,
+                    method_config: Mapping[str, Any] | None = None) -> list[str]:
+    """Warnings about the pruned model, for the result and the command line:
+
+    * on ``val`` and on ``test``: accuracy within :data:`~fairprune_lite.pruners.NEAR_MAJORITY`
+      of predicting the majority class (a constant predictor meets every fairness constraint, so
+      "feasible" then means nothing; said with the reason for the methods that train with the
+      constraint);
+    * BiFP's selection: no iterate passed (constraint and accuracy floor on the selection split):
+      no solution was found at this tau and sparsity;
+    * BiFP's safety test: the certificate failed (the bound exceeds tau).
+    """
+    out = []
+    for split in ("val", "test"):
+        m = metrics.get(split)
+        if not m or not pruners.near_majority(m):
+            continue
+        feas = m.get("feasibility") or {}
+        why = (f"; it meets the constraint ({feas['metric']} {feas['value']:.4f} <= tau {feas['tau']}) the way a "
+               f"constant predictor does: the constraint may not be satisfiable at this sparsity by a useful model "
+               f"(loosen tau or prune less)" if fairness_aware and feas.get("met") else "")
+        out.append(f"pruned model within {pruners.NEAR_MAJORITY:.2f} of the majority class on {split} (accuracy "
+                   f"{m['accuracy']:.4f}, majority baseline {m['majority_baseline']:.4f}){why}")
+    cfg = method_config or {}
+    sel = cfg.get("selection")
+    if sel and not sel.get("passed", True):
+        what = "the constraint" if sel.get("floor_ok", True) else "the accuracy floor"
+        out.append(f"no solution found at this tau and sparsity: no iterate met {what} on the selection split "
+                   f"({sel.get('held_out')} rows; returned: step {sel.get('step')}, accuracy {sel.get('accuracy'):.4f}, "
+                   f"constraint value {sel.get('value'):.4f}); try a looser tau, less sparsity or more data")
+    cert = cfg.get("certificate")
+    if cert and not cert.get("certified"):
+        out.append(f"not certified: the {1 - cert['delta']:.0%} upper bound {cert['bound']:.4f} on {cert['n']} "
+                   f"held-out rows exceeds tau {cert['tau']}; try a looser tau, less sparsity or more data")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +315,8 @@ def _run(spec: RunSpec, profile: Profile, dev: str, *, out: Any, cache_dir: Any,
     if pr.model is None:
         raise RuntimeError(f"method {spec.method!r} returned no model")
     d = pr.to_dict()
-    warnings += pruned_warnings(pr.metrics, fairness_aware=pruners.METHODS[spec.method].fairness_aware)
+    warnings += pruned_warnings(pr.metrics, fairness_aware=pruners.METHODS[spec.method].fairness_aware,
+                                method_config=d.get("config", {}))
     target, sensitive = _attribute_names(splits, spec)
     cost = {k: d["cost"].get(k) for k in ("iterations", "forward_passes", "backward_passes", "examples",
                                          "wall_time_s") if k in d["cost"]}
