@@ -45,7 +45,7 @@ with warnings.catch_warnings():
 
 __all__ = ["REPOSITORY", "BRANCH", "RUNTIMES", "install_cell_source", "write_install_cell", "setup",
            "FIGURE_STYLE", "min_text_px", "glue", "unfair_problem", "ex_pretrain", "pretrain",
-           "exercises", "chapter_paths", "INSTALL_TAG"]
+           "exercises", "chapter_paths", "INSTALL_TAG", "prose_numbers", "unbacked_numbers"]
 
 # ---------------------------------------------------------------------------------------------
 # Colab: one place for the repository and branch the book's launch links and install cells use
@@ -186,6 +186,7 @@ def min_text_px(fig: Any, *, column_px: float = 358.0) -> float:
     ``min(1, column_px / figure width in pixels)``. The book asks for 9 px or more."""
     if column_px <= 0:
         raise ValueError(f"column_px must be positive, got {column_px!r}")
+    fig.canvas.draw()  # tick labels exist only once drawn
     width_px = fig.get_figwidth() * fig.dpi
     scale = min(1.0, column_px / width_px)
     sizes = [t.get_fontsize() for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
@@ -284,6 +285,112 @@ def exercises(paths: Iterable[str | os.PathLike]) -> list[dict[str, str]]:
                     raise ValueError(f"{p.name}: exercise {m.group('title')!r} has no :label:")
                 out.append({"chapter": p.stem, "label": label.group(1), "title": m.group("title").strip()})
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the prose rule: every number in a chapter's text comes from that chapter's outputs
+# ---------------------------------------------------------------------------------------------
+#: stripped from markdown before numbers are read: fenced blocks (code, and directive headers such
+#: as ```{exercise} are kept apart below), display and inline math, inline code, roles
+#: ({doc}`...`, {cite:p}`...`, {glue:text}`...`), link targets, HTML comments, directive options
+_STRIP = [
+    re.compile(r"^(`{3,})(?!\{)[^\n]*\n.*?^\1\s*$", re.M | re.S),   # fenced code (not directives)
+    re.compile(r"\$\$.*?\$\$", re.S),                               # display math
+    re.compile(r"(?<!\\)\$[^$\n]+?\$"),                                # inline math
+    re.compile(r"\{[\w:-]+\}`[^`]*`"),                                # roles, glue included
+    re.compile(r"``[^`]+``|`[^`\n]+`"),                                # inline code
+    re.compile(r"\]\([^)]*\)"),                                      # link targets
+    re.compile(r"<!--.*?-->", re.S),
+    re.compile(r"^:[\w-]+:.*$", re.M),                                 # directive options
+    re.compile(r"^(`{3,}|:{3,})\{[^}]*\}", re.M),                       # directive names
+]
+_NUMBER = re.compile(r"(?<![\w.\-/])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(%?)(?![\w\-])")
+#: words after which a number is a name, not a result: "Fig. 7", "Definition 2", "chapter 9",
+#: "Eq. 3", "Section 4", "lecture 5", "item 4"
+_REFERENCE = re.compile(r"(Fig\.|Figs\.|Figure|Figures|Definitions?|Defs?\.|Eqs?\.|Equation|Sections?|"
+                        r"Table|[Cc]hapters?|[Cc]h\.|[Ll]ectures?|Algorithm|Theorem|Lemma|[Ii]tems?|and|or|,)\s*$")
+
+
+#: constants that are conventions, not results: a confidence level, a Python version
+_ALLOWED = re.compile(r"\b95% (?:confidence|interval|CI|t-interval)|Python \d+\.\d+\+?")
+
+
+def prose_numbers(markdown: str) -> list[str]:
+    """The numbers a reader sees in ``markdown`` outside math, code, roles and references, as
+    written ("0.893", "23,248", "10%"). The allow-list (not returned): integers up to 12 (counts
+    such as "5 seeds", list and lecture numbers), years 1900-2099 (citations), numbers right after
+    a reference word ("Fig. 7", "Definition 2", "chapter 9", and their lists), the confidence
+    level "95% interval" and a Python version. Anything else must come from the chapter."""
+    text = _ALLOWED.sub(" ", markdown)
+    for pat in _STRIP:
+        text = pat.sub(" ", text)
+    out = []
+    for m in _NUMBER.finditer(text):
+        whole, frac, pct = m.group(1), m.group(2) or "", m.group(3)
+        if not frac and not pct:
+            v = int(whole.replace(",", ""))
+            if v <= 12 or (1900 <= v <= 2099 and "," not in whole):
+                continue
+        before = text[max(0, m.start() - 40):m.start()]
+        if _REFERENCE.search(before) and not frac and not pct:
+            # a chain "Figs. 3, 4 and 5" keeps its reference word
+            chain = re.search(r"(Fig\.|Figs\.|Figure|Figures|Definitions?|Defs?\.|Eqs?\.|Equation|Sections?|Table|"
+                              r"[Cc]hapters?|[Cc]h\.|[Ll]ectures?|Algorithm|Theorem|Lemma|[Ii]tems?)[\s\d,and or-]*$", before)
+            if chain:
+                continue
+        out.append(whole + frac + pct)
+    return out
+
+
+def _output_numbers(nb: Mapping[str, Any]) -> list[float]:
+    vals: list[float] = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        texts = ["".join(cell.get("source", []))]
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                texts.append("".join(o.get("text", [])))
+            for key in ("text/plain", "text/markdown", "text/html", "text/latex"):
+                d = o.get("data", {}).get(key)
+                if d:
+                    texts.append("".join(d) if isinstance(d, list) else str(d))
+        for t in texts:
+            for m in re.finditer(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", t):
+                try:
+                    vals.append(float(m.group(0).replace(",", "")))
+                except ValueError:
+                    pass
+    return vals
+
+
+def unbacked_numbers(nb: Mapping[str, Any]) -> list[str]:
+    """The numbers in the markdown of notebook ``nb`` (a parsed .ipynb) that no code cell of it
+    produced: each :func:`prose_numbers` entry must equal, at its printed precision, a number in
+    the chapter's code (a constant the chapter sets) or in an output (a printed result, a glued
+    value, a checked claim); "12%" may also be backed by 0.12. Returns them as written, each with
+    the first words around it."""
+    backed = _output_numbers(nb)
+    missing = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        text = "".join(cell.get("source", []))
+        for tok in prose_numbers(text):
+            digits = tok.rstrip("%").replace(",", "")
+            v = float(digits)
+            d = len(digits.split(".")[1]) if "." in digits else 0
+            cands = [v] + ([v / 100] if tok.endswith("%") else [])
+            ok = False
+            for target in cands:
+                dd = d + (2 if target is not v else 0)
+                if any(abs(round(w, dd) - target) < 1e-9 for w in backed):
+                    ok = True
+                    break
+            if not ok:
+                i = text.find(tok)
+                missing.append(f"{tok!r} in '...{' '.join(text[max(0, i - 50):i + 30].split())}...'")
+    return missing
 
 
 # ---------------------------------------------------------------------------------------------
