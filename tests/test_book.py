@@ -232,3 +232,25 @@ def test_unbacked_numbers_fails_a_number_no_output_produced():
 def test_chapter_prose_numbers_come_from_the_chapter(path):
     missing = book.unbacked_numbers(load(path))
     assert not missing, f"{path.name}: numbers in the text that no cell of the chapter produced: " + "; ".join(missing)
+
+
+def test_pretrain_cnn_is_seeded_and_checks_epochs():
+    from fairprune_lite.data import from_tensors
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 1, 28, 28, generator=gen)
+    sp = from_tensors(x, (x.mean((1, 2, 3)) > 0.5).long(), (torch.rand(200, generator=gen) < 0.3).long(), seed=0)
+    a, b = book.pretrain_cnn(sp, seed=3, epochs=1, width=4), book.pretrain_cnn(sp, seed=3, epochs=1, width=4)
+    assert not a.training
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(ValueError, match="epochs"):
+        book.pretrain_cnn(sp, epochs=0)
+
+
+def test_runner_splits_are_the_runners():
+    from fairprune_lite import experiments
+
+    sp = book.runner_splits("adult", profile="smoke")
+    prof = experiments.get_profile("smoke")
+    ref = load_splits(experiments.RunSpec(method="omp", dataset="adult", sparsity=0.5, profile="smoke"), prof)
+    assert torch.equal(sp.train.x, ref.train.x) and len(sp.test) == prof.limits["test"]
