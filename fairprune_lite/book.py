@@ -345,7 +345,7 @@ _REFERENCE = re.compile(r"(Fig\.|Figs\.|Figure|Figures|Definitions?|Defs?\.|Eqs?
 
 
 #: constants that are conventions, not results: a confidence level, a Python version
-_ALLOWED = re.compile(r"\b95% (?:confidence|interval|CI|t-interval)|Python \d+\.\d+\+?")
+_ALLOWED = re.compile(r"\b95%\s+(?:confidence|interval|CI|t-interval)|Python\s+\d+\.\d+\+?")
 
 
 def prose_numbers(markdown: str) -> list[str]:
