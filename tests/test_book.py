@@ -48,9 +48,10 @@ def test_launch_links_and_install_cell_name_the_same_repository_and_branch():
 
 
 def test_the_chapters_found_are_the_books_chapters():
-    toc = (ROOT / "_toc.yml").read_text()
-    assert len(CHAPTERS) == 11
-    assert all(f"book/{p.stem}" in toc for p in CHAPTERS)
+    import re
+
+    toc = set(re.findall(r"book/(\d\d_\w+)", (ROOT / "_toc.yml").read_text()))
+    assert toc == {p.stem for p in CHAPTERS} and len(toc) >= 11
 
 
 @per_chapter()
