@@ -1,0 +1,257 @@
+"""fairprune_lite.book (the book's shared pieces) and the rules the chapters follow: the Colab
+install cell and the launch links come from one place, every chapter states its runtime, and
+every number in a chapter's prose comes from that chapter's code or outputs."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fairprune_lite import book
+from fairprune_lite.experiments.run import load_splits
+from fairprune_lite.experiments.run import pretrain as runner_pretrain
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = book.chapter_paths(ROOT / "book")
+# Chapters 6-10 are rewritten on another branch (book2); after the merge these marks go.
+BOOK2 = {"06_fairness_constraints", "07_bilevel_implicit_gradient", "08_bifp_end_to_end", "09_experiments",
+         "10_gpu_scaling"}
+
+
+def per_chapter(fn=None):
+    params = [pytest.param(p, id=p.stem, marks=pytest.mark.xfail(reason="chapters 6-10: book2 branch", strict=False)
+                           if p.stem in BOOK2 else ()) for p in CHAPTERS]
+    return pytest.mark.parametrize("path", params)
+
+
+def load(path):
+    return json.loads(Path(path).read_text())
+
+
+def tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
+# --- Colab: one place ---------------------------------------------------------------------------
+def test_launch_links_and_install_cell_name_the_same_repository_and_branch():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["repository"]["url"] == book.REPOSITORY
+    assert cfg["repository"]["branch"] == book.BRANCH
+    assert cfg["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    src = book.install_cell_source()
+    assert f'"{book.REPOSITORY}"' in src and f'"--branch", "{book.BRANCH}"' in src
+    assert "v0.1.0" not in src
+
+
+def test_the_chapters_found_are_the_books_chapters():
+    import re
+
+    toc = set(re.findall(r"book/(\d\d_\w+)", (ROOT / "_toc.yml").read_text()))
+    assert toc == {p.stem for p in CHAPTERS} and len(toc) >= 11
+
+
+@per_chapter()
+def test_chapter_install_cell_is_the_one_from_book_py(path):
+    nb = load(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    marked = [c for c in code if book.INSTALL_TAG in tags(c)]
+    assert len(marked) == 1, f"{path.name}: {len(marked)} cells tagged {book.INSTALL_TAG}"
+    assert code[0] is marked[0], f"{path.name}: the install cell is not the first code cell"
+    assert "".join(marked[0]["source"]) == book.install_cell_source(), \
+        f"{path.name}: install cell differs from book.install_cell_source(); run book.write_install_cell"
+    assert "remove-cell" in tags(marked[0])
+
+
+@per_chapter()
+def test_chapter_states_its_runtime_and_sets_the_profile_from_it(path):
+    nb = load(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code" and book.INSTALL_TAG not in tags(c)]
+    setup = "".join(code[0]["source"])
+    assert "book.setup(RUNTIME" in setup, f"{path.name}: first code cell does not call book.setup(RUNTIME, ...)"
+    runtime = next(line for line in setup.splitlines() if line.startswith("RUNTIME = "))
+    assert eval(runtime.split("=", 1)[1].split("#")[0]) in book.RUNTIMES
+
+
+def test_install_cell_source_rejects_bad_values():
+    with pytest.raises(ValueError, match="branch"):
+        book.install_cell_source(branch="")
+    with pytest.raises(ValueError, match="repository"):
+        book.install_cell_source(repository='x"; import os')
+
+
+def test_install_cell_does_nothing_outside_colab(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("FAIRPRUNE_COLAB", "FAIRPRUNE_REPO")}
+    code = book.install_cell_source() + "\nimport os; print(os.getcwd())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == str(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_install_cell_replaces_the_old_clone_cell_once(tmp_path):
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# T"]},
+                    {"cell_type": "code", "metadata": {"tags": ["remove-cell"]}, "outputs": [], "execution_count": None,
+                     "source": ["if 'google.colab' in sys.modules: clone('v0.1.0')"]},
+                    {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": ["1"]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    p = tmp_path / "01_t.ipynb"
+    p.write_text(json.dumps(nb))
+    assert book.write_install_cell(p) is True
+    cells = load(p)["cells"]
+    assert len(cells) == 3 and "".join(cells[1]["source"]) == book.install_cell_source()
+    assert book.INSTALL_TAG in tags(cells[1]) and "remove-cell" in tags(cells[1])
+    assert book.write_install_cell(p) is False
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        book.write_install_cell(tmp_path / "nothere.ipynb")
+
+
+# --- setup ----------------------------------------------------------------------------------------
+def test_setup_sets_the_profile_from_the_runtime(monkeypatch, capsys):
+    monkeypatch.delenv("FAIRPRUNE_PROFILE", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        prof = book.setup("cpu", chapter="02_why_pruning_unfair")
+        assert prof.name == "cpu" and os.environ["FAIRPRUNE_PROFILE"] == "cpu"
+        assert torch.get_num_threads() == 1
+        line = capsys.readouterr().out
+        assert line.startswith("runtime: cpu") and "profile: cpu" in line
+        monkeypatch.setenv("FAIRPRUNE_PROFILE", "smoke")  # the caller's choice wins
+        assert book.setup("cpu", quiet=True).name == "smoke"
+    finally:
+        torch.set_num_threads(threads)
+    with pytest.raises(ValueError, match="runtime"):
+        book.setup("tpu")
+
+
+def test_min_text_px_at_phone_width():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context(book.FIGURE_STYLE):
+        fig, ax = plt.subplots()
+        ax.set_xlabel("x")
+        ax.set_title("t")
+        px = book.min_text_px(fig)
+        plt.close(fig)
+    w = book.FIGURE_STYLE["figure.figsize"][0] * 100
+    assert px == pytest.approx(min(book.FIGURE_STYLE["xtick.labelsize"], book.FIGURE_STYLE["font.size"]) * 100 / 72 * 358 / w)
+    assert px >= 9
+    with pytest.raises(ValueError, match="column_px"):
+        book.min_text_px(None, column_px=0)
+
+
+# --- toy problems and dense models -----------------------------------------------------------------
+def test_unfair_problem_is_seeded_and_group_dependent():
+    a, b = book.unfair_problem(), book.unfair_problem()
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    assert len(a.train) + len(a.val) + len(a.test) == 4000
+    x, s = a.train.x, a.train.s
+    assert torch.equal(x[:, -1].long(), s)
+    assert 0.2 < float(s.float().mean()) < 0.3
+    # the label follows feature 0 for the majority and feature 1 for the minority
+    agree = lambda g, j: float(((x[s == g, j] > 0).long() == a.train.y[s == g]).float().mean())  # noqa: E731
+    assert agree(0, 0) > 0.7 > agree(0, 1) and agree(1, 1) > 0.65 > agree(1, 0)
+    with pytest.raises(ValueError, match="n must"):
+        book.unfair_problem(n=10)
+
+
+def test_ex_pretrain_learns_the_problem():
+    sp = book.unfair_problem()
+    model = book.ex_pretrain(sp, epochs=4)
+    acc = float(((model(sp.test.x) > 0).long() == sp.test.y).float().mean())
+    base = max(float(sp.test.y.float().mean()), 1 - float(sp.test.y.float().mean()))
+    assert acc > base + 0.2
+    with pytest.raises(ValueError, match="epochs"):
+        book.ex_pretrain(sp, epochs=0)
+
+
+def test_pretrain_is_the_runners_dense_model():
+    from fairprune_lite import experiments
+
+    model, splits = book.pretrain("adult", seed=1, profile="smoke")
+    prof = experiments.get_profile("smoke")
+    spec = experiments.RunSpec(method="omp", dataset="adult", sparsity=0.9, seed=1, profile="smoke")
+    ref, _ = runner_pretrain(spec, prof, load_splits(spec, prof), cache_dir=None)
+    a, b = model.state_dict(), ref.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert len(splits.train) == prof.limits["train"]
+
+
+# --- exercises --------------------------------------------------------------------------------------
+def _nb(*markdown):
+    return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": [m]} for m in markdown]}
+
+
+def test_exercises_are_read_from_the_directives(tmp_path):
+    p = tmp_path / "02_x.ipynb"
+    p.write_text(json.dumps(_nb("````{exercise} First one\n:label: ex-a\n\ntext\n````\n",
+                                "```{exercise} Second\n:label: ex-b\n:class: x\nbody\n```")))
+    assert book.exercises([p]) == [{"chapter": "02_x", "label": "ex-a", "title": "First one"},
+                                   {"chapter": "02_x", "label": "ex-b", "title": "Second"}]
+    p.write_text(json.dumps(_nb("```{exercise} No label\nbody\n```")))
+    with pytest.raises(ValueError, match="no :label:"):
+        book.exercises([p])
+    with pytest.raises(FileNotFoundError):
+        book.exercises([tmp_path / "missing.ipynb"])
+
+
+def test_every_chapter_exercise_has_a_unique_label():
+    labels = [e["label"] for e in book.exercises(CHAPTERS)]
+    assert len(labels) == len(set(labels)) > 0
+
+
+# --- the prose rule -----------------------------------------------------------------------------------
+def test_prose_numbers_skips_math_code_roles_references_and_the_allow_list():
+    md = ("Accuracy near 0.6 in both groups, 23,248 weights and 10% of them. "
+          "See Fig. 7, chapter 9, Definitions 1, 2 and 3, {cite:p}`x2023` (2023), 5 seeds, 95% intervals, "
+          "$\\tau = 0.02$, `lr=0.05`, {glue:text}`acc_095`, ResNet-10 on Python 3.10.\n"
+          "```python\nx = 0.77\n```\n")
+    assert book.prose_numbers(md) == ["0.6", "23,248", "10%"]
+
+
+def _code(src, out):
+    return {"cell_type": "code", "metadata": {}, "source": [src],
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": [out]}]}
+
+
+def test_unbacked_numbers_fails_a_number_no_output_produced():
+    nb = {"cells": [_code("k = 0.893", "random removes 0.796 and 0.816; baseline 0.600\n"),
+                    {"cell_type": "markdown", "metadata": {}, "source": ["random removes about 0.893 of it, "
+                                                                          "a model near 0.6; at most 0.75 below"]}]}
+    assert [m.split()[0] for m in book.unbacked_numbers(nb)] == ["'0.75'"]
+    nb["cells"][1]["source"] = ["random removes 0.80 and 0.82 of it, 79.6% of the weights"]
+    assert book.unbacked_numbers(nb) == []
+
+
+@per_chapter()
+def test_chapter_prose_numbers_come_from_the_chapter(path):
+    missing = book.unbacked_numbers(load(path))
+    assert not missing, f"{path.name}: numbers in the text that no cell of the chapter produced: " + "; ".join(missing)
+
+
+def test_pretrain_cnn_is_seeded_and_checks_epochs():
+    from fairprune_lite.data import from_tensors
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 1, 28, 28, generator=gen)
+    sp = from_tensors(x, (x.mean((1, 2, 3)) > 0.5).long(), (torch.rand(200, generator=gen) < 0.3).long(), seed=0)
+    a, b = book.pretrain_cnn(sp, seed=3, epochs=1, width=4), book.pretrain_cnn(sp, seed=3, epochs=1, width=4)
+    assert not a.training
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(ValueError, match="epochs"):
+        book.pretrain_cnn(sp, epochs=0)
+
+
+def test_runner_splits_are_the_runners():
+    from fairprune_lite import experiments
+
+    sp = book.runner_splits("adult", profile="smoke")
+    prof = experiments.get_profile("smoke")
+    ref = load_splits(experiments.RunSpec(method="omp", dataset="adult", sparsity=0.5, profile="smoke"), prof)
+    assert torch.equal(sp.train.x, ref.train.x) and len(sp.test) == prof.limits["test"]
