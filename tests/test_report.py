@@ -75,8 +75,9 @@ def test_paired_and_verdict_and_words():
     assert R.diff(d).startswith("-4.5 points (95% CI ") and R.diff(d).endswith("n = 4)")
     row = R.diff_row(d)
     assert row["95% CI"] == "a < b" and row["a − b [95% CI]"].startswith("-4.5 [")
-    with pytest.raises(ValueError, match="where"):
-        R.paired(res, "A", "B", "accuracy_gap", sparsity_target=0.5)
+    two = res + [_result(lab, s, sp=0.5) for lab in "AB" for s in range(4)]
+    with pytest.raises(ValueError, match="2 paired conditions"):
+        R.paired(two, "A", "B", "accuracy_gap")
 
 
 def test_vs_dense_pairs_each_run_with_its_own_dense_model():
