@@ -1,0 +1,119 @@
+"""experiments.report: the helpers that turn stored results into the book's tables and glued numbers."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from fairprune_lite.experiments import report as R
+from fairprune_lite.experiments.stats import mean_ci
+
+
+def _result(label, seed, sp=0.9, gap=0.05, acc=0.9, dense_gap=0.04, dense_acc=0.95):
+    split = {"accuracy": acc, "accuracy_gap": gap, "majority_baseline": 0.6}
+    dense = {"accuracy": dense_acc, "accuracy_gap": dense_gap, "majority_baseline": 0.6}
+    return {"label": label, "method": label.lower(), "seed": seed, "sparsity_target": sp, "dataset": "toy",
+            "target": None, "model": "mlp", "tau": 0.02, "budget": None, "profile": "cpu",
+            "test": split, "val": split, "dense": {"test": dense, "val": dense},
+            "provenance": {"git_commit": "0123456789abcdef", "git_dirty": True, "version": "0.1.0"}}
+
+
+def _sweep():
+    # two methods x 4 seeds; the dense model differs per seed and is repeated in both methods' runs
+    out = []
+    for s, (dg, a_gap, b_gap) in enumerate([(0.02, 0.05, 0.09), (0.06, 0.04, 0.10), (0.03, 0.06, 0.08), (0.05, 0.05, 0.11)]):
+        out.append(_result("A", s, gap=a_gap, dense_gap=dg))
+        out.append(_result("B", s, gap=b_gap, dense_gap=dg))
+    return out
+
+
+def test_ci_matches_mean_ci_and_skips_none():
+    vals = [0.01, 0.03, 0.02, None]
+    m, lo, hi = mean_ci([0.01, 0.03, 0.02])
+    assert R.ci(vals) == f"{100 * m:.1f}\u00a0±\u00a0{100 * (hi - m):.1f}"
+    assert R.ci([None]) == "-" and R.ci([]) == "-"
+
+
+def test_dense_values_one_per_seed_not_per_run():
+    res = _sweep()
+    per_seed = R.dense_values(res, "accuracy_gap")
+    assert per_seed == [0.02, 0.06, 0.03, 0.05]
+    # the interval over the repeated rows is narrower than the honest one over seeds
+    _m, _lo, hi_rows = mean_ci([r["dense"]["test"]["accuracy_gap"] for r in res])
+    m, _lo, hi_seeds = mean_ci(per_seed)
+    assert hi_rows - m < hi_seeds - m
+
+
+def test_dense_values_rejects_two_dense_models_for_one_seed():
+    res = _sweep()
+    res[1] = _result("B", 0, dense_gap=0.5)
+    with pytest.raises(ValueError, match="seed 0"):
+        R.dense_values(res, "accuracy_gap")
+
+
+def test_table_rows_columns_and_dense_row():
+    res = _sweep() + [_result("A", s, sp=0.5, dense_gap=[0.02, 0.06, 0.03, 0.05][s]) for s in range(4)]
+    df = R.table(res, "accuracy_gap")
+    assert list(df.index) == ["A", "B", "dense"]
+    assert list(df.columns) == ["0.5", "0.9"]
+    assert df.loc["dense", "0.9"] == R.ci([0.02, 0.06, 0.03, 0.05])
+    assert df.loc["B", "0.5"] == "-"
+    assert "n = 4 seeds" in df.attrs["caption"]
+    acc = R.table(res, "accuracy")
+    assert acc.loc["majority class", "0.9"] == "60.0"
+    with pytest.raises(ValueError, match="results"):
+        R.table([], "accuracy")
+
+
+def test_paired_and_verdict_and_words():
+    res = _sweep()
+    d = R.paired(res, "A", "B", "accuracy_gap", sparsity_target=0.9)
+    assert d["n"] == 4 and math.isclose(d["mean_diff"], -0.045)
+    assert R.verdict(d) == "lower" and R.verdict(d, "a<b", "a>b", "tie") == "a<b"
+    assert R.verdict({"ci": [-0.01, 0.02]}) == "not distinguishable"
+    assert R.verdict({"ci": [0.01, 0.02]}) == "higher"
+    assert R.diff(d).startswith("-4.5 points (95% CI ") and R.diff(d).endswith("n = 4)")
+    row = R.diff_row(d)
+    assert row["95% CI"] == "a < b" and row["a − b [95% CI]"].startswith("-4.5 [")
+    two = res + [_result(lab, s, sp=0.5) for lab in "AB" for s in range(4)]
+    with pytest.raises(ValueError, match="2 paired conditions"):
+        R.paired(two, "A", "B", "accuracy_gap")
+
+
+def test_vs_dense_pairs_each_run_with_its_own_dense_model():
+    res = _sweep()
+    d = R.vs_dense(res, "B", "accuracy_gap")
+    assert d["seeds"] == [0, 1, 2, 3] and d["b"] == "dense"
+    assert math.isclose(d["mean_diff"], (0.07 + 0.04 + 0.05 + 0.06) / 4)
+    with pytest.raises(ValueError, match="label"):
+        R.vs_dense(res, "C", "accuracy_gap")
+
+
+def test_tests_frame_index_and_short_metric():
+    res = _sweep()
+    d = R.paired(res, "A", "B", "accuracy_gap")
+    df = R.tests_frame([{"a": "A", "b": "B", "metric": "accuracy_gap"} | R.diff_row(d)], "metric")
+    assert df.index.names == ["a − b", "metric"] and df.index[0] == ("A − B", "gap")
+    with pytest.raises(ValueError, match="rows"):
+        R.tests_frame([])
+
+
+def test_live_caption_claims_no_provenance():
+    cap = R.live_caption(_sweep()[:2])
+    assert "live illustration" in cap and "not a stored result" in cap
+    assert "DIRTY" not in cap and "commit" not in cap and "0123456" not in cap
+    with pytest.raises(ValueError, match="results"):
+        R.live_caption([])
+
+
+def test_commit_label_and_seeds():
+    r = _result("A", 3)
+    assert R.commit_label(r) == "0123456+dirty"
+    r["provenance"] = {"git_commit": None, "git_dirty": False}
+    assert R.commit_label(r) == "no-git"
+    assert R.seeds(_sweep()) == [0, 1, 2, 3]
+
+
+def test_stored_missing_config_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        R.stored("nope", configs=tmp_path, results=tmp_path)
