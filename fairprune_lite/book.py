@@ -22,8 +22,9 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import matplotlib
 import torch
@@ -46,7 +47,8 @@ with warnings.catch_warnings():
 
 __all__ = ["REPOSITORY", "BRANCH", "RUNTIMES", "install_cell_source", "write_install_cell", "setup",
            "FIGURE_STYLE", "min_text_px", "glue", "unfair_problem", "ex_pretrain", "pretrain",
-           "exercises", "chapter_paths", "runner_splits", "pretrain_cnn", "INSTALL_TAG", "prose_numbers", "unbacked_numbers"]
+           "exercises", "chapter_paths", "runner_splits", "pretrain_cnn", "INSTALL_TAG", "prose_numbers", "unbacked_numbers",
+           "swapped_feature_problem", "pretrain_mlp", "use_book_style"]
 
 # ---------------------------------------------------------------------------------------------
 # Colab: one place for the repository and branch the book's launch links and install cells use
@@ -134,7 +136,7 @@ RUNTIMES = {
 #: matplotlib settings of the book's figures: drawn at most 5.2 inches (520 px) wide, so that on a
 #: 390 px phone (a text column of about 358 px) they shrink to no less than 0.69 and 11-13 pt text
 #: (15-18 px) stays at 10 px or more; see :func:`min_text_px`.
-FIGURE_STYLE = {
+FIGURE_STYLE: dict[str, Any] = {
     "figure.dpi": 100, "figure.figsize": (5.2, 3.4), "font.size": 13, "axes.titlesize": 13,
     "axes.labelsize": 13, "xtick.labelsize": 12, "ytick.labelsize": 12, "legend.fontsize": 11,
     "legend.framealpha": 0.85, "figure.titlesize": 13,
@@ -174,7 +176,7 @@ def setup(runtime: str = "cpu", *, chapter: str | None = None, seed: int = 0, qu
         print(f"NOTE: this chapter wants a GPU runtime ({how}); none is available, so it runs its "
               f"CPU fallback.")
     _train.set_seed(seed)
-    matplotlib.rcParams.update(FIGURE_STYLE)
+    matplotlib.rcParams.update(FIGURE_STYLE)  # type: ignore[arg-type]
     root = Path.cwd().parent if Path.cwd().name == "book" else Path.cwd()
     if not quiet:
         print(f"runtime: {runtime} ({how}) | profile: {profile.name} | "
@@ -231,13 +233,9 @@ def unfair_problem(n: int = 4000, seed: int = 0) -> Any:
 
 def ex_pretrain(splits: Any, seed: int = 0, width: int = 32, epochs: int = 8) -> nn.Module:
     """The exercises' dense model: an MLP with two hidden layers of ``width`` units trained on
-    ``splits.train`` (SGD with momentum, learning rate 0.05, ``epochs`` epochs), in eval mode."""
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs!r}")
-    _train.set_seed(seed)
-    model = make_model("mlp", in_shape=splits.input_shape, width=width, seed=seed)
-    _train.fit(model, _train.make_loader(splits.train, 128, shuffle=True, seed=seed), epochs=epochs, lr=0.05)
-    return model.eval()
+    ``splits.train`` (SGD with momentum, learning rate 0.05, ``epochs`` epochs), in eval mode
+    (:func:`pretrain_mlp` with its default learning rate)."""
+    return pretrain_mlp(splits, seed, width=width, epochs=epochs)
 
 
 def pretrain_cnn(splits: Any, seed: int = 0, *, epochs: int = 2, width: int = 16) -> nn.Module:
@@ -429,3 +427,37 @@ def unbacked_numbers(nb: Mapping[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # chapters 6-10 (book2): helpers of those chapters go below this line
 # ---------------------------------------------------------------------------------------------
+
+
+def swapped_feature_problem(n: int = 6000, seed: int = 0) -> Any:
+    """Chapter 6's problem: 4 standard normal features plus the group indicator, ``s = 1`` with
+    probability 0.25, label ``1(z > 0)`` with ``z = x1`` for ``s = 1`` and ``z = x0`` for
+    ``s = 0``, plus noise of SD 0.3; split 60/20/20 by :func:`from_tensors`."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 50:
+        raise ValueError(f"n must be an int >= 50 (enough examples for three splits of two groups), got {n!r}")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=gen)
+    s = (torch.rand(n, generator=gen) < 0.25).long()
+    z = torch.where(s == 1, x[:, 1], x[:, 0]) + 0.3 * torch.randn(n, generator=gen)
+    return from_tensors(torch.cat([x, s[:, None].float()], 1), (z > 0).long(), s, seed=seed, name="unfair")
+
+
+def pretrain_mlp(splits: Any, seed: int = 0, *, width: int = 32, epochs: int = 8, lr: float = 0.05) -> nn.Module:
+    """The exercises' dense MLP (:func:`ex_pretrain`, with the learning rate as an argument)."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs!r}")
+    _train.set_seed(seed)
+    model = make_model("mlp", in_shape=splits.input_shape, width=width, seed=seed)
+    _train.fit(model, _train.make_loader(splits.train, 128, shuffle=True, seed=seed), epochs=epochs, lr=lr)
+    return model.eval()
+
+
+def use_book_style() -> None:
+    """Matplotlib settings for chapters 6-10's figures: type large enough to stay at or above
+    9 px when a figure at most 5.2 inches wide is scaled to a 390 px phone column (11 pt at
+    100 dpi is 15 px before scaling), legends without frames."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "legend.fontsize": 10,
+                         "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.frameon": False,
+                         "figure.dpi": 100})

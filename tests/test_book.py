@@ -17,14 +17,18 @@ from fairprune_lite.experiments.run import pretrain as runner_pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = book.chapter_paths(ROOT / "book")
-# Chapters 6-10 are rewritten on another branch (book2); after the merge these marks go.
-BOOK2 = {"06_fairness_constraints", "07_bilevel_implicit_gradient", "08_bifp_end_to_end", "09_experiments",
-         "10_gpu_scaling"}
+# Chapters whose prose still states numbers no glue or claim of theirs produced (issue 20 item 2, open)
+UNBACKED = {"09_experiments", "10_gpu_scaling"}
 
 
 def per_chapter(fn=None):
-    params = [pytest.param(p, id=p.stem, marks=pytest.mark.xfail(reason="chapters 6-10: book2 branch", strict=False)
-                           if p.stem in BOOK2 else ()) for p in CHAPTERS]
+    return pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in CHAPTERS])
+
+
+def prose_checked(fn=None):
+    params = [pytest.param(p, id=p.stem, marks=pytest.mark.xfail(
+        reason="issue 20 item 2: numbers in this chapter's prose not yet glued or claimed", strict=True)
+        if p.stem in UNBACKED else ()) for p in CHAPTERS]
     return pytest.mark.parametrize("path", params)
 
 
@@ -229,7 +233,7 @@ def test_unbacked_numbers_fails_a_number_no_output_produced():
     assert book.unbacked_numbers(nb) == []
 
 
-@per_chapter()
+@prose_checked()
 def test_chapter_prose_numbers_come_from_the_chapter(path):
     missing = book.unbacked_numbers(load(path))
     assert not missing, f"{path.name}: numbers in the text that no cell of the chapter produced: " + "; ".join(missing)
@@ -255,3 +259,43 @@ def test_runner_splits_are_the_runners():
     prof = experiments.get_profile("smoke")
     ref = load_splits(experiments.RunSpec(method="omp", dataset="adult", sparsity=0.5, profile="smoke"), prof)
     assert torch.equal(sp.train.x, ref.train.x) and len(sp.test) == prof.limits["test"]
+
+
+# --- chapters 6-10: the toy problems and pretraining they share
+
+
+
+B = book
+
+
+def test_unfair_problem_shape_groups_and_determinism():
+    a, b = B.unfair_problem(), B.unfair_problem()
+    assert a.input_shape == (9,)
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    assert torch.equal(a.train.x[:, 8].long(), a.train.s)          # the last feature is the group
+    assert 0.2 < float(a.train.s.float().mean()) < 0.3
+    assert len(a.train) + len(a.val) + len(a.test) == 4000
+
+
+def test_swapped_feature_problem_needs_the_group_feature():
+    sp = B.swapped_feature_problem(n=600)
+    assert sp.input_shape == (5,)
+    x, y, s = sp.train.x, sp.train.y, sp.train.s
+    # the majority's label agrees with feature 0, the minority's with feature 1 (noise aside)
+    assert float(((x[s == 0, 0] > 0).long() == y[s == 0]).float().mean()) > 0.85
+    assert float(((x[s == 1, 1] > 0).long() == y[s == 1]).float().mean()) > 0.85
+
+
+@pytest.mark.parametrize("n", [10, 1.5, True])
+def test_bad_n_names_the_argument(n):
+    with pytest.raises(ValueError, match="^n must"):
+        B.unfair_problem(n=n)
+
+
+def test_pretrain_mlp_is_deterministic_and_checks_epochs():
+    sp = B.unfair_problem(n=800)
+    m1, m2 = B.pretrain_mlp(sp, epochs=2), B.pretrain_mlp(sp, epochs=2)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="epochs"):
+        B.pretrain_mlp(sp, epochs=0)

@@ -56,9 +56,9 @@ def overlaps(a, b):
 
 
 def check_readable(fig):
-    """Column width, no text under 8 pt (11 px at 100 dpi), legends clear of every axes."""
+    """Column width, no text under 9 pt (12.5 px at 100 dpi), legends clear of every axes."""
     assert fig.get_figwidth() == pytest.approx(F.COLUMN_WIDTH_IN)
-    small = [(t.get_text(), t.get_fontsize()) for t in texts(fig) if t.get_fontsize() < 8]
+    small = [(t.get_text(), t.get_fontsize()) for t in texts(fig) if t.get_fontsize() < 9]
     assert not small, small
     renderer = fig.canvas.get_renderer()
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]

@@ -1,4 +1,4 @@
-"""Figures drawn from stored results, readable at a book's column width (6.5 in, text >= 8 pt,
+"""Figures drawn from stored results, readable at a book's column width (4.8 in, text >= 9 pt,
 i.e. >= 11 px at 100 dpi): the mean over seeds with its spread (``"ci"``: 95% t-interval, the
 default; ``"std"``; ``"minmax"``) clipped to the metric's range, saved as PNG and SVG, with a
 caption line naming the profile and the provenance (commit, date, device; results written from a
@@ -37,14 +37,15 @@ from .sweep import sweep_results
 __all__ = ["figure", "figure_from_config", "caption", "iterations_to_fair", "interpolation_curve", "FIGURES",
            "register_figure", "FIGURE_KINDS", "constrained_metric", "method_groups", "COLUMN_WIDTH_IN"]
 
-COLUMN_WIDTH_IN = 6.5
-"""Figure width in inches: the book's text column (about 660 px in a 1280 px window) at the 100 dpi
-of the notebook's inline figures, so the figure is not scaled down there and 8 pt renders at 11 px."""
+COLUMN_WIDTH_IN = 4.8
+"""Figure width in inches: 480 px at the 100 dpi of the notebook's inline figures, narrower than the
+book's text column at 1280 px (about 660 px), and scaled to no less than about 0.75 in a 390 px
+phone column (about 358 px), where the smallest text (9 pt, 12.5 px) stays above 9 px."""
 
-STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
-         "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11, "axes.grid": True,
+STYLE = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10,
+         "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 12, "axes.grid": True,
          "grid.alpha": 0.3, "figure.dpi": 100}
-"""Text sizes every kind is drawn with (nothing smaller than 8 pt is written)."""
+"""Text sizes every kind is drawn with (nothing smaller than 9 pt is written)."""
 
 METRIC_NAMES = {"accuracy": "accuracy", "accuracy_gap": "accuracy gap",
                 "equalized_odds_difference": "equalized-odds difference",
@@ -195,7 +196,7 @@ def _draw_majority(ax: Any, value: float | None, data_low: float, data_high: flo
         (ax.axhline if horizontal else ax.axvline)(value, color="k", ls=":", lw=1.2, label="majority-class baseline")
     else:
         ax.text(0.01, 0.01, f"majority-class baseline {100 * value:.1f}% (below the axis)", transform=ax.transAxes,
-                fontsize=8, color="0.25", ha="left", va="bottom")
+                fontsize=9, color="0.25", ha="left", va="bottom")
 
 
 def _points(ax: Any, axis: str = "y") -> None:
@@ -302,7 +303,7 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
                     ax.set_title(what if len(datasets) == 1 else f"{_panel_title(key)}\n{what}")
             handles = [Line2D([], [], color=colors[lab], marker="o", lw=1.4, ms=4.5) for lab in group]
             axes[i][-1].legend(handles, group, loc="center left", bbox_to_anchor=(1.03, 0.5), frameon=False,
-                               title=family or None, title_fontsize=9, alignment="left")
+                               title=family or None, title_fontsize=10, alignment="left")
     for col in range(ncols):
         # the axis shows every mean and reference line; an interval reaching beyond it is cut at
         # the edge and its end written there (one collapsed seed must not flatten every panel)
@@ -320,10 +321,10 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
         for ax, x, plo, phi, color in points[col]:
             if phi > hi + 1e-9:
                 ax.annotate(f"\u2191{100 * phi:.0f}", (x, hi), xytext=(0, -2), textcoords="offset points",
-                            ha="center", va="top", fontsize=8, color=color, annotation_clip=False)
+                            ha="center", va="top", fontsize=9, color=color, annotation_clip=False)
             if plo < lo - 1e-9:
                 ax.annotate(f"\u2193{100 * plo:.0f}", (x, lo), xytext=(0, 2), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=8, color=color, annotation_clip=False)
+                            ha="center", va="bottom", fontsize=9, color=color, annotation_clip=False)
     for ax in axes[-1]:
         ax.set_xlabel("sparsity (log-spaced)")
     axes[0][0].set_xticks(sps_all, [f"{100 * s:g}%" for s in sps_all])
@@ -407,11 +408,11 @@ def _fig_cost(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] | Non
             m, lo, hi = _mean_spread(vals, spread, upper=None)
             ax.bar(i, m, yerr=[[m - lo], [hi - m]], color=colors[label], capsize=3, alpha=0.85)
             ax.plot(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, "k.", ms=5)
-            ax.text(i, hi, f"{len(vals)}/{n_all} seeds\nfair", ha="center", va="bottom", fontsize=8)
+            ax.text(i, hi, f"{len(vals)}/{n_all} seeds\nfair", ha="center", va="bottom", fontsize=9)
             top = max(top, hi, max(vals))
         else:
             ax.bar(i, 0, color="none", edgecolor=colors[label], hatch="//")
-            ax.text(i, 0, f"never fair\n(0/{n_all})", ha="center", va="bottom", fontsize=8)
+            ax.text(i, 0, f"never fair\n(0/{n_all})", ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 4 else 0)
     ax.set_ylim(0, top * 1.35)
     ax.set_ylabel("iterations to a fair model")
@@ -594,7 +595,7 @@ register_figure("ablation", _fig_ablation)
 register_figure("interpolation", _fig_interpolation)
 SPREAD_TEXT = {"ci": "bars/bands: 95% t-interval of the mean over seeds, clipped to the metric's range",
                "std": "bars/bands: 1 std over seeds", "minmax": "bars/bands: min-max over seeds"}
-CAPTION_PT = 8.0
+CAPTION_PT = 9.0
 
 
 def figure(kind: str, results: Sequence[Mapping[str, Any]] | str | os.PathLike, *,
@@ -607,7 +608,7 @@ def figure(kind: str, results: Sequence[Mapping[str, Any]] | str | os.PathLike, 
     names profile and provenance. ``config`` is the sweep's configuration (``pairs`` and
     ``points`` for ``interpolation``; optional ``groups`` (lists of labels, one row each) and
     ``reference`` (the label drawn in every row, default OMP) for ``sparsity``). Drawn
-    :data:`COLUMN_WIDTH_IN` wide with text of 8 pt or more. With ``out`` the figure is saved as
+    :data:`COLUMN_WIDTH_IN` wide with text of 9 pt or more. With ``out`` the figure is saved as
     ``<out>/<name>.png`` and ``.svg`` (``name`` defaults to ``kind``). Returns the figure.
     """
     if kind not in FIGURES:

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import train as _train
 from .config import RunSpec, SweepConfig, check_config, check_spec, load_config, sweep_dir
@@ -306,6 +305,8 @@ def sweep(config: str | os.PathLike | Mapping[str, Any] | SweepConfig, *, out: s
                 pass
     bar = None
     if progress and todo:
+        from tqdm.auto import tqdm  # on use: importing it in a kernel without ipywidgets warns
+
         bar = tqdm(total=len(todo), desc=f"sweep {cfg.name}")
     try:
         for rec in run_map(run_task, [(s.to_dict(), str(folder), cache, device, root, threads) for s in todo]):
