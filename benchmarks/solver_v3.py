@@ -40,6 +40,11 @@ JOBS: list[tuple[str, float, bool | None, str, str, dict]] = [
     ("fashion", 0.893, True, "fpgm", "fpgm", {}),
     ("fashion", 0.893, True, "bifp_paper", "bifp", {}),
     ("fashion", 0.893, True, "bifp_certified", "bifp", {**CERT, "safety": 0.0}),
+    # the mask level's control: the same protocol with the paper's clamped scores (churn ~0)
+    ("fashion", 0.9, None, "bifp_certified_clamped", "bifp", {**CERT, "safety": 0.0, "score_update": "clamped",
+                                                               "beta": 0.1}),
+    ("fashion", 0.893, True, "bifp_certified_clamped", "bifp", {**CERT, "safety": 0.0, "score_update": "clamped",
+                                                                "beta": 0.1}),
     # the safety test where val (2,000 rows, untouched when pruning on train) can bound the metric
     ("adult_dp", 0.9, None, "bifp_certified_safety", "bifp", {**CERT}),
     ("fashion_ag20", 0.9, None, "bifp_certified_safety", "bifp", {**CERT}),
