@@ -745,7 +745,8 @@ _BILEVEL_DOC = ("BiFP/BiP train the weights inside their own ``steps`` (the fine
                 ":class:`fairprune_lite.bilevel.BiFPConfig` (``batch_size`` comes from :func:`prune`).")
 _BIP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig)
                if f.name not in ("fair_mask", "fair_weights", "dual_every", "dual_split", "batch_size", "log_every",
-                                 "holdout", "select_every")]
+                                 "holdout", "select_every", "dual_rule", "accuracy_floor", "max_accuracy_drop",
+                                 "safety", "delta", "protocol")]
 _BIFP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig) if f.name not in ("batch_size", "log_every")]
 
 
