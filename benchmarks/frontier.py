@@ -91,6 +91,11 @@ def table(path: Path, tau_star: float) -> str:
     return "\n".join(lines)
 
 
+def _clipped(pts: list[dict]) -> list[list[float]]:
+    """Asymmetric x error bars of the EO intervals, clipped at 0 (a difference of rates is >= 0)."""
+    return [[min(d["eo_ci"], d["eo"]) for d in pts], [d["eo_ci"] for d in pts]]
+
+
 def figure(path: Path, out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -100,16 +105,17 @@ def figure(path: Path, out: Path) -> None:
     colors = {"bifp": "C0", "pf": "C1", "fp": "C2", "omp": "C3", "postproc": "C4"}
     for m in ("bifp", "pf", "fp"):
         pts = sorted((d for d in s.values() if d["method"] == m), key=lambda d: d["tau"])
-        ax.errorbar([d["eo"] for d in pts], [d["acc"] for d in pts], xerr=[d["eo_ci"] for d in pts],
+        ax.errorbar([d["eo"] for d in pts], [d["acc"] for d in pts], xerr=_clipped(pts),
                     yerr=[d["acc_ci"] for d in pts], marker="o", color=colors[m], label=f"{m} (tau swept)", capsize=2)
     for m in ("omp", "postproc"):
         d = s[m]
-        ax.errorbar([d["eo"]], [d["acc"]], xerr=[d["eo_ci"]], yerr=[d["acc_ci"]], marker="s", color=colors[m],
+        ax.errorbar([d["eo"]], [d["acc"]], xerr=_clipped([d]), yerr=[d["acc_ci"]], marker="s", color=colors[m],
                     label=m, capsize=2, linestyle="none")
     d0 = next(iter(s.values()))
     ax.plot([d0["dense_eo"]], [d0["dense_acc"]], marker="*", color="k", markersize=12, linestyle="none", label="dense")
     ax.axhline(d0["majority"], color="gray", linestyle="--", label="majority class")
     ax.set_xlabel("test equalized-odds difference")
+    ax.set_xlim(left=0)
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Adult, 90% sparsity, 5 seeds (95% CI)", fontsize=10)
