@@ -210,12 +210,17 @@ def main(argv: list[str] | None = None) -> int:
             r = run_one(b, v, s, sparsity=sp, structured=True, method="fpgm")
         else:
             r = run_one(b, v, s, sparsity=sp)
-        with a.out.open("a") as fh:
-            fh.write(json.dumps(train.to_jsonable(r)) + "\n")
-        print(f"{b} {v} seed {s} sp {sp}: test acc {r['test']['accuracy']:.4f} "
-              f"{r['test']['feasibility']['metric']} {r['test']['feasibility']['value']:.4f} ({r['wall_s']:.0f}s)",
-              flush=True)
+        record(a.out, r, f"{b} {v} seed {s} sp {sp}")
     return 0
+
+
+def record(out: Path, r: dict, label: str) -> None:
+    """Append one run to the JSON-lines file ``out`` and print its test line."""
+    with out.open("a") as fh:
+        fh.write(json.dumps(train.to_jsonable(r)) + "\n")
+    print(f"{label}: test acc {r['test']['accuracy']:.4f} "
+          f"{r['test']['feasibility']['metric']} {r['test']['feasibility']['value']:.4f} ({r['wall_s']:.0f}s)",
+          flush=True)
 
 
 if __name__ == "__main__":

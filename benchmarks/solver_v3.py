@@ -22,8 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import solver_measure as sm  # noqa: E402
 
-from fairprune_lite import train  # noqa: E402
-
 CERT = {"protocol": "certified"}
 #: (bench, sparsity, structured, variant, method, options); ``tau``/``constraint`` override the bench's
 JOBS: list[tuple[str, float, bool | None, str, str, dict]] = [
@@ -122,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             if (bench, variant, seed, sp) in done:
                 continue
             r = sm.run_one(bench, variant, seed, sparsity=sp, structured=st, method=method, kwargs=opts)
-            with a.out.open("a") as fh:
-                fh.write(json.dumps(train.to_jsonable(r)) + "\n")
-            print(f"{bench} {variant} seed {seed}: test acc {r['test']['accuracy']:.4f} "
-                  f"{r['test']['feasibility']['metric']} {r['test']['feasibility']['value']:.4f} ({r['wall_s']:.0f}s)",
-                  flush=True)
+            sm.record(a.out, r, f"{bench} {variant} seed {seed}")
     return 0
 
 
