@@ -572,3 +572,18 @@ def test_pruned_model_no_better_than_majority_is_warned():
            "certificate": {"certified": False, "delta": 0.05, "bound": 0.3, "n": 2000, "tau": 0.1}}
     w1, w2 = pruned_warnings({"val": {"accuracy": 0.9, "majority_baseline": 0.6}}, method_config=cfg)
     assert w1.startswith("no solution found at this tau and sparsity") and "not certified" in w2
+
+
+def test_a_named_protocol_keeps_its_own_step_sizes():
+    """The profile's alpha/beta/gamma are the paper protocol's: a run that names another protocol
+    does not get them passed over the protocol's own (they would silently win)."""
+    from fairprune_lite import experiments
+    from fairprune_lite.experiments.run import _method_arguments
+
+    profile = experiments.get_profile("smoke")
+    paper = _method_arguments(experiments.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke"),
+                              profile)
+    assert paper["beta"] == profile.bifp_beta and paper["steps"] == profile.bifp_steps
+    cert = _method_arguments(experiments.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke",
+                                                 method_kwargs={"protocol": "certified"}), profile)
+    assert "beta" not in cert and "alpha" not in cert and cert["steps"] == profile.bifp_steps

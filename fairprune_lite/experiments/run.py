@@ -253,8 +253,11 @@ def _method_arguments(spec: RunSpec, profile: Profile) -> dict[str, Any]:
         "lr": profile.finetune_lr,
     }
     if spec.method in ("bifp", "bip"):
-        args.update(steps=_scaled(profile.bifp_steps, spec.budget), alpha=profile.bifp_alpha,
-                    beta=profile.bifp_beta, gamma=profile.bifp_gamma)
+        args["steps"] = _scaled(profile.bifp_steps, spec.budget)
+        # the profile's step sizes are the paper protocol's; a named protocol brings its own (passing
+        # the profile's copies would silently override them)
+        if spec.method_kwargs.get("protocol", "paper") == "paper":
+            args.update(alpha=profile.bifp_alpha, beta=profile.bifp_beta, gamma=profile.bifp_gamma)
     return args
 
 
