@@ -141,6 +141,16 @@ def _done(path: Path) -> set:
     return out
 
 
+def mean_se(v: list) -> str:
+    """``"mean ± SE"`` over the non-None values (SE of the mean over seeds), ``"n/a"`` when none."""
+    v = [x for x in v if x is not None]
+    if not v:
+        return "n/a"
+    m = sum(v) / len(v)
+    se = (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 / math.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return f"{m:.4f} ± {se:.4f}"
+
+
 def table(path: Path) -> str:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
     rows = [r for r in rows if "bench" in r]
@@ -148,21 +158,13 @@ def table(path: Path) -> str:
     lines = ["| bench | sparsity | variant | seeds | split | accuracy ± se | majority | metric mean ± se | "
              "per-seed value (±2 binomial SE) | seeds met | empty layers |", "|" + "---|" * 11]
 
-    def ms(v):
-        v = [x for x in v if x is not None]
-        if not v:
-            return "n/a"
-        m = sum(v) / len(v)
-        se = (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 / math.sqrt(len(v)) if len(v) > 1 else float("nan")
-        return f"{m:.4f} ± {se:.4f}"
-
     for b, sp, v in keys:
         rs = sorted([r for r in rows if (r["bench"], r["sparsity"], r["variant"]) == (b, sp, v)], key=lambda r: r["seed"])
         for split in ("val", "test"):
             f = [r[split]["feasibility"] for r in rs]
             per = ", ".join(f"{x['value']:.3f}±{2 * x['se']:.3f}" for x in f)
-            lines.append(f"| {b} | {sp} | {v} | {len(rs)} | {split} | {ms([r[split]['accuracy'] for r in rs])} | "
-                         f"{ms([r[split]['majority_baseline'] for r in rs])} | {ms([x['value'] for x in f])} | {per} | "
+            lines.append(f"| {b} | {sp} | {v} | {len(rs)} | {split} | {mean_se([r[split]['accuracy'] for r in rs])} | "
+                         f"{mean_se([r[split]['majority_baseline'] for r in rs])} | {mean_se([x['value'] for x in f])} | {per} | "
                          f"{sum(bool(x['met']) for x in f)}/{len(f)} | {sum(len(r['empty_layers']) > 0 for r in rs)} |")
     return "\n".join(lines)
 

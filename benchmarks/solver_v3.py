@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -55,15 +54,6 @@ def _key(r: dict) -> tuple:
     return (r["bench"], r["variant"], r["seed"], r["sparsity"])
 
 
-def _ms(v: list[float]) -> str:
-    v = [x for x in v if x is not None]
-    if not v:
-        return "n/a"
-    m = sum(v) / len(v)
-    se = (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 / math.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return f"{m:.4f} ± {se:.4f}"
-
-
 def table(path: Path) -> str:
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip() and not x.startswith("#")]
     keys = []
@@ -81,11 +71,11 @@ def table(path: Path) -> str:
         near = sum(r["test"]["accuracy"] < r["test"]["majority_baseline"] + 0.02 for r in rs)
         miss = sum(r["test"]["feasibility"]["value"] > c["bound"] for r, c in zip(rs, certs)) if certs else None
         out.append(
-            f"| {k[0]} | {k[1]} | {k[2]} | {len(rs)} | {_ms([r['val']['accuracy'] for r in rs])} | "
-            f"{_ms([r['test']['accuracy'] for r in rs])} | {rs[0]['test']['majority_baseline']:.3f} | "
-            f"{_ms([r['val']['feasibility']['value'] for r in rs])} | "
-            f"{_ms([r['test']['feasibility']['value'] for r in rs])} | {near}/{len(rs)} | "
-            f"{_ms([c for c in churn if c is not None]) if any(c is not None for c in churn) else '-'} | "
+            f"| {k[0]} | {k[1]} | {k[2]} | {len(rs)} | {sm.mean_se([r['val']['accuracy'] for r in rs])} | "
+            f"{sm.mean_se([r['test']['accuracy'] for r in rs])} | {rs[0]['test']['majority_baseline']:.3f} | "
+            f"{sm.mean_se([r['val']['feasibility']['value'] for r in rs])} | "
+            f"{sm.mean_se([r['test']['feasibility']['value'] for r in rs])} | {near}/{len(rs)} | "
+            f"{sm.mean_se([c for c in churn if c is not None]) if any(c is not None for c in churn) else '-'} | "
             f"{sum(c['certified'] for c in certs)}/{len(certs) if certs else '-'} | "
             f"{'-' if miss is None else f'{miss}/{len(certs)}'} |")
     return "\n".join(out)

@@ -453,20 +453,14 @@ class BiFPConfig:
         if self.holdout + self.safety >= 1:
             raise ValueError(f"holdout + safety must leave data to train on, got {self.holdout} + {self.safety}")
         check_delta(self.delta)
-        if self.accuracy_floor is not None:
-            f = self.accuracy_floor
-            if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or not 0 <= f < 1:
-                raise ValueError(f"accuracy_floor must be a number in [0, 1) or None, got {f!r}")
+        for name in ("accuracy_floor", "max_accuracy_drop"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v < 1:
+                raise ValueError(f"{name} must be a number in [0, 1) or None, got {v!r}")
             if self.holdout <= 0:
-                raise ValueError("accuracy_floor is applied when selecting an iterate on held-out data: "
-                                 "it needs holdout > 0")
-        if self.max_accuracy_drop is not None:
-            d = self.max_accuracy_drop
-            if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or not 0 <= d < 1:
-                raise ValueError(f"max_accuracy_drop must be a number in [0, 1) or None, got {d!r}")
-            if self.holdout <= 0:
-                raise ValueError("max_accuracy_drop is applied when selecting an iterate on held-out data: "
-                                 "it needs holdout > 0")
+                raise ValueError(f"{name} is applied when selecting an iterate on held-out data: it needs holdout > 0")
         if not (isinstance(self.mask_init, Mapping) or self.mask_init in ("magnitude", "uniform")):
             raise ValueError(f"mask_init must be 'magnitude', 'uniform' or a dict of masks, got {self.mask_init!r}")
         if (self.steps is None) == (self.epochs is None):
@@ -664,10 +658,9 @@ def rank_scores_(ms: MaskScores) -> None:
 
 
 def _units(ms: MaskScores) -> dict[str, Tensor]:
-    """Boolean unit masks (weight-shaped, or ``[out]`` when structured) at the current sparsity."""
-    if ms.structured:
-        return {n: m.bool() for n, m in ms.channel_masks().items()}
-    return {n: m.bool() for n, m in ms.binary_masks().items()}
+    """Boolean unit masks (weight-shaped, or ``[out]`` when structured) at the current sparsity:
+    the top-k's own cached result, not a copy (this runs every step)."""
+    return ms.unit_masks()
 
 
 def mask_change(st: _State) -> int | None:

@@ -474,6 +474,12 @@ class MaskScores(nn.Module):
             self._cache, self._cache_key = cache, key
         return self._cache
 
+    def unit_masks(self) -> dict[str, Tensor]:
+        """Boolean masks at unit level (weight-shaped, or ``[out]`` when structured): the top-k's
+        cached result, shared and read-only (a new dict after each recomputation); use
+        :meth:`binary_masks` for tensors to modify."""
+        return self._unit_masks()
+
     def channel_masks(self) -> dict[str, Tensor]:
         """Structured only: float ``{0, 1}`` masks of shape ``[out]`` per layer."""
         if not self.structured:
