@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import importlib
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -74,21 +71,9 @@ GROUPS = {
 
 
 def provenance(command: str) -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent).stdout.strip()
-    except OSError:
-        commit = None
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"commit": commit, "torch": torch.__version__, "cpu": cpu, "threads": torch.get_num_threads(),
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "command": command}
+    """The library's provenance record (versions, git commit and whether the tracked tree was
+    dirty, device, machine fingerprint) plus the command that produced the runs."""
+    return ex.provenance("cpu") | {"command": command}
 
 
 def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, structured: bool | None = None,
