@@ -720,7 +720,7 @@ def _pf(ctx: Context, *, base: str = "omp") -> MethodOutput:
 
 
 def _bilevel(ctx: Context, fn: Callable, options: dict[str, Any]) -> MethodOutput:
-    cfg = bilevel.DEFAULTS.replace(**options)
+    cfg = _BILEVEL_BASE[fn].replace(**options)
     extra: dict[str, Any] = {}
     if fn is bilevel.bifp:
         extra["constraint"] = ctx.constraint
@@ -750,11 +750,25 @@ _BIP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig)
 _BIFP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig) if f.name not in ("batch_size", "log_every")]
 
 
-def _config_signature(names: list[str]) -> inspect.Signature:
-    """``(ctx, *, <field>=<default>, ...)``: the method's options, defaults read from the config."""
+#: the config each bi-level method starts from: BiFP the library default (the certified
+#: protocol), BiP the paper's (no constraint to certify; the book's reproduced baseline)
+_BILEVEL_BASE: dict[Callable, bilevel.BiFPConfig] = {bilevel.bifp: bilevel.DEFAULTS,
+                                                      bilevel.bip: bilevel.PROTOCOLS["paper"]}
+
+
+def bilevel_base(method: str) -> bilevel.BiFPConfig:
+    """The :class:`~fairprune_lite.bilevel.BiFPConfig` the bi-level ``method`` (``"bifp"`` or
+    ``"bip"``) starts from before its options: BiFP the library default, BiP the paper's."""
+    fn = {"bifp": bilevel.bifp, "bip": bilevel.bip}.get(method)
+    if fn is None:
+        raise ValueError(f"method must be 'bifp' or 'bip', got {method!r}")
+    return _BILEVEL_BASE[fn]
+
+
+def _config_signature(names: list[str], base: bilevel.BiFPConfig) -> inspect.Signature:
+    """``(ctx, *, <field>=<default>, ...)``: the method's options, defaults read from ``base``."""
     params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=getattr(bilevel.DEFAULTS, n))
-               for n in names]
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=getattr(base, n)) for n in names]
     return inspect.Signature(params)
 
 
@@ -773,8 +787,8 @@ def _bifp(ctx: Context, **options: Any) -> MethodOutput:
 
 _bip.__doc__ = _BILEVEL_DOC
 _bifp.__doc__ = _BILEVEL_DOC
-_bip.__signature__ = _config_signature(_BIP_FIELDS)
-_bifp.__signature__ = _config_signature(_BIFP_FIELDS)
+_bip.__signature__ = _config_signature(_BIP_FIELDS, _BILEVEL_BASE[bilevel.bip])
+_bifp.__signature__ = _config_signature(_BIFP_FIELDS, _BILEVEL_BASE[bilevel.bifp])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -581,9 +581,13 @@ def test_a_named_protocol_keeps_its_own_step_sizes():
     from fairprune_lite.experiments.run import _method_arguments
 
     profile = experiments.get_profile("smoke")
-    paper = _method_arguments(experiments.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke"),
-                              profile)
+    paper = _method_arguments(experiments.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke",
+                                                  method_kwargs={"protocol": "paper"}), profile)
     assert paper["beta"] == profile.bifp_beta and paper["steps"] == profile.bifp_steps
-    cert = _method_arguments(experiments.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke",
-                                                 method_kwargs={"protocol": "certified"}), profile)
-    assert "beta" not in cert and "alpha" not in cert and cert["steps"] == profile.bifp_steps
+    for kwargs in ({"protocol": "certified"}, {}):  # named, or the library's default (certified)
+        cert = _method_arguments(experiments.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke",
+                                                     method_kwargs=kwargs), profile)
+        assert "beta" not in cert and "alpha" not in cert and cert["steps"] == profile.bifp_steps
+    # BiP runs the paper's protocol by default: it gets the profile's step sizes
+    bip = _method_arguments(experiments.RunSpec(method="bip", dataset="adult", sparsity=0.5, profile="smoke"), profile)
+    assert bip["beta"] == profile.bifp_beta
