@@ -96,8 +96,12 @@ def apply(results: Path, stage: Path, todo: list[Path], pin: dict[str, object]) 
     for p in todo:
         new = _new_name(p, pin)
         os.replace(stage / p.parent.name / new, p.parent / new)
+        weights = stage / p.parent.name / (new[:-5] + ".weights.pt")  # saved with the run (save_weights)
+        if weights.exists():
+            os.replace(weights, p.parent / weights.name)
         if new != p.name:
             p.unlink()
+            p.with_name(p.stem + ".weights.pt").unlink(missing_ok=True)
         renamed.setdefault(p.parent.name, {})[p.stem] = new[:-5]
     for folder, names in renamed.items():
         sw = results / folder / "sweep.json"
