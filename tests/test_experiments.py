@@ -572,6 +572,11 @@ def test_pruned_model_no_better_than_majority_is_warned():
            "certificate": {"certified": False, "delta": 0.05, "bound": 0.3, "n": 2000, "tau": 0.1}}
     w1, w2 = pruned_warnings({"val": {"accuracy": 0.9, "majority_baseline": 0.6}}, method_config=cfg)
     assert w1.startswith("no solution found at this tau and sparsity") and "not certified" in w2
+    # a safety split too small to bound anything: the reason and the rows it would need, not a bound
+    small = {"certificate": {"certified": False, "delta": 0.05, "bound": None, "n": 2000, "tau": 0.05,
+                             "rows_needed": 35254, "reason": "the safety split has 2000 rows, but ... needs about 35254"}}
+    (w,) = pruned_warnings({"val": {"accuracy": 0.9, "majority_baseline": 0.6}}, method_config=small)
+    assert w.startswith("not certified: the safety split has 2000 rows") and "35254" in w
 
 
 def test_a_named_protocol_keeps_its_own_step_sizes():
