@@ -312,7 +312,8 @@ def stored_runs(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dic
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"stored results {p} do not exist")
-    provenance, runs = [], []
+    provenance: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     for i, line in enumerate(p.read_text().splitlines(), 1):
         if not line.strip():
             continue
