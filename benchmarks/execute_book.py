@@ -40,10 +40,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "benchmarks" / "results" / "book_cost.json"
 #: what a chapter's outputs may depend on besides its own code cells (globs under the repository
-#: root); the record of run times is excluded (every chapter prints its own, from the last run)
+#: root); excluded: the record of run times (every chapter prints its own, from the last run) and
+#: this script, which no chapter reads
 INPUTS = ("fairprune_lite/**/*.py", "data/**/*", "configs/**/*", "book/results/**/*", "benchmarks/*.py",
           "benchmarks/results/**/*", "pyproject.toml", "constraints.txt")
-EXCLUDED = {RECORD}
+EXCLUDED = {RECORD, Path(__file__).resolve()}
 #: where in a notebook's metadata the hash of its inputs is kept
 KEY = ("fairprune", "inputs_sha256")
 
@@ -188,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.changed and not stale[ch]:
             print(f"{ch.name:<40} unchanged inputs, not executed", flush=True)
             continue
-        before = _peak_child_rss_mb()
+        before, source = _peak_child_rss_mb(), _source()  # the tree as executed, before any write-back
         row = execute(ch, inplace=args.inplace, timeout=args.timeout, key=keys[ch])
         row["peak_rss_mb_upper_bound"] = round(max(before, _peak_child_rss_mb()), 1)
-        row.update(_when())
+        row.update(_when(), commit=source)
         rows.append(row)
         cpu = f"  (CPU {row['cpu_time_s']:.1f} s)" if "cpu_time_s" in row else ""
         print(f"{row['chapter']:<40} {row['wall_time_s']:8.1f} s{cpu}" + (f"  FAILED {row['error']}" if "error" in row else ""),
@@ -210,18 +211,22 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any("error" in r for r in rows) else 0
 
 
-def _when() -> dict:
-    """When and from what a row was measured: date, commit (``+dirty`` with uncommitted changes
-    to tracked files) and the load average of the machine at the end of the run."""
+def _source() -> str | None:
+    """The commit of the tree, ``+dirty`` when tracked files have uncommitted changes."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                 check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
-        commit += "+dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit,
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def _when() -> dict:
+    """When and from what a row was measured: date, commit (:func:`_source`) and the load average
+    of the machine at the end of the run (near 2 on this 2-core machine means both cores busy)."""
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": _source(),
             "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
@@ -235,9 +240,9 @@ def _merge(record: dict, rows: list[dict], profile: str) -> dict:
         torch_version = None
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                "torch": torch_version}
-    if rows and record.get("machine") not in (None, machine):
-        print("note: the stored rows were measured on another machine; they are kept, each with its date")
     by_name = {r["chapter"]: r for r in record.get("chapters", [])}
+    if set(by_name) - {r["chapter"] for r in rows} and rows and record.get("machine") not in (None, machine):
+        print("note: rows kept from the stored record were measured on another machine (each has its date)")
     for r in rows:
         by_name[r["chapter"]] = r
     order = [p.name for p in chapters()]
