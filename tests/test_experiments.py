@@ -574,16 +574,62 @@ def test_pruned_model_no_better_than_majority_is_warned():
     assert w1.startswith("no solution found at this tau and sparsity") and "not certified" in w2
 
 
-def test_a_named_protocol_keeps_its_own_step_sizes():
-    """The profile's alpha/beta/gamma are the paper protocol's: a run that names another protocol
-    does not get them passed over the protocol's own (they would silently win)."""
-    from fairprune_lite import experiments
+def _run_config(spec, profile):
+    """The BiFPConfig a run of ``spec`` gets: the runner's arguments, then the spec's options."""
+    from fairprune_lite import pruners
     from fairprune_lite.experiments.run import _method_arguments
 
-    profile = experiments.get_profile("smoke")
-    paper = _method_arguments(experiments.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke"),
-                              profile)
-    assert paper["beta"] == profile.bifp_beta and paper["steps"] == profile.bifp_steps
-    cert = _method_arguments(experiments.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke",
-                                                 method_kwargs={"protocol": "certified"}), profile)
-    assert "beta" not in cert and "alpha" not in cert and cert["steps"] == profile.bifp_steps
+    own = set(pruners.METHODS[spec.method].options())
+    args = _method_arguments(spec, profile) | dict(spec.method_kwargs)
+    return pruners.bilevel_config({k: v for k, v in args.items() if k in own})
+
+
+@pytest.mark.parametrize("default", ["paper", "certified"])
+def test_the_profiles_paper_overrides_apply_exactly_under_the_paper_protocol(monkeypatch, default):
+    """A profile's ``bifp_paper`` overrides apply when the run's protocol resolves to "paper"
+    (named, or the library default when none is named) and never over another protocol's own
+    settings; ``bifp_steps`` sizes every protocol. Checked with the library default set to each
+    protocol in turn (the default moves from "paper" to "certified")."""
+    from fairprune_lite import bilevel
+
+    monkeypatch.setattr(bilevel, "DEFAULTS", bilevel.PROTOCOLS[default])
+    profile = ex.get_profile("smoke").replace(bifp_paper={"beta": 0.2, "gamma": 2.0})
+    for named in (None, "paper", "certified"):
+        kw = {} if named is None else {"protocol": named}
+        spec = ex.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke", method_kwargs=kw)
+        cfg = _run_config(spec, profile)
+        protocol = named or default
+        base = bilevel.PROTOCOLS[protocol]
+        assert cfg.protocol == protocol and cfg.steps == profile.bifp_steps
+        assert (cfg.beta, cfg.gamma) == ((0.2, 2.0) if protocol == "paper" else (base.beta, base.gamma))
+        assert cfg.holdout == base.holdout and cfg.alpha == base.alpha
+    # a spec's own option wins over the profile's
+    spec = ex.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke",
+                      method_kwargs={"protocol": "paper", "beta": 0.3})
+    assert _run_config(spec, profile).beta == 0.3
+
+
+def test_stored_bilevel_runs_get_the_step_sizes_they_ran_with_under_the_paper_protocol():
+    """Every stored BiFP / BiP result of the book, rerun with ``protocol: "paper"`` named, gets the
+    steps and step sizes it recorded; its stored profile settings (which repeated the paper
+    protocol's step sizes) read as today's profile (the sweep does not call it stale)."""
+    from fairprune_lite import pruners
+    from fairprune_lite.experiments.sweep import _same_profile
+
+    root = Path(__file__).resolve().parents[1] / "book" / "results"
+    checked = 0
+    for path in sorted(root.glob("*/*.json")):
+        if path.name == "sweep.json" or path.name.endswith(".failed.json"):
+            continue
+        r = json.loads(path.read_text())
+        if not isinstance(r, dict) or "spec" not in r or not pruners.METHODS[r["method"]].bilevel:
+            continue
+        spec = ex.RunSpec.from_dict(r["spec"])
+        if "protocol" in pruners.METHODS[spec.method].options():
+            spec = ex.RunSpec(**{**spec.to_dict(), "method_kwargs": {"protocol": "paper", **spec.method_kwargs}})
+        cfg = _run_config(spec, ex.check_spec(spec))
+        got = {k: getattr(cfg, k) for k in ("alpha", "beta", "gamma", "steps")}
+        assert got == {k: r["method_config"][k] for k in got}, path.name
+        assert _same_profile(r, ex.RunSpec.from_dict(r["spec"])), path.name
+        checked += 1
+    assert checked > 0

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from .. import train as _train
+from ..bilevel import PROTOCOLS
 from .config import RunSpec, SweepConfig, check_config, check_spec, load_config, sweep_dir
 from .profiles import log, progress_default, quiet_default
 from .provenance import check_clean
@@ -203,7 +204,7 @@ def _same_profile(old: Mapping[str, Any], spec: RunSpec) -> bool:
     effect was nil (``pretrain_min_steps``: the same number of pretraining epochs)."""
     profile = check_spec(spec)
     current = _train.to_jsonable(profile.to_dict())
-    stored = old.get("profile_settings") or {}
+    stored = _current_form(old.get("profile_settings") or {})
     if any(current.get(k) != v for k, v in stored.items()) or any(k not in current for k in stored):
         return False
     missing = set(current) - set(stored)
@@ -214,6 +215,19 @@ def _same_profile(old: Mapping[str, Any], spec: RunSpec) -> bool:
         epochs = (old.get("pretrain_cost") or {}).get("epochs")
         return n_train is not None and epochs == profile.pretrain_epochs_for(n_train)
     return True
+
+
+def _current_form(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored profile settings in today's form. Until session 5 a profile repeated the paper
+    protocol's step sizes (``bifp_alpha`` / ``bifp_beta`` / ``bifp_gamma``); the runner passed
+    them to paper-protocol runs only, where they equal the protocol's own, so the same values
+    read as no ``bifp_paper`` override (other values, as the overrides they were)."""
+    out = dict(stored)
+    legacy = {k[len("bifp_"):]: out.pop(k) for k in ("bifp_alpha", "bifp_beta", "bifp_gamma") if k in out}
+    if legacy and "bifp_paper" not in out:
+        paper = PROTOCOLS["paper"]
+        out["bifp_paper"] = {k: v for k, v in legacy.items() if v != getattr(paper, k)}
+    return out
 
 
 def failed_runs(folder: str | os.PathLike) -> dict[str, str]:
