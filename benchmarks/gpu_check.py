@@ -354,7 +354,7 @@ def end_to_end(splits, device: torch.device, *, width: Any, pretrain_epochs: int
     for method, structured in todo:
         label = f"{method}_{'str' if structured else 'uns'}"
         c = FairnessConstraint("accuracy_gap", TAU)
-        kw: dict[str, Any] = {"steps": steps} if method == "bifp" else {"finetune_steps": steps}
+        kw: dict[str, Any] = {"steps": steps} if pruners.METHODS[method].bilevel else {"finetune_steps": steps}
         _reset_peak(device)
         t0 = time.perf_counter()
         res = pruners.prune(method, dense, splits, sparsity=SPARSITY, structured=structured, constraint=c,

@@ -611,7 +611,7 @@ def _fig_frontier(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     metric = front["metric"]
     labels = _labels_in_order(results)
     colors = _colors(labels)
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 4.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 5.4), layout="constrained")
     ys_all: list[float] = []
     for label in labels:
         pts = [p for p in front["points"] if p["label"] == label]
@@ -629,8 +629,8 @@ def _fig_frontier(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     ax.plot([d["value"]], [d["accuracy"]], "k*", ms=11, label="dense model")
     ys_all.append(d["accuracy"])
     if cfg.get("tau_star") is not None:
-        ax.axvline(float(cfg["tau_star"]), color="C3", ls=(0, (4, 2)), lw=1.0,
-                   label=f"\u03c4* = {float(cfg['tau_star']):g}")
+        ax.axvline(float(cfg["tau_star"]), color="0.35", ls=(0, (4, 2)), lw=1.0,
+                   label=f"\u03c4* = {float(cfg['tau_star']):g} (summary)")
     _draw_majority(ax, front["majority"], float(np.nanmin(ys_all)), float(np.nanmax(ys_all)))
     ax.set_xlim(left=0.0)
     _points(ax, "x")
@@ -639,7 +639,8 @@ def _fig_frontier(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     ax.set_ylabel("test accuracy (%)")
     sp = sorted({r["sparsity_target"] for r in results})
     ax.set_title(f"sparsity {', '.join(f'{100 * s:g}%' for s in sp)}: up and to the left is better")
-    ax.legend(loc="lower right", fontsize=9)
+    handles, texts = ax.get_legend_handles_labels()
+    fig.legend(handles, texts, loc="outside upper center", ncol=2, frameon=False, fontsize=9)
     return fig
 
 

@@ -139,7 +139,8 @@ def frontier_points(results: Sequence[Mapping[str, Any]], *, metric: str | None 
                        "near_majority": sum(bool(pruners.near_majority(r["test"])) for r in rs),
                        "uses_tau": info is None or info.uses_tau,
                        "needs_sensitive_at_prediction": bool(info and info.needs_sensitive_at_prediction)})
-    points.sort(key=lambda p: (p["label"], -1.0 if p["tau"] is None else p["tau"]))
+    order = {lab: i for i, lab in enumerate(dict.fromkeys(r["label"] for r in results))}
+    points.sort(key=lambda p: (order[p["label"]], -1.0 if p["tau"] is None else p["tau"]))
     by_seed = {r["seed"]: r for r in results}  # the dense model depends on the seed only
     dense_acc, _ = _stat(r["dense"]["test"]["accuracy"] for r in by_seed.values())
     dense_val, _ = _stat(r["dense"]["test"][metric] for r in by_seed.values())
@@ -149,7 +150,7 @@ def frontier_points(results: Sequence[Mapping[str, Any]], *, metric: str | None 
 
 
 def frontier_summary(front: Mapping[str, Any], tau_star: float) -> list[dict[str, Any]]:
-    """Per label (in the order of :func:`frontier_points`): ``{"label", "method", "best"}``,
+    """Per label (in the order the results name them): ``{"label", "method", "best"}``,
     ``best`` the point with the highest mean test accuracy among those whose mean test metric
     is ``<= tau_star`` (None when no point gets there)."""
     check_number(tau_star, "tau_star", 0.0, 1.0, high_open=False)
