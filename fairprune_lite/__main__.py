@@ -435,6 +435,9 @@ def _cmd_figure(args: argparse.Namespace) -> int:
         ex.check_writable(out)
         _, missing = ex.figure_from_config(cfg, out=out, results_out=args.results, profile=args.profile)
         stem = args.name or slug(cfg["name"])
+        if cfg.get("figure") == "frontier":  # its summary too, as `fairprune frontier` prints it
+            results, _ = ex.sweep_results(cfg, out=args.results, profile=args.profile)
+            print(ex_frontier.frontier_table(ex_frontier.frontier_points(results), cfg.get("tau_star")))
         if args.name:
             for ext in ("png", "svg"):
                 shutil.move(str(Path(out) / f"{slug(cfg['name'])}.{ext}"), str(Path(out) / f"{stem}.{ext}"))
@@ -509,8 +512,9 @@ def method_description(info: Any) -> str:
 
 
 def _cmd_list_methods(args: argparse.Namespace) -> int:
+    width = max(map(len, pruners.METHODS), default=0)
     for name, info in pruners.METHODS.items():
-        print(f"{name:<10} {method_description(info)}")
+        print(f"{name:<{width}} {method_description(info)}")
     return 0
 
 

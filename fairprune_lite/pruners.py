@@ -368,6 +368,9 @@ class Context:
 # ---------------------------------------------------------------------------------------------
 # the one entry point
 # ---------------------------------------------------------------------------------------------
+#: the evaluation batch size when none is given: :func:`fairprune_lite.train.evaluate`'s
+EVAL_BATCH_SIZE: int = inspect.signature(evaluate).parameters["batch_size"].default
+
 #: integer arguments of :func:`prune` and their smallest allowed value
 _COUNTS = {"finetune_steps": 0, "batch_size": 1, "eval_batch_size": 1, "finetune_epochs": 0}
 _SCOPES = ("global", "layer")
@@ -409,7 +412,8 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
           constraint: FairnessConstraint | None = None, finetune_steps: int = 100,
           finetune_epochs: int | None = None, batch_size: int = 128, lr: float = 0.01, optimizer: str = "sgd",
           device: Any = None, counter: PassCounter | None = None, progress: bool = False,
-          evaluate_on: Iterable[str] = ("val", "test"), eval_batch_size: int = 1024, **options: Any) -> PruneResult:
+          evaluate_on: Iterable[str] = ("val", "test"), eval_batch_size: int = EVAL_BATCH_SIZE,
+          **options: Any) -> PruneResult:
     """Run ``method`` on a copy of the dense ``model`` and evaluate it.
 
     Args:

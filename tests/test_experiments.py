@@ -633,3 +633,64 @@ def test_stored_bilevel_runs_get_the_step_sizes_they_ran_with_under_the_paper_pr
         assert _same_profile(r, ex.RunSpec.from_dict(r["spec"])), path.name
         checked += 1
     assert checked > 0
+
+
+def test_a_method_registered_from_outside_runs_through_the_runner_and_a_sweep(npz, tmp_path):
+    """Adding a method is one function and one registry entry: its traits decide what the runner
+    and the sweep do (the constraint it needs, that tau does not move it), no module names it."""
+    from fairprune_lite import pruners
+
+    @pruners.register("_toy_outside", fairness_aware=True, needs_constraint=True, uses_tau=False,
+                      description="toy: magnitude times a factor")
+    def _toy(ctx, *, factor: float = 1.0):
+        model = ctx.apply({n: factor * w.abs() for n, w in ctx.weights().items()})
+        return pruners.MethodOutput(model, ctx.finetune(model))
+
+    try:
+        spec = ex.RunSpec(method="_toy_outside", dataset=str(npz), sparsity=0.5, profile="smoke",
+                          method_kwargs={"factor": 2.0})
+        res = ex.run(spec, cache_dir=tmp_path / "cache")
+        assert res["method"] == "_toy_outside" and res["method_config"]["factor"] == 2.0
+        with pytest.raises(ValueError, match=r"no option 'factr' \(did you mean 'factor'\?\)"):
+            ex.check_spec(ex.RunSpec(method="_toy_outside", dataset=str(npz), sparsity=0.5, profile="smoke",
+                                     method_kwargs={"factr": 2.0}))
+        cfg = {"name": "toy_outside", "profile": "smoke", "datasets": [str(npz)], "methods": ["_toy_outside"],
+               "sparsities": [0.5], "seeds": 1}
+        summary = ex.sweep(cfg, out=tmp_path / "runs", quiet=True)
+        assert len(summary["ran"]) == 1 and not summary["failed"]
+        from fairprune_lite.experiments.figures import uses_tau  # the figures ask its traits
+
+        assert not uses_tau("_toy_outside")
+    finally:
+        del pruners.METHODS["_toy_outside"]
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"bifp_paper": {"betta": 0.2}}, r"bifp_paper: BiFPConfig has no field 'betta' \(did you mean 'beta'\?\)"),
+    ({"bifp_paper": {"protocol": "certified"}}, "'protocol' is not set here: use the method option protocol"),
+    ({"bifp_paper": {"steps": 5}}, "'steps' is not set here: use the profile knob bifp_steps"),
+    ({"bifp_paper": {"gamma": -1.0}}, "bifp_paper: .*gamma"),
+    ({"bifp_paper": [1]}, "bifp_paper must be a mapping"),
+    ({"bifp_beta": 0.2}, r"'bifp_beta' no longer exists: .*bifp_paper: \{beta: ...\}"),
+])
+def test_a_profiles_solver_overrides_are_checked_once_at_the_edge(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        ex.get_profile("smoke").replace(**overrides)
+    with pytest.raises(ex.ConfigError, match=match):
+        ex.check_config({"methods": ["bifp"], "sparsities": [0.5], "settings": overrides})
+
+
+def test_stored_profile_settings_read_in_todays_form():
+    """A stored result's legacy bifp_alpha/beta/gamma equal to the paper protocol's own are no
+    override (the run is not stale); other values are the overrides they were (stale today)."""
+    from fairprune_lite.experiments.sweep import _current_form, _same_profile
+
+    spec = ex.RunSpec(method="omp", dataset="adult", sparsity=0.5, profile="smoke")
+    today = ex.get_profile("smoke").to_dict()
+    legacy = {k: v for k, v in today.items() if k != "bifp_paper"} | {
+        "bifp_alpha": ex.get_profile("smoke").bifp_alpha, "bifp_beta": ex.get_profile("smoke").bifp_beta,
+        "bifp_gamma": ex.get_profile("smoke").bifp_gamma}
+    assert _current_form(legacy) == today
+    assert _same_profile({"profile_settings": legacy}, spec)
+    assert _current_form(legacy | {"bifp_beta": 0.3})["bifp_paper"] == {"beta": 0.3}
+    assert not _same_profile({"profile_settings": legacy | {"bifp_beta": 0.3}}, spec)
