@@ -6,6 +6,7 @@ import math
 import re
 
 import pytest
+import yaml
 
 from fairprune_lite import experiments as ex
 from fairprune_lite import pruners
@@ -25,11 +26,13 @@ def test_the_config_sweeps_tau_only_for_the_methods_that_use_it():
                              method_options={"bifp": {"protocol": "certified"}})
     by = {e["method"]: e for e in cfg["methods"]}
     assert set(by) == {*fr.DEFAULT_METHODS, "omp"}  # the registry's reference added
-    assert by["bifp"]["protocol"] == "certified" and "taus" not in by["bifp"] and "taus" not in by["pf"]
-    assert by["postproc"]["taus"] == [0.05] and by["omp"]["taus"] == [0.05]
+    assert by["bifp"]["protocol"] == "certified"
     specs = ex.expand_config(cfg, profile="smoke")
     per = {m: sum(s.method == m for s in specs) for m in by}
-    assert per == {"bifp": 4, "pf": 4, "fp": 4, "postproc": 2, "omp": 2}
+    assert per == {"bifp": 4, "pf": 4, "fp": 4, "postproc": 2, "omp": 2}  # tau moves neither postproc nor omp
+    assert {s.tau for s in specs if s.method in ("postproc", "omp")} == {0.05}
+    # the same grid as another kind of figure runs every method at every tau
+    assert len(ex.expand_config({**cfg, "figure": "tradeoff"}, profile="smoke")) == 20
     assert ex.check_config(cfg).tau_star == 0.06 and ex.check_config(cfg).figure == "frontier"
 
 
@@ -114,6 +117,15 @@ def test_fairprune_frontier_runs_draws_and_summarises(tmp_path, toy_npz, capsys)
     assert (folder / "fr.md").read_text().strip() in out
     assert main(args) == 0 and "0 ran now" in capsys.readouterr().out
     assert main([*args, "--no-run"]) == 0
+    capsys.readouterr()
+    # the same sweep as a configuration file: `fairprune figure` draws it and prints the summary
+    cfg = fr.frontier_config(dataset=str(npz), sparsity=0.5, constraint="demographic_parity", taus=[0.05, 0.3],
+                             seeds=2, methods=["pf", "postproc"], tau_star=0.5, name="fr", profile="smoke")
+    path = tmp_path / "fr.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["figure", str(path), "--results", str(tmp_path), "--out", str(tmp_path / "fig")]) == 0
+    assert (folder / "fr.md").read_text().strip() in capsys.readouterr().out
+    assert (tmp_path / "fig" / "fr.png").is_file()
 
 
 @pytest.mark.parametrize("extra, match", [

@@ -454,6 +454,10 @@ class SweepConfig:
             _check_together(values)
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
+        if values["figure"] == "frontier":  # a method that tau does not move runs once per seed
+            values["methods"] = tuple(
+                m if m.taus is not None or pruners.METHODS[m.method].uses_tau else
+                dataclasses.replace(m, taus=values["taus"][:1]) for m in values["methods"])
         return cls(**values, raw=cfg)
 
     def specs(self, *, profile: str | None = None) -> list[RunSpec]:

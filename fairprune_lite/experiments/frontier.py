@@ -2,9 +2,10 @@
 default) against post-processing (OMP + fairlearn's ThresholdOptimizer, which needs the sensitive
 attribute at prediction time), with the reference method (OMP) and the dense model as points.
 
-* :func:`frontier_config` builds the sweep (a configuration with ``figure: frontier``): every
-  method whose result depends on tau (its ``uses_tau`` trait) runs at each tau, the others once
-  per seed (at the first tau, which they do not use);
+* :func:`frontier_config` builds the sweep (a configuration with ``figure: frontier``, the
+  frontier kind: every method whose result depends on tau, its ``uses_tau`` trait, runs at each
+  tau; the others, unless they name their own ``taus``, once per seed, at the first tau, which
+  they do not use);
 * :func:`frontier_points` reduces results to one point per (label, tau): mean test accuracy and
   mean test metric (the constrained one) with their 95% t-intervals over seeds, how many seeds
   ended near the majority class, and the dense model and the majority class;
@@ -70,12 +71,8 @@ def frontier_config(*, dataset: str, sparsity: float, constraint: str = "equaliz
     stray = sorted(set(options) - set(names))
     if stray:
         raise ValueError(f"method_options: {stray} are not methods of this frontier ({', '.join(names)})")
-    entries = []
-    for m in names:
-        entry: dict[str, Any] = {"method": m, **dict(options.get(m, {}))}
-        if not pruners.METHODS[m].uses_tau:
-            entry["taus"] = taus[:1]  # its result does not depend on tau: one run per seed
-        entries.append(entry)
+    # the frontier kind runs a method that tau does not move once per seed (SweepConfig)
+    entries = [{"method": m, **dict(options.get(m, {}))} for m in names]
     ds: dict[str, Any] = {"dataset": str(dataset)}
     if target is not None:
         ds["target"] = target
