@@ -81,7 +81,7 @@ def run_setting(name, splits, dense, *, sparsity, kind, tau, args, seed, batch_s
     rows.append({"method": "bip", **report(r.model, splits.test), "wall_s": time.perf_counter() - t, "cost": r.cost})
     t = time.perf_counter()
     c = FairnessConstraint(kind, tau, dual_lr=args.dual_lr, temperature=args.temperature)
-    r = bilevel.bifp(dense, splits.val, constraint=c, **common)
+    r = bilevel.bifp(dense, splits.val, constraint=c, protocol="paper", **common)
     val_rep = report(r.model, splits.val)
     rows.append({"method": "bifp", **report(r.model, splits.test), "wall_s": time.perf_counter() - t,
                  "cost": r.cost, "multipliers": c.multipliers.tolist(), "skipped": [c.skipped_terms, c.skipped_updates],
@@ -147,7 +147,7 @@ def cost_study(args):
         for ig in bilevel.IG_VARIANTS:
             for label, fm, fw in variants:
                 c = None if fm is None else FairnessConstraint("accuracy_gap", 0.02, init_multiplier=1.0)
-                kw = dict(sparsity=0.9, batch_size=bs, seed=0, update=update, ig=ig)
+                kw = dict(sparsity=0.9, batch_size=bs, seed=0, update=update, ig=ig, protocol="paper")
                 if c is not None:
                     kw.update(constraint=c, fair_mask=fm, fair_weights=fw)
                 bilevel.bifp(dense, loader, steps=3, **kw)  # warm-up

@@ -220,7 +220,7 @@ def time_method(method: str, model: torch.nn.Module, batches: list, device: torc
         fair = kw.pop("fair")
         c = FairnessConstraint("accuracy_gap", TAU) if fair else None
         bifp(model, src, sparsity=SPARSITY, steps=total, constraint=c, fair_mask=fair, fair_weights=fair,
-             seed=seed, device=device, counter=counter, log_every=total, **kw)
+             seed=seed, device=device, counter=counter, log_every=total, **{"protocol": "paper", **kw})
     if len(src.walls) < total * per - (per - 1):
         raise RuntimeError(f"{method}: {len(src.walls)} batches fetched for {total} steps of {per}")
     out = src.step_times(per, warmup)
@@ -354,7 +354,10 @@ def end_to_end(splits, device: torch.device, *, width: Any, pretrain_epochs: int
     for method, structured in todo:
         label = f"{method}_{'str' if structured else 'uns'}"
         c = FairnessConstraint("accuracy_gap", TAU)
-        kw: dict[str, Any] = {"steps": steps} if pruners.METHODS[method].bilevel else {"finetune_steps": steps}
+        info = pruners.METHODS[method]
+        kw: dict[str, Any] = {"steps": steps} if info.bilevel else {"finetune_steps": steps}
+        if "protocol" in info.options():
+            kw["protocol"] = "paper"  # the protocol this check's stored results ran with
         _reset_peak(device)
         t0 = time.perf_counter()
         res = pruners.prune(method, dense, splits, sparsity=SPARSITY, structured=structured, constraint=c,

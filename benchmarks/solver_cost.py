@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     def solver(update, fair):
         def go(n):
             c = FairnessConstraint("equalized_odds", 0.05, dual_lr=0.5) if fair else None
-            bilevel.bifp(dense, loader, sparsity=0.9, steps=n, update=update, constraint=c)
+            bilevel.bifp(dense, loader, sparsity=0.9, steps=n, update=update, constraint=c, protocol="paper")
         return go
 
     variants = {"masked_sgd": sgd, "bip_joint": solver("joint", False), "bip_alternating": solver("alternating", False),

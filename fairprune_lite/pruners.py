@@ -75,7 +75,8 @@ from .train import PassCounter, PruneResult, evaluate, fit, make_loader, model_d
 
 __all__ = ["METHODS", "MethodInfo", "MethodOutput", "Context", "register", "prune", "lottery_sparsities",
            "check_method_kwargs", "check_constraint_kind", "near_majority", "NEAR_MAJORITY", "snip_importance",
-           "fpgm_importance", "fairgrape_importance", "fairgrape_select", "TRAITS", "FAMILIES", "bilevel_config",
+           "fpgm_importance", "fairgrape_importance", "fairgrape_select", "TRAITS", "FAMILIES", "bilevel_base",
+           "bilevel_config",
            "bilevel_protocol", "prune_arguments", "RUN_ARGUMENTS"]
 
 
@@ -103,7 +104,9 @@ class MethodInfo:
       reports (OMP);
     * ``without_constraint``: the method to use instead when there is no constraint;
     * ``pipeline_base``: a fairness-blind one-shot or iterative pruner the pipelines (``fp``,
-      ``pf``, ``postproc``) accept as their ``base``.
+      ``pf``, ``postproc``) accept as their ``base``;
+    * ``protocol``: bi-level only: the named protocol (:data:`~fairprune_lite.bilevel.PROTOCOLS`)
+      its options start from; ``None``: the library default (:data:`~fairprune_lite.bilevel.DEFAULTS`).
     """
 
     name: str
@@ -123,6 +126,7 @@ class MethodInfo:
     reference: bool = False
     without_constraint: str | None = None
     pipeline_base: bool = False
+    protocol: str | None = None
 
     def options(self) -> list[str]:
         """The method's own keyword options (beyond the common arguments of :func:`prune`)."""
@@ -143,7 +147,7 @@ class MethodInfo:
                                  f"{sorted(known) or 'none'}")
         if self.bilevel:
             try:
-                bilevel_config({k: v for k, v in kwargs.items() if k in known and k in _CONFIG_FIELDS}).check()
+                bilevel_config(self.name, {k: v for k, v in kwargs.items() if k in known}).check()
             except (TypeError, ValueError) as e:
                 raise ValueError(f"method {self.name!r}: {e}") from None
 
@@ -194,17 +198,28 @@ def register(name: str, **traits: Any) -> Callable:
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(bilevel.BiFPConfig))
 
 
-def bilevel_config(options: Mapping[str, Any]) -> bilevel.BiFPConfig:
-    """The :class:`~fairprune_lite.bilevel.BiFPConfig` a bi-level method runs with ``options``:
-    the library defaults (:data:`~fairprune_lite.bilevel.DEFAULTS`, or the named ``protocol``'s)
-    with the options on top."""
-    return bilevel.DEFAULTS.replace(**dict(options))
+def bilevel_base(method: str) -> bilevel.BiFPConfig:
+    """The :class:`~fairprune_lite.bilevel.BiFPConfig` the bi-level ``method`` starts from before
+    its options: its ``protocol`` trait's, else the library default (read when called)."""
+    info = _info(method)
+    if not info.bilevel:
+        raise ValueError(f"method {method!r} is not bi-level (no BiFPConfig)")
+    return bilevel.DEFAULTS if info.protocol is None else bilevel.PROTOCOLS[info.protocol]
 
 
-def bilevel_protocol(options: Mapping[str, Any]) -> str:
-    """The protocol a bi-level method runs under with ``options``: the one they name, else the
-    library default's."""
-    return str(options.get("protocol", bilevel.DEFAULTS.protocol))
+def bilevel_config(method: str, options: Mapping[str, Any]) -> bilevel.BiFPConfig:
+    """The :class:`~fairprune_lite.bilevel.BiFPConfig` the bi-level ``method`` runs with
+    ``options`` (its fields among them): :func:`bilevel_base`, or the protocol they name, with
+    the options on top."""
+    return bilevel_base(method).replace(**{k: v for k, v in options.items() if k in _CONFIG_FIELDS})
+
+
+def bilevel_protocol(method: str, options: Mapping[str, Any]) -> str:
+    """The protocol the bi-level ``method`` runs under with ``options``: the one they name (if
+    the method takes the option), else its base's."""
+    if "protocol" in options and "protocol" in _info(method).options():
+        return str(options["protocol"])
+    return bilevel_base(method).protocol
 
 
 def check_method_kwargs(method: str, kwargs: Mapping[str, Any], *, also: Iterable[str] = ()) -> None:
@@ -838,8 +853,8 @@ def _pf(ctx: Context, *, base: str = "omp") -> MethodOutput:
     return MethodOutput(model, hist, {"base": base})
 
 
-def _bilevel(ctx: Context, fn: Callable, options: dict[str, Any]) -> MethodOutput:
-    cfg = bilevel.DEFAULTS.replace(**options)
+def _bilevel(ctx: Context, fn: Callable, method: str, options: dict[str, Any]) -> MethodOutput:
+    cfg = bilevel_config(method, options)
     extra: dict[str, Any] = {}
     if fn is bilevel.bifp:
         extra["constraint"] = ctx.constraint
@@ -869,19 +884,22 @@ _BIP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig)
 _BIFP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig) if f.name not in ("batch_size", "log_every")]
 
 
-def _config_signature(names: list[str], extra: Mapping[str, Any] | None = None) -> inspect.Signature:
-    """``(ctx, *, <field>=<default>, ..., <extra>)``: the method's options, defaults read from the
-    config (``extra``: further options and their defaults)."""
+def _config_signature(names: list[str], base: bilevel.BiFPConfig,
+                      extra: Mapping[str, Any] | None = None) -> inspect.Signature:
+    """``(ctx, *, <field>=<default>, ..., <extra>)``: the method's options, defaults read from
+    ``base`` (``extra``: further options and their defaults)."""
     params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=getattr(bilevel.DEFAULTS, n))
-               for n in names]
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=getattr(base, n)) for n in names]
     params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=v) for n, v in (extra or {}).items()]
     return inspect.Signature(params)
 
 
-@register("bip", bilevel=True, family=BILEVEL, description="BiP: bi-level pruning with the implicit gradient, no fairness term")
+# BiP starts from the paper's protocol (no constraint to certify; the book's reproduced baseline),
+# BiFP from the library default (the certified protocol)
+@register("bip", bilevel=True, protocol="paper", family=BILEVEL,
+          description="BiP: bi-level pruning with the implicit gradient, no fairness term")
 def _bip(ctx: Context, **options: Any) -> MethodOutput:
-    return _bilevel(ctx, bilevel.bip, options)
+    return _bilevel(ctx, bilevel.bip, "bip", options)
 
 
 @register("bifp", fairness_aware=True, needs_constraint=True, uses_tau=True, bilevel=True, family=BILEVEL,
@@ -890,13 +908,13 @@ def _bifp(ctx: Context, **options: Any) -> MethodOutput:
     if ctx.constraint is None:
         raise ValueError("bifp needs a fairness constraint (constraint=FairnessConstraint(...)); "
                          "use 'bip' for bi-level pruning without one")
-    return _bilevel(ctx, bilevel.bifp, options)
+    return _bilevel(ctx, bilevel.bifp, "bifp", options)
 
 
 _bip.__doc__ = _BILEVEL_DOC
 _bifp.__doc__ = _BILEVEL_DOC
-_bip.__signature__ = _config_signature(_BIP_FIELDS)
-_bifp.__signature__ = _config_signature(_BIFP_FIELDS)
+_bip.__signature__ = _config_signature(_BIP_FIELDS, bilevel_base("bip"))
+_bifp.__signature__ = _config_signature(_BIFP_FIELDS, bilevel_base("bifp"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -977,9 +995,9 @@ def _bifp_postproc(ctx: Context, *, objective: str = _OBJECTIVE, grid_size: int 
     ``postproc`` fits them (``objective``, ``grid_size``: fairlearn's). For users who do have
     each example's sensitive attribute at prediction time: the result records
     ``needs_sensitive_at_prediction = True`` (``bifp`` alone does not need it)."""
-    return _threshold_optimizer(ctx, _bilevel(ctx, bilevel.bifp, options), objective=objective,
+    return _threshold_optimizer(ctx, _bilevel(ctx, bilevel.bifp, "bifp_postproc", options), objective=objective,
                                 grid_size=grid_size)
 
 
 _bifp_postproc.__signature__ = _config_signature(
-    _BIFP_FIELDS, extra={"objective": _OBJECTIVE, "grid_size": _GRID_SIZE})
+    _BIFP_FIELDS, bilevel_base("bifp_postproc"), extra={"objective": _OBJECTIVE, "grid_size": _GRID_SIZE})

@@ -14,6 +14,8 @@ so ||IG_approx - IG_exact|| <= that bound times ||m * g_up||: first order in ||H
 """
 
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn as nn
@@ -27,6 +29,18 @@ from fairprune_lite.masks import MaskScores, apply_masks, weight_parameters
 from fairprune_lite.models import SmallCNN
 
 RATIOS = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]  # gamma / ||H||
+
+
+def paper_bifp(*args, **kwargs):
+    """``bilevel.bifp`` under the paper's protocol unless the test names one: most tests here pin
+    the solver's mechanics (steps, passes, selection, the IG), which the default protocol's splits
+    and selection would change."""
+    return bilevel.bifp(*args, **{"protocol": "paper", **kwargs})
+
+
+def paper_bip(*args, **kwargs):
+    """``bilevel.bip`` under the paper's protocol unless the test names one."""
+    return bilevel.bip(*args, **{"protocol": "paper", **kwargs})
 
 
 def _cmp(exact, approx):
@@ -246,7 +260,7 @@ def test_solver_reaches_exact_sparsity_and_counts(kw):
     ds = _data()
     model = _pretrained(ds)
     dense = [p.detach().clone() for p in model.parameters()]
-    res = bilevel.bip(model, train.make_loader(ds, 64, shuffle=True), steps=12, weight_decay=1e-4, **kw)
+    res = paper_bip(model, train.make_loader(ds, 64, shuffle=True), steps=12, weight_decay=1e-4, **kw)
     assert all(torch.equal(a, p) for a, p in zip(dense, model.parameters()))  # caller's model untouched
     ms = MaskScores(model, kw["sparsity"], structured=kw.get("structured", False), scope=kw.get("scope", "global"))
     units = {n: (m.flatten(1)[:, 0] if ms.structured else m) for n, m in res.masks.items()}
@@ -273,7 +287,7 @@ def test_solver_reaches_exact_sparsity_and_counts(kw):
 def test_solver_is_deterministic_under_seed():
     ds = _data()
     model = _pretrained(ds)
-    runs = [bilevel.bip(model, ds, sparsity=0.6, steps=15, batch_size=64, seed=3, weight_decay=1e-4) for _ in range(2)]
+    runs = [paper_bip(model, ds, sparsity=0.6, steps=15, batch_size=64, seed=3, weight_decay=1e-4) for _ in range(2)]
     assert all(torch.equal(runs[0].masks[n], runs[1].masks[n]) for n in runs[0].masks)
     for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters()):
         assert torch.equal(a, b)
@@ -284,7 +298,7 @@ def test_solver_moves_the_mask():
     # the scores are trained: after enough steps the mask differs from magnitude pruning
     ds = _data()
     model = _pretrained(ds)
-    res = bilevel.bip(model, ds, sparsity=0.6, steps=60, beta=1.0, batch_size=64, weight_decay=1e-4)
+    res = paper_bip(model, ds, sparsity=0.6, steps=60, beta=1.0, batch_size=64, weight_decay=1e-4)
     start = MaskScores(model, 0.6).binary_masks()
     assert any(not torch.equal(start[n], res.masks[n]) for n in start)
 
@@ -297,7 +311,7 @@ def test_nan_guard_and_bad_inputs():
     bad.x = ds.x.clone()
     bad.x[:] = float("nan")
     with pytest.raises(FloatingPointError, match="step 0"):
-        bilevel.bip(model, train.make_loader(bad, 64, shuffle=False), sparsity=0.5, steps=3)
+        paper_bip(model, train.make_loader(bad, 64, shuffle=False), sparsity=0.5, steps=3)
     loader = train.make_loader(ds, 64, shuffle=True)
     for kw, word in [(dict(sparsity=1.0), "sparsity"), (dict(sparsity=-0.1), "sparsity"),
                      (dict(sparsity=0.5, gamma=0), "gamma"), (dict(sparsity=0.5, ig="hessian"), "ig"),
@@ -306,11 +320,11 @@ def test_nan_guard_and_bad_inputs():
                      (dict(sparsity=0.5, mask_init="random"), "mask_init"),
                      (dict(sparsity=0.5, alpha=-1.0), "alpha")]:
         with pytest.raises(ValueError, match=word):
-            bilevel.bip(model, loader, steps=2, **kw)
+            paper_bip(model, loader, steps=2, **kw)
     with pytest.raises(ValueError, match="steps or epochs"):
-        bilevel.bip(model, loader, sparsity=0.5, steps=2, epochs=1)
+        paper_bip(model, loader, sparsity=0.5, steps=2, epochs=1)
     with pytest.raises(ValueError, match="no field"):
-        bilevel.bip(model, loader, sparsity=0.5, stepz=2)
+        paper_bip(model, loader, sparsity=0.5, stepz=2)
     # the defaults live once, in the config: the solver and the registry read the same values
     from fairprune_lite import pruners
 
@@ -356,9 +370,9 @@ def test_bifp_closes_the_gap_that_bip_leaves(seed):
     dense = Mlp()
     train.fit(dense, train.make_loader(tr, 64, shuffle=True, seed=seed), epochs=5, lr=0.05)
     kw = dict(sparsity=0.8, steps=300, batch_size=64, seed=seed, alpha=0.05, update="joint")
-    bip = train.evaluate(bilevel.bip(dense, va, **kw).model, te)
+    bip = train.evaluate(paper_bip(dense, va, **kw).model, te)
     c = FairnessConstraint("accuracy_gap", tau=0.02)  # library defaults otherwise
-    res = bilevel.bifp(dense, va, constraint=c, **kw)
+    res = paper_bifp(dense, va, constraint=c, **kw)
     fair = train.evaluate(res.model, te)
     assert bip["accuracy_gap"] > 0.25  # the premise: pruning without the constraint is unfair
     assert fair["accuracy_gap"] < bip["accuracy_gap"] - 0.2
@@ -383,9 +397,9 @@ def test_ablation_switches_remove_the_term_from_their_level():
 
     def run(fm, fw):
         c = FairnessConstraint("accuracy_gap", tau=0.0, init_multiplier=[5.0, 0.0])
-        return bilevel.bifp(dense, ds, constraint=c, fair_mask=fm, fair_weights=fw, **kw)
+        return paper_bifp(dense, ds, constraint=c, fair_mask=fm, fair_weights=fw, **kw)
 
-    ref = bilevel.bip(dense, ds, **kw)
+    ref = paper_bip(dense, ds, **kw)
     diff = lambda a, b: max(float((x - y).abs().max()) for x, y in zip(a, b))  # noqa: E731
     weights = lambda r: [p.detach() for p in r.model.parameters()]  # noqa: E731
     scores = lambda r: [r.scores[n] for n in sorted(r.scores)]  # noqa: E731
@@ -403,12 +417,12 @@ def test_dual_every_measures_on_full_passes_and_counts_them():
     ds = _two_rules(256, 0)
     dense = Mlp()
     c = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=1.0)
-    res = bilevel.bifp(dense, ds, sparsity=0.5, steps=6, batch_size=64, update="joint", constraint=c, dual_every=3)
+    res = paper_bifp(dense, ds, sparsity=0.5, steps=6, batch_size=64, update="joint", constraint=c, dual_every=3)
     assert c.updates == 2
     # 6 training batches + 2 evaluation passes over 256 examples (one batch of 1024 each)
     assert res.cost["forward_passes"] == 6 + 2 and res.cost["examples"] == 6 * 64 + 2 * 256
     with pytest.raises(ValueError, match="dual_every"):
-        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, dual_every=0)
+        paper_bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, dual_every=0)
 
 
 def test_batches_missing_a_group_do_not_stop_the_run():
@@ -421,7 +435,7 @@ def test_batches_missing_a_group_do_not_stop_the_run():
     ds = FairDataset(ds.x[order], ds.y[order], ds.s[order], name="sorted")
     assert int(ds.s[:64].sum()) == 64 and 0 < int(ds.s[64:128].sum()) < 64 and int(ds.s[128:].sum()) == 0
     c = FairnessConstraint("accuracy_gap", tau=0.0, window=1, init_multiplier=1.0)
-    res = bilevel.bifp(Mlp(), train.make_loader(ds, 64, shuffle=False), sparsity=0.5, steps=3, update="joint",
+    res = paper_bifp(Mlp(), train.make_loader(ds, 64, shuffle=False), sparsity=0.5, steps=3, update="joint",
                        constraint=c)
     assert [h["gap"] is None for h in res.history] == [True, False, True]
     assert c.skipped_terms == 2 and c.skipped_updates == 2 and c.updates == 1
@@ -445,7 +459,7 @@ def test_one_solver_step_equals_the_formula_by_hand(update, fm, fw):
     hp = dict(alpha=0.1, beta=5.0, gamma=0.05, weight_decay=1e-3, momentum=0.9)
     make_c = lambda: FairnessConstraint("accuracy_gap", tau=0.0, init_multiplier=[5.0, 0.0])  # noqa: E731
     loader = train.make_loader(ds, 64, shuffle=False)
-    res = bilevel.bifp(dense, loader, sparsity=0.5, steps=1, update=update, fair_mask=fm, fair_weights=fw,
+    res = paper_bifp(dense, loader, sparsity=0.5, steps=1, update=update, fair_mask=fm, fair_weights=fw,
                        constraint=make_c(), ig="paper", **hp)
 
     # the same step written out with plain autograd
@@ -507,8 +521,8 @@ def test_bifp_closes_the_gap_in_both_update_modes(update):
     dense = Mlp()
     train.fit(dense, train.make_loader(tr, 64, shuffle=True, seed=0), epochs=5, lr=0.05)
     kw = dict(sparsity=0.8, steps=300, batch_size=64, seed=0, alpha=0.05, update=update)
-    bip = train.evaluate(bilevel.bip(dense, va, **kw).model, te)
-    fair = train.evaluate(bilevel.bifp(dense, va, constraint=FairnessConstraint("accuracy_gap", tau=0.02), **kw).model,
+    bip = train.evaluate(paper_bip(dense, va, **kw).model, te)
+    fair = train.evaluate(paper_bifp(dense, va, constraint=FairnessConstraint("accuracy_gap", tau=0.02), **kw).model,
                           te)
     assert bip["accuracy_gap"] > 0.25
     assert fair["accuracy_gap"] < 0.1 and fair["accuracy"] > fair["majority_baseline"] + 0.15
@@ -533,7 +547,7 @@ def test_structured_bifp_on_batchnorm_keeps_every_layer(sparsity):
     train.set_seed(0)
     net = SmallCNN(1, width=8)
     train.fit(net, train.make_loader(tr, 64, shuffle=True), epochs=3, lr=0.05)
-    res = bilevel.bifp(net, va, sparsity=sparsity, structured=True, steps=150, batch_size=64,
+    res = paper_bifp(net, va, sparsity=sparsity, structured=True, steps=150, batch_size=64,
                        constraint=FairnessConstraint("accuracy_gap", tau=0.02))
     kept = {n: int(m.flatten(1)[:, 0].sum()) for n, m in res.masks.items()}
     assert all(k > 0 for k in kept.values()), kept
@@ -547,7 +561,7 @@ def test_holdout_selection_keeps_the_best_safe_iterate():
     dense = Mlp()
     train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=3, lr=0.05)
     c = FairnessConstraint("accuracy_gap", tau=0.05, margin=1.0)
-    res = bilevel.bifp(dense, ds, sparsity=0.8, steps=40, batch_size=64, update="joint", constraint=c,
+    res = paper_bifp(dense, ds, sparsity=0.8, steps=40, batch_size=64, update="joint", constraint=c,
                        holdout=0.25, select_every=10)
     sel = res.config["selection"]
     assert sel["held_out"] == 150 and sel["step"] in (9, 19, 29, 39)
@@ -560,7 +574,7 @@ def test_holdout_selection_keeps_the_best_safe_iterate():
     rep = train.evaluate(res.model, held)
     assert rep["accuracy"] == pytest.approx(sel["accuracy"])
     with pytest.raises(ValueError, match="holdout"):
-        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, holdout=1.0)
+        paper_bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, holdout=1.0)
 
 
 def test_recalibrate_bn_measures_the_final_network():
@@ -579,10 +593,10 @@ def test_recalibrate_bn_measures_the_final_network():
     # structured BiFP recalibrates by default and counts the pass
     va = _images(200, 1)
     cnn = SmallCNN(1, width=4)
-    res = bilevel.bifp(cnn, va, sparsity=0.5, structured=True, steps=3, batch_size=64,
+    res = paper_bifp(cnn, va, sparsity=0.5, structured=True, steps=3, batch_size=64,
                        constraint=FairnessConstraint("accuracy_gap", tau=0.02))
     assert res.config["recalibrate_bn"] is True and res.cost["forward_passes"] == 3 * 2 + 4
-    res = bilevel.bifp(cnn, va, sparsity=0.5, steps=3, batch_size=64,
+    res = paper_bifp(cnn, va, sparsity=0.5, steps=3, batch_size=64,
                        constraint=FairnessConstraint("accuracy_gap", tau=0.02))
     assert res.config["recalibrate_bn"] is False and res.cost["forward_passes"] == 3 * 2
 
@@ -680,7 +694,7 @@ def test_dual_passes_never_read_the_selection_holdout(monkeypatch):
         seen.append(dual_data)
         return orig(st, step, logits, y, s, dual_data)
     monkeypatch.setattr(bilevel, "dual_step", spy)
-    res = bilevel.bifp(dense, ds, sparsity=0.5, steps=4, batch_size=64, holdout=0.25, dual_every=2,
+    res = paper_bifp(dense, ds, sparsity=0.5, steps=4, batch_size=64, holdout=0.25, dual_every=2,
                        constraint=FairnessConstraint("accuracy_gap", tau=0.05))
     perm = torch.randperm(400, generator=torch.Generator().manual_seed(0))
     held_rows = {tuple(r.tolist()) for r in ds.x[perm[:100]]}
@@ -696,7 +710,7 @@ def test_selected_iterate_on_batchnorm_is_the_returned_model():
     train.set_seed(0)
     net = SmallCNN(1, width=4)
     train.fit(net, train.make_loader(tr, 64, shuffle=True), epochs=2, lr=0.05)
-    res = bilevel.bifp(net, va, sparsity=0.5, structured=True, steps=20, batch_size=64, holdout=0.25,
+    res = paper_bifp(net, va, sparsity=0.5, structured=True, steps=20, batch_size=64, holdout=0.25,
                        select_every=5, constraint=FairnessConstraint("accuracy_gap", tau=0.05))
     assert res.config["recalibrate_bn"] is True
     perm = torch.randperm(400, generator=torch.Generator().manual_seed(0))
@@ -710,7 +724,7 @@ def test_structured_masks_gate_batchnorm_in_the_returned_model():
     train.set_seed(0)
     net = SmallCNN(1, width=4)
     train.fit(net, train.make_loader(tr, 64, shuffle=True), epochs=1, lr=0.05)
-    res = bilevel.bifp(net, tr, sparsity=0.5, structured=True, steps=3, batch_size=64,
+    res = paper_bifp(net, tr, sparsity=0.5, structured=True, steps=3, batch_size=64,
                        constraint=FairnessConstraint("accuracy_gap", tau=0.05))
     mods = dict(res.model.named_modules())
     checked = 0
@@ -732,7 +746,7 @@ def test_prune_keeps_the_solvers_constraint_record():
     train.set_seed(0)
     dense = Mlp()
     train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.05)
-    res = pruners.prune("bifp", dense, splits, sparsity=0.7, steps=10,
+    res = pruners.prune("bifp", dense, splits, sparsity=0.7, steps=10, protocol="paper",
                         constraint=FairnessConstraint("accuracy_gap", tau=0.0))
     rec = res.config["constraint"]
     assert rec["updates"] == 10
@@ -745,8 +759,8 @@ def test_normalized_score_steps_move_the_mask_and_record_churn():
     dense = Mlp()
     train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.05)
     c = FairnessConstraint("accuracy_gap", tau=0.02)
-    clamped = bilevel.bifp(dense, ds, sparsity=0.8, steps=30, batch_size=64, constraint=c)
-    normal = bilevel.bifp(dense, ds, sparsity=0.8, steps=30, batch_size=64, constraint=c, score_update="normalized",
+    clamped = paper_bifp(dense, ds, sparsity=0.8, steps=30, batch_size=64, constraint=c)
+    normal = paper_bifp(dense, ds, sparsity=0.8, steps=30, batch_size=64, constraint=c, score_update="normalized",
                           beta=0.01)
     start = MaskScores(dense, 0.8).binary_masks()
     changed = sum(int((normal.masks[n].bool() & ~start[n].bool()).sum()) for n in start)
@@ -771,8 +785,8 @@ def test_certified_protocol_certifies_on_the_safety_split():
     train.set_seed(0)
     dense = Mlp()
     train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.05)
-    res = bilevel.bifp(dense, ds, sparsity=0.7, steps=20, batch_size=64, protocol="certified", dual_every=5,
-                       constraint=FairnessConstraint("accuracy_gap", tau=0.4))
+    res = paper_bifp(dense, ds, sparsity=0.7, steps=20, batch_size=64, protocol="certified", dual_every=5,
+                     constraint=FairnessConstraint("accuracy_gap", tau=0.4))
     cert = res.config["certificate"]
     assert res.config["protocol"] == "certified" and cert["n"] == 500 and cert["delta"] == 0.05
     assert cert["bound"] >= cert["value"] and cert["certified"] == (cert["bound"] <= 0.4)
@@ -784,15 +798,48 @@ def test_bad_certification_inputs_fail_before_training():
     dense = Mlp()
     c = FairnessConstraint("accuracy_gap", tau=0.02)
     with pytest.raises(ValueError, match="delta"):
-        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, delta=1.0)
+        paper_bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, delta=1.0)
     with pytest.raises(ValueError, match=r"safety=0.25: the safety split has 100 rows.*needs about \d+ rows"):
-        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, safety=0.25)
+        paper_bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, safety=0.25)
     with pytest.raises(ValueError, match="accuracy_floor=0.9 is above"):
-        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, holdout=0.25, accuracy_floor=0.9)
+        paper_bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, holdout=0.25, accuracy_floor=0.9)
     with pytest.raises(ValueError, match="accuracy_floor .*needs holdout"):
-        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, accuracy_floor=0.02)
+        paper_bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, accuracy_floor=0.02)
     with pytest.raises(ValueError, match="did you mean 'certified'"):
-        bilevel.bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, protocol="certifed")
+        paper_bifp(dense, ds, sparsity=0.5, steps=2, constraint=c, protocol="certifed")
+
+
+def test_the_default_is_the_certified_protocol_and_the_paper_differs_only_in_its_protocol_fields():
+    assert bilevel.DEFAULTS.protocol == "certified" and bilevel.PROTOCOLS["certified"] is bilevel.DEFAULTS
+    paper = bilevel.PROTOCOLS["paper"]
+    differ = {f.name for f in dataclasses.fields(paper) if getattr(paper, f.name) != getattr(bilevel.DEFAULTS, f.name)}
+    assert differ == {"protocol", "prune_split", "dual_every", "dual_rule", "holdout", "select_every", "accuracy_floor",
+                      "max_accuracy_drop", "safety"}
+    assert bilevel.DEFAULTS.replace(protocol="paper") == paper and paper.replace(protocol="certified") == bilevel.DEFAULTS
+    # BiP has no constraint to certify: it runs the paper's protocol unless told otherwise
+    ds = _two_rules(400, 0)
+    assert bilevel.bip(Mlp(), ds, sparsity=0.5, steps=2).config["protocol"] == "paper"
+
+
+def test_a_default_safety_split_too_small_is_reported_uncertified_and_a_named_one_is_an_error():
+    ds = _two_rules(1200, 0)
+    train.set_seed(0)
+    dense = Mlp()
+    train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.05)
+    c = lambda: FairnessConstraint("accuracy_gap", tau=0.02)  # noqa: E731
+    with pytest.warns(UserWarning, match=r"not certified: the safety split has 300 rows.*needs about \d+ rows"):
+        res = bilevel.bifp(dense, ds, sparsity=0.5, steps=5, batch_size=64, constraint=c())
+    cert = res.config["certificate"]
+    assert cert["certified"] is False and cert["bound"] is None and cert["n"] == 300 and cert["rows_needed"] > 300
+    assert "looser tau" in cert["reason"] and res.config["split_sizes"]["safety"] == 300
+    with pytest.raises(ValueError, match="safety=0.25: the safety split has 300 rows"):
+        bilevel.bifp(dense, ds, sparsity=0.5, steps=5, batch_size=64, constraint=c(), safety=0.25)
+    with pytest.raises(ValueError, match="safety=0.25"):
+        bilevel.bifp(dense, ds, sparsity=0.5, steps=5, batch_size=64, constraint=c(), delta=0.1)
+    # a dense model no better than the majority class: the default's accuracy floor refuses it, saying how not to
+    with pytest.warns(UserWarning, match="not certified"), \
+            pytest.raises(ValueError, match="accuracy_floor=0.02 is above.*protocol='paper'"):
+        bilevel.bifp(Mlp(), ds, sparsity=0.5, steps=2, constraint=c())
 
 
 def test_pruning_on_train_certifies_on_val_and_per_step_dual_rule_scales_the_step():
@@ -813,7 +860,7 @@ def test_pruning_on_train_certifies_on_val_and_per_step_dual_rule_scales_the_ste
     lam = {}
     for rule in ("per_update", "per_step"):
         cc = FairnessConstraint("accuracy_gap", tau=0.0, dual_lr=0.1)
-        r = bilevel.bifp(dense, tr, sparsity=0.7, steps=5, dual_every=5, dual_rule=rule, constraint=cc)
+        r = paper_bifp(dense, tr, sparsity=0.7, steps=5, dual_every=5, dual_rule=rule, constraint=cc)
         lam[rule] = r.config["constraint"]["multipliers"]
     assert max(lam["per_step"]) == pytest.approx(5 * max(lam["per_update"])) and max(lam["per_update"]) > 0
 
@@ -823,7 +870,7 @@ def test_max_accuracy_drop_sets_the_floor_from_the_dense_model():
     train.set_seed(0)
     dense = Mlp()
     train.fit(dense, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.05)
-    res = bilevel.bifp(dense, ds, sparsity=0.9, steps=10, batch_size=64, holdout=0.25, select_every=5,
+    res = paper_bifp(dense, ds, sparsity=0.9, steps=10, batch_size=64, holdout=0.25, select_every=5,
                        max_accuracy_drop=0.01, constraint=FairnessConstraint("accuracy_gap", tau=0.0))
     perm = torch.randperm(800, generator=torch.Generator().manual_seed(0))
     dense_acc = train.evaluate(dense, train.subset(ds, perm[:200]))["accuracy"]

@@ -110,7 +110,7 @@ def test_ablation_switches_remove_the_fairness_terms():
     train.set_seed(0)
     model = Lin()
     train.fit(model, train.make_loader(ds, 64, shuffle=True), epochs=2, lr=0.1)
-    kw = dict(sparsity=0.5, steps=10, batch_size=64, seed=1, weight_decay=1e-4)
+    kw = dict(sparsity=0.5, steps=10, batch_size=64, seed=1, weight_decay=1e-4, protocol="paper")
     ref = bilevel.bip(model, ds, **kw)
     c = FairnessConstraint("accuracy_gap", tau=0.0, init_multiplier=5.0, dual_lr=1.0)
     off = bilevel.bifp(model, ds, constraint=c, fair_mask=False, fair_weights=False, **kw)

@@ -581,7 +581,7 @@ def _run_config(spec, profile):
 
     own = set(pruners.METHODS[spec.method].options())
     args = _method_arguments(spec, profile) | dict(spec.method_kwargs)
-    return pruners.bilevel_config({k: v for k, v in args.items() if k in own})
+    return pruners.bilevel_config(spec.method, {k: v for k, v in args.items() if k in own})
 
 
 @pytest.mark.parametrize("default", ["paper", "certified"])
@@ -607,6 +607,11 @@ def test_the_profiles_paper_overrides_apply_exactly_under_the_paper_protocol(mon
     spec = ex.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke",
                       method_kwargs={"protocol": "paper", "beta": 0.3})
     assert _run_config(spec, profile).beta == 0.3
+    # BiP starts from the paper's protocol whatever the library default (its protocol trait): it
+    # gets the profile's paper overrides
+    bip = _run_config(ex.RunSpec(method="bip", dataset="adult", sparsity=0.5, profile="smoke"), profile)
+    assert bip.protocol == "paper" and (bip.beta, bip.gamma) == (0.2, 2.0)
+    assert bip.holdout == bilevel.PROTOCOLS["paper"].holdout
 
 
 def test_stored_bilevel_runs_get_the_step_sizes_they_ran_with_under_the_paper_protocol():

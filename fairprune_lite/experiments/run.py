@@ -231,7 +231,9 @@ def pruned_warnings(metrics: Mapping[str, Mapping[str, Any]], *, fairness_aware:
                    f"({sel.get('held_out')} rows; returned: step {sel.get('step')}, accuracy {sel.get('accuracy'):.4f}, "
                    f"constraint value {sel.get('value'):.4f}); try a looser tau, less sparsity or more data")
     cert = cfg.get("certificate")
-    if cert and not cert.get("certified"):
+    if cert and not cert.get("certified") and cert.get("bound") is None:
+        out.append(f"not certified: {cert.get('reason', 'no bound was computed')}")
+    elif cert and not cert.get("certified"):
         out.append(f"not certified: the {1 - cert['delta']:.0%} upper bound {cert['bound']:.4f} on {cert['n']} "
                    f"held-out rows exceeds tau {cert['tau']}; try a looser tau, less sparsity or more data")
     return out
@@ -261,7 +263,7 @@ def _method_arguments(spec: RunSpec, profile: Profile) -> dict[str, Any]:
     if info.bilevel:
         args["steps"] = _scaled(profile.bifp_steps, spec.budget)
         own = set(info.options())
-        protocol = pruners.bilevel_protocol(spec.method_kwargs if "protocol" in own else {})
+        protocol = pruners.bilevel_protocol(spec.method, spec.method_kwargs)
         args.update({k: v for k, v in profile.bifp_overrides(protocol).items() if k in own})
     return args
 
