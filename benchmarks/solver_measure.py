@@ -55,15 +55,24 @@ VARIANTS = {
     "bip_str": ("bip", {}, True),
     "bip_str_layer": ("bip", {"scope": "layer"}, True),
 }
+
+
+def _honours(method: str, kind: str) -> bool:
+    """Whether ``method`` can run under a constraint of ``kind`` (its ``constraint_kinds`` trait)."""
+    kinds = pruners.METHODS[method].constraint_kinds
+    return kinds is None or kind in kinds
+
+
 # these explorations ran before the certified protocol became the default: the paper's is their base
-VARIANTS = {k: (m, {"protocol": "paper", **kw} if m == "bifp" else kw, st) for k, (m, kw, st) in VARIANTS.items()}
+VARIANTS = {k: (m, {"protocol": "paper", **kw} if "protocol" in pruners.METHODS[m].options() else kw, st)
+            for k, (m, kw, st) in VARIANTS.items()}
 #: keys of a variant's options that are profile knobs (RunSpec.settings)
 SETTING_KEYS = ("dual_lr",)
 #: keys of a variant's options that configure the constraint, not the method
 CONSTRAINT_KEYS = tuple(_config.CONSTRAINT_OPTIONS)
 GROUPS = {
     "fair": [(b, v) for b in ("adult", "fashion") for v in ("omp", "pf", "bifp", "bifp_joint", "bifp_margin", "postproc")
-             if not (b == "fashion" and v == "postproc")],
+             if _honours(VARIANTS[v][0], BENCH[b]["constraint"])],
     "adult_dual": [("adult", v) for v in ("bifp_nupi", "bifp_full_margin", "bifp_select")],
     "fashion_select": [("fashion", "bifp_select")],
     "train_dual": [(b, v) for b in ("adult", "fashion") for v in ("bifp_train_dual", "bifp_train_dual_margin")],
