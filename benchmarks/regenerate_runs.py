@@ -32,14 +32,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def stale(results: Path, methods: set[str], structured_methods: set[str]) -> list[Path]:
-    """Stored result files of ``methods`` (all runs) and of ``structured_methods`` (structured runs)."""
+def stale(results: Path, methods: set[str], structured_methods: set[str], *, folders: set[str] | None = None,
+          datasets: set[str] | None = None) -> list[Path]:
+    """Stored result files of ``methods`` (all runs) and of ``structured_methods`` (structured runs),
+    optionally only in ``folders`` (sweep names) and of ``datasets``."""
     out = []
     for p in sorted(results.glob("*/*.json")):
         if p.name == "sweep.json" or p.name.endswith(".failed.json"):
             continue
+        if folders and p.parent.name not in folders:
+            continue
         r = json.loads(p.read_text())
         m, st = r.get("method"), bool((r.get("spec") or {}).get("structured"))
+        if datasets and r.get("dataset") not in datasets:
+            continue
         if m in methods or (m in structured_methods and st):
             out.append((r.get("model") != "mlp", str(p), p))
     # cheap (tabular) runs first, so a partial regeneration still covers whole sweeps
@@ -116,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pin", nargs="*", default=[], metavar="KEY=VALUE",
                     help="method options written into every regenerated spec (changes the run ids)")
     ap.add_argument("--apply", action="store_true", help="move the staged runs in and rewrite sweep.json")
+    ap.add_argument("--folders", nargs="*", default=None, help="only these sweeps (folder names)")
+    ap.add_argument("--datasets", nargs="*", default=None, help="only runs of these datasets")
     a = ap.parse_args(argv)
     if a.jobs < 1:
         ap.error("--jobs must be >= 1")
@@ -125,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         if not eq or not key:
             ap.error(f"--pin takes KEY=VALUE, got {item!r}")
         pin[key] = value
-    stored = stale(a.results, set(a.methods), set(a.structured_too))
+    stored = stale(a.results, set(a.methods), set(a.structured_too), folders=set(a.folders or ()) or None,
+                   datasets=set(a.datasets or ()) or None)
     if pin:  # runs that already carry the pinned options are done
         stored = [p for p in stored if any((json.loads(p.read_text())["spec"].get("method_kwargs") or {}).get(k) != v
                                            for k, v in pin.items())]
