@@ -54,6 +54,7 @@ JOBS: list[tuple[str, str, str, dict]] = [
     ("synthetic", "postproc", "postproc", {}),
     ("synthetic", "bifp_paper", "bifp", {"protocol": "paper"}),
     ("synthetic", "bifp_certified", "bifp", {}),  # the library default, nothing named
+    ("synthetic", "bifp_certified_k10", "bifp", {"dual_every": 10, "select_every": 10}),
     ("celeba_fixture", "omp", "omp", {}),
     ("celeba_fixture", "bifp_paper", "bifp", {"protocol": "paper"}),
     ("celeba_fixture", "bifp_certified", "bifp", {}),
