@@ -67,7 +67,15 @@ from torch import Tensor
 
 from . import fairness
 from ._optional import require
-from .fairness import N_CONSTRAINTS, cell_index, cell_stats, rates_defined, se_from_stats, values_from_stats
+from .fairness import (
+    N_CONSTRAINTS,
+    cell_counts,
+    cell_index,
+    cell_stats,
+    rates_defined,
+    se_from_stats,
+    values_from_stats,
+)
 
 __all__ = ["FairnessConstraint", "KINDS", "MODES", "DUALS", "N_CONSTRAINTS", "constraint_se", "feasibility",
            "Estimate", "WindowEstimate", "SurrogateEstimate", "Multiplier", "ProjectedAscent", "NuPI",
@@ -137,11 +145,12 @@ def feasibility(kind: str, tau: float, logits: Tensor, y: Tensor, s: Tensor) -> 
 @dataclass
 class Estimate:
     """One measurement of the exact constraint: the one-sided ``values`` (float64, CPU), their
-    standard errors ``se`` (None unless asked for), the cell ``stats`` they come from."""
+    standard errors ``se`` (None unless asked for), the cell statistics ``stats`` they come from
+    (:func:`fairprune_lite.fairness.cell_stats`' eight numbers)."""
 
     values: Tensor
     se: Tensor | None
-    stats: Tensor | None = None
+    stats: Sequence[float] | None = None
 
 
 class WindowEstimate:
@@ -153,7 +162,8 @@ class WindowEstimate:
     makes *both* one-sided multipliers grow); ``pooled=False`` measures the given data alone (a
     full pass) without joining the window. :meth:`bound` is ``tau - margin * SE``: a value held
     below it on the data measured stays below ``tau`` on unseen data with probability about
-    ``Phi(margin)`` (one-sided); ``margin = 0`` is plain ``tau``.
+    ``Phi(margin)`` (one-sided); ``margin = 0`` is plain ``tau``. The statistics are counts, so
+    the pooled sums are exact (kept as Python floats: the window runs once per training step).
     """
 
     def __init__(self, kind: str, *, window: int = 8, margin: float = 0.0) -> None:
@@ -162,28 +172,40 @@ class WindowEstimate:
             raise ValueError(f"window must be a positive integer, got {window!r}")
         self.window = window
         self.margin = _number(margin, "margin")
-        self._pool: deque[Tensor] = deque(maxlen=window)
-        self.batch_stats: Tensor | None = None  # the last batch observed
-        self.stats: Tensor | None = None        # the statistics the last estimate used
+        self._pool: deque[list[float]] = deque(maxlen=window)
+        self._batch: list[float] | None = None  # the last batch observed
+        self._stats: list[float] | None = None  # the statistics the last estimate used
+
+    @property
+    def batch_stats(self) -> Tensor | None:
+        """Cell statistics of the last batch observed (float64), None before any."""
+        return None if self._batch is None else torch.tensor(self._batch, dtype=torch.float64)
+
+    @property
+    def stats(self) -> Tensor | None:
+        """The (pooled) cell statistics of the last estimate, None before any."""
+        return None if self._stats is None else torch.tensor(self._stats, dtype=torch.float64)
 
     @torch.no_grad()
     def observe(self, logits: Tensor, y: Tensor, s: Tensor, *, pooled: bool = True) -> Estimate | None:
         """Measure on ``(logits, y, s)`` (pooled with the window, or alone); None when a compared
         rate has no example in what was measured. SEs are computed when ``margin > 0``."""
-        st = cell_stats(self.kind, logits.detach().flatten(), y, s)
-        self.batch_stats = st
+        st = cell_counts(self.kind, logits.detach(), y, s)
+        self._batch = st
         if pooled:
             self._pool.append(st)
-            st = torch.stack(list(self._pool)).sum(0) if len(self._pool) > 1 else st
-        self.stats = st
+            if len(self._pool) > 1:
+                st = [sum(col) for col in zip(*self._pool)]
+        self._stats = st
         return self.from_stats(st)
 
-    def from_stats(self, st: Tensor) -> Estimate | None:
+    def from_stats(self, st: Tensor | Sequence[float]) -> Estimate | None:
         """The estimate of given cell statistics (None when a compared rate has no example)."""
-        if not rates_defined(self.kind, st[:4].tolist()):
-            return None
+        if isinstance(st, Tensor):
+            st = st.tolist()
         values = values_from_stats(self.kind, st)
-        assert values is not None
+        if values is None:
+            return None
         return Estimate(values, se_from_stats(self.kind, st) if self.margin > 0 else None, st)
 
     def bound(self, tau: float, se: Tensor | None, n: int) -> Tensor:
@@ -200,7 +222,7 @@ class WindowEstimate:
 
     def reset(self) -> None:
         self._pool.clear()
-        self.batch_stats = self.stats = None
+        self._batch = self._stats = None
 
 
 class SurrogateEstimate:
@@ -217,6 +239,7 @@ class SurrogateEstimate:
         self.name = surrogate
         self.temperature = _number(temperature, "temperature", strict=True)
         self._u: Callable[[Tensor], Tensor] | None = None  # made on first use
+        self._index: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     @property
     def u(self) -> Callable[[Tensor], Tensor]:
@@ -231,21 +254,44 @@ class SurrogateEstimate:
 
     def values(self, logits: Tensor, y: Tensor, s: Tensor, n: Sequence[float]) -> Tensor:
         """The values in a few vectorised ops (per-cell sums by ``index_add``); ``n`` are the
-        cell counts ``[n_00, n_01, n_10, n_11]``, every compared one positive."""
+        cell counts ``[n_00, n_01, n_10, n_11]``, every compared one positive.
+
+        Each entry is ``sum_cell u(.) / n_cell + sum_cell' u(-.) / n_cell' - 1`` evaluated in
+        ``logits``' dtype (the counts are exact in float32 below 2^24), the same arithmetic,
+        operation by operation, for every entry at once; other dtypes (half precision, where a
+        count need not be exact) divide by each count as a Python number."""
         y = y.to(logits.device)
         idx = cell_index(y, s.to(logits.device))
         t = (2 * y.to(logits.dtype) - 1) * logits if self.kind == "accuracy_gap" else logits
         u = self.u
         a = logits.new_zeros(4).index_add(0, idx, u(t))   # sum of u(t) per cell
         b = logits.new_zeros(4).index_add(0, idx, u(-t))  # sum of u(-t) per cell
+        exact = logits.dtype in (torch.float32, torch.float64)
         if self.kind == "equalized_odds":
-            out = []
-            for p_, m_ in ((3, 1), (2, 0)):  # TPR cells (s+, y=1) vs (s-, y=1), then FPR cells
-                out += [a[p_] / n[p_] + b[m_] / n[m_] - 1.0, a[m_] / n[m_] + b[p_] / n[p_] - 1.0]
-            return torch.stack(out)
-        n_p, n_m = n[2] + n[3], n[0] + n[1]
-        a_p, a_m, b_p, b_m = a[2] + a[3], a[0] + a[1], b[2] + b[3], b[0] + b[1]
-        return torch.stack([a_p / n_p + b_m / n_m - 1.0, a_m / n_m + b_p / n_p - 1.0])
+            if not exact:
+                out = []
+                for p_, m_ in ((3, 1), (2, 0)):  # TPR cells (s+, y=1) vs (s-, y=1), then FPR cells
+                    out += [a[p_] / n[p_] + b[m_] / n[m_] - 1.0, a[m_] / n[m_] + b[p_] / n[p_] - 1.0]
+                return torch.stack(out)
+            cnt = torch.tensor(list(n), dtype=logits.dtype, device=logits.device)
+            ia, ib = self._eo_index(logits.device)
+            # [a3/n3 + b1/n1, a1/n1 + b3/n3, a2/n2 + b0/n0, a0/n0 + b2/n2] - 1: TPR then FPR pairs
+            return (a / cnt)[ia] + (b / cnt)[ib] - 1.0
+        n_m, n_p = n[0] + n[1], n[2] + n[3]
+        ga, gb = a.view(2, 2), b.view(2, 2)
+        sa, sb = ga[:, 0] + ga[:, 1], gb[:, 0] + gb[:, 1]  # [sum over s-, sum over s+]
+        if not exact:
+            return torch.stack([sa[1] / n_p + sb[0] / n_m - 1.0, sa[0] / n_m + sb[1] / n_p - 1.0])
+        cnt = torch.tensor([n_m, n_p], dtype=logits.dtype, device=logits.device)
+        # [a_p/n_p + b_m/n_m, a_m/n_m + b_p/n_p] - 1
+        return (sa / cnt).flip(0) + sb / cnt - 1.0
+
+    def _eo_index(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        hit = self._index.get(device)
+        if hit is None:
+            hit = self._index[device] = (torch.tensor([3, 1, 2, 0], device=device),
+                                         torch.tensor([1, 3, 0, 2], device=device))
+        return hit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,11 +597,12 @@ class FairnessConstraint:
         return self.relaxation.values(logits, y, s, n)
 
     @torch.no_grad()
-    def batch_values(self, logits: Tensor, y: Tensor, s: Tensor, *, stats: Tensor | None = None) -> Tensor | None:
+    def batch_values(self, logits: Tensor, y: Tensor, s: Tensor, *,
+                     stats: Tensor | Sequence[float] | None = None) -> Tensor | None:
         """Exact one-sided values of one batch (float64) from its cell statistics (given as
         ``stats``, or counted), or None when the batch lacks a compared cell."""
         if stats is None:
-            stats = cell_stats(self.kind, logits.detach().flatten(), y, s)
+            stats = cell_counts(self.kind, logits.detach(), y, s)
         return values_from_stats(self.kind, stats)
 
     @torch.no_grad()
@@ -607,27 +654,33 @@ class FairnessConstraint:
             if est is None:
                 self.skipped_updates += 1
                 return self.multipliers.clone()
-            measured, se = est.values, est.se
-        elif self.margin > 0 and se is None:
-            raise ValueError("margin > 0 needs the standard errors: give se= with measured=, or the data")
-        measured = torch.as_tensor(measured).detach().to("cpu", torch.float64).flatten()
-        if measured.shape != (self.n,):
-            raise ValueError(f"measured must have {self.n} entries for kind {self.kind!r}, got {tuple(measured.shape)}")
-        if not bool(torch.isfinite(measured).all()):
-            raise ValueError(f"measured constraint values are not finite: {measured.tolist()}")
+            measured, se = est.values, est.se  # float64, CPU, finite (counts of a defined window)
+        else:
+            if self.margin > 0 and se is None:
+                raise ValueError("margin > 0 needs the standard errors: give se= with measured=, or the data")
+            measured = torch.as_tensor(measured).detach().to("cpu", torch.float64).flatten()
+            if measured.shape != (self.n,):
+                raise ValueError(f"measured must have {self.n} entries for kind {self.kind!r}, "
+                                 f"got {tuple(measured.shape)}")
+            if not bool(torch.isfinite(measured).all()):
+                raise ValueError(f"measured constraint values are not finite: {measured.tolist()}")
         self._last["exact"] = measured
         bound = self.estimator.bound(self.tau, se, self.n)
         if self.margin > 0:
             self._last["bound"] = bound
-        self.formulation.ascend((measured - bound) * float(step_scale))
+        violation = measured - bound
+        if step_scale != 1.0:
+            violation = violation * float(step_scale)
+        self.formulation.ascend(violation)
         self.updates += 1
         return self.multipliers.clone()
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def last_batch_stats(self) -> Tensor | None:
-        """Cell statistics of the last batch :meth:`update` measured (None before any): the
-        solver's log reuses them instead of counting the batch again."""
-        return self.estimator.batch_stats
+    def last_batch_stats(self) -> Sequence[float] | None:
+        """Cell statistics of the last batch :meth:`update` measured (the eight numbers of
+        :func:`fairprune_lite.fairness.cell_stats`; None before any): the solver's log reuses them
+        instead of counting the batch again."""
+        return self.estimator._batch
 
     def feasibility(self, logits: Tensor, y: Tensor, s: Tensor) -> dict[str, Any]:
         """:func:`feasibility` of this constraint's kind and ``tau`` on ``(logits, y, s)``."""
@@ -640,10 +693,10 @@ class FairnessConstraint:
 
     def last_state(self) -> dict[str, Any]:
         """Floats for logging: multipliers and the last surrogate / exact values seen."""
-        out: dict[str, Any] = {"multipliers": [float(v) for v in self.multipliers]}
+        out: dict[str, Any] = {"multipliers": self.multipliers.tolist()}
         for k in ("surrogate", "exact"):
             if k in self._last:
-                out[k] = [float(v) for v in self._last[k]]
+                out[k] = self._last[k].tolist()
         if "exact" in self._last:
             out["max_violation"] = float(self._last["exact"].max()) - self.tau
         out["skipped_terms"] = self.skipped_terms

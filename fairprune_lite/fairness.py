@@ -58,6 +58,7 @@ __all__ = [
     "N_CONSTRAINTS",
     "cell_index",
     "cell_stats",
+    "cell_counts",
     "rate_pairs",
     "rates_defined",
     "values_from_stats",
@@ -434,16 +435,22 @@ def _hits(kind: str, logits: Tensor, y: Tensor) -> Tensor:
     return (sel == (y == 1)) if kind == "accuracy_gap" else sel
 
 
+def cell_counts(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> list[float]:
+    """:func:`cell_stats` as a list of Python floats (one ``bincount`` of ``cell + 4 * hit``; the
+    training loop's form, without a tensor per statistic)."""
+    y = torch.as_tensor(y).flatten().to(logits.device)
+    code = cell_index(y, torch.as_tensor(s).flatten().to(logits.device)) + 4 * _hits(kind, logits.flatten(), y)
+    c = torch.bincount(code, minlength=8).tolist()
+    return [float(c[i] + c[i + 4]) for i in range(4)] + [float(c[i]) for i in range(4, 8)]
+
+
 def cell_stats(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
     """``[n_00, n_01, n_10, n_11, h_00, h_01, h_10, h_11]`` (float64, CPU): examples and hits
     (correct predictions for the accuracy gap, positive predictions otherwise) per (group, label)
     cell ``n_{s, y}``. Sums of these over batches are the pooled statistics; the exact values
     (:func:`values_from_stats`) and their standard errors (:func:`se_from_stats`) are functions of
     them alone. No validation (:func:`constraint_values` validates)."""
-    y = torch.as_tensor(y).flatten()
-    idx = cell_index(y, torch.as_tensor(s).flatten()).cpu()
-    hit = _hits(kind, logits.flatten(), y.to(logits.device)).cpu().double()
-    return torch.cat([torch.bincount(idx, minlength=4).double(), torch.bincount(idx, weights=hit, minlength=4)])
+    return torch.tensor(cell_counts(kind, logits, y, s), dtype=torch.float64)
 
 
 def rate_pairs(kind: str, st: Tensor | Sequence[float]) -> list[tuple[float, float, float, float]]:
@@ -459,7 +466,7 @@ def rate_pairs(kind: str, st: Tensor | Sequence[float]) -> list[tuple[float, flo
 def rates_defined(kind: str, counts: Sequence[float]) -> bool:
     """Whether every rate ``kind`` compares has examples, from the four cell counts
     ``[n_00, n_01, n_10, n_11]``: both groups, or all four cells for equalized odds."""
-    n00, n01, n10, n11 = counts[:4]
+    n00, n01, n10, n11 = counts[:4].tolist() if isinstance(counts, Tensor) else counts[:4]
     if kind == "equalized_odds":
         return bool(n00 > 0 and n01 > 0 and n10 > 0 and n11 > 0)
     return bool(n00 + n01 > 0 and n10 + n11 > 0)

@@ -270,7 +270,9 @@ def make_optimizer(params: Iterable[Tensor], name: str = "sgd", *, lr: float, we
     if name == "sgd":
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        # foreach: the same per-tensor arithmetic as the default loop on the CPU (bit for bit,
+        # tests/test_bilevel.py), with fewer Python-level kernel launches (the default on CUDA)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
