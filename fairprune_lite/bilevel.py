@@ -263,7 +263,7 @@ def implicit_gradient(
             prod = wu * wl
             if sg.shape != prod.shape:  # structured: one score per output channel
                 prod = prod.reshape(prod.shape[0], -1).sum(1).reshape(sg.shape)
-            out[name] = sg - prod / gamma
+            out[name] = sg - (prod if gamma == 1.0 else prod / gamma)  # x / 1.0 is x exactly
     return out
 
 

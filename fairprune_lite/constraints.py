@@ -252,16 +252,19 @@ class SurrogateEstimate:
         u = fairness.surrogate(self.name, temperature=self.temperature)
         return fairness.constraint_values(self.kind, logits, y, s, surrogate=u)
 
-    def values(self, logits: Tensor, y: Tensor, s: Tensor, n: Sequence[float]) -> Tensor:
+    def values(self, logits: Tensor, y: Tensor, s: Tensor, n: Sequence[float], *,
+               idx: Tensor | None = None) -> Tensor:
         """The values in a few vectorised ops (per-cell sums by ``index_add``); ``n`` are the
         cell counts ``[n_00, n_01, n_10, n_11]``, every compared one positive.
 
         Each entry is ``sum_cell u(.) / n_cell + sum_cell' u(-.) / n_cell' - 1`` evaluated in
         ``logits``' dtype (the counts are exact in float32 below 2^24), the same arithmetic,
         operation by operation, for every entry at once; other dtypes (half precision, where a
-        count need not be exact) divide by each count as a Python number."""
+        count need not be exact) divide by each count as a Python number. ``idx``: the examples'
+        cell indices (:func:`fairprune_lite.fairness.cell_index`) when already computed."""
         y = y.to(logits.device)
-        idx = cell_index(y, s.to(logits.device))
+        if idx is None:
+            idx = cell_index(y, s.to(logits.device))
         t = (2 * y.to(logits.dtype) - 1) * logits if self.kind == "accuracy_gap" else logits
         u = self.u
         a = logits.new_zeros(4).index_add(0, idx, u(t))   # sum of u(t) per cell
@@ -619,13 +622,15 @@ class FairnessConstraint:
         for equalized odds) cannot estimate the constraint: the term is then 0 for that batch
         and counted in ``skipped_terms`` (reported by :meth:`last_state`).
         """
-        n = _counts(y, s)
+        y, s = torch.as_tensor(y), torch.as_tensor(s)
+        idx = cell_index(y.flatten(), s.flatten())
+        n = torch.bincount(idx.cpu(), minlength=4).tolist()
         if not rates_defined(self.kind, n):
             self.skipped_terms += 1
             return logits.sum() * 0.0
         if logits.dim() != 1:
             raise ValueError(f"logits must have shape [B] (one logit per example), got {tuple(logits.shape)}")
-        sur = self.relaxation.values(logits, torch.as_tensor(y), torch.as_tensor(s), n)
+        sur = self.relaxation.values(logits, y, s, n, idx=idx.to(logits.device))
         self._last["surrogate"] = sur.detach()
         return self.formulation.term(sur, self.tau)
 

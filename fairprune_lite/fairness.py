@@ -393,6 +393,8 @@ def surrogate(name: str, *, temperature: float = 1.0) -> Callable[[Tensor], Tens
     ):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     inv = 1.0 / float(temperature)
+    if inv == 1.0:  # t * 1.0 is t exactly (values and gradients): skip the multiplication
+        return _unscaled(name)
 
     if name == "hinge":
         def u(t: Tensor) -> Tensor:
@@ -414,6 +416,25 @@ def surrogate(name: str, *, temperature: float = 1.0) -> Callable[[Tensor], Tens
 # ---------------------------------------------------------------------------------------------
 # one-sided constraints on a batch of logits
 # ---------------------------------------------------------------------------------------------
+def _unscaled(name: str) -> Callable[[Tensor], Tensor]:
+    """:func:`surrogate` at temperature 1."""
+    if name == "hinge":
+        def u(t: Tensor) -> Tensor:
+            return torch.relu(1.0 + t)
+    elif name == "logistic":
+        def u(t: Tensor) -> Tensor:
+            return F.softplus(t) / _LN2
+    elif name == "ramp":
+        def u(t: Tensor) -> Tensor:
+            return torch.clamp(1.0 + t, 0.0, 1.0)
+    else:
+        def u(t: Tensor) -> Tensor:
+            return torch.sigmoid(t)
+    u.__name__ = name
+    u.__doc__ = f"{name} surrogate of 1(t > 0), temperature 1.0"
+    return u
+
+
 def _label_tensor(x: Any, name: str, like: Tensor) -> Tensor:
     t = torch.as_tensor(x, device=like.device)
     if t.dim() != 1 or t.shape[0] != like.shape[0]:

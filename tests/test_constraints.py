@@ -2,6 +2,7 @@
 bad input, and its use inside fit / bifp (ablation switches really remove the fairness terms)."""
 
 import importlib.util
+import math
 
 import pytest
 import torch
@@ -501,3 +502,19 @@ def test_vectorised_surrogate_is_bit_identical_to_the_entrywise_form(kind):
                     (gr,) = torch.autograd.grad(total, lg)
                     outs.append((v.detach(), gr))
                 assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1]), (trial, dtype, name)
+
+
+def test_surrogate_at_temperature_one_skips_only_a_multiplication_by_one():
+    """At temperature 1 the surrogates are u(t) without the t * 1.0: the same values and gradients,
+    bit for bit, as the general form; other temperatures still rescale."""
+    import torch.nn.functional as F
+
+    t = 4 * torch.randn(500, generator=torch.Generator().manual_seed(2))
+    general = {"hinge": lambda v, i: torch.relu(1.0 + v * i), "logistic": lambda v, i: F.softplus(v * i) / math.log(2),
+               "ramp": lambda v, i: torch.clamp(1.0 + v * i, 0.0, 1.0), "sigmoid": lambda v, i: torch.sigmoid(v * i)}
+    for name, ref in general.items():
+        for temp in (1.0, 2.5):
+            a, b = t.clone().requires_grad_(True), t.clone().requires_grad_(True)
+            ua, ub = fairness.surrogate(name, temperature=temp)(a), ref(b, 1.0 / temp)
+            (ga,), (gb,) = torch.autograd.grad(ua.sum(), a), torch.autograd.grad(ub.sum(), b)
+            assert torch.equal(ua, ub) and torch.equal(ga, gb), (name, temp)
