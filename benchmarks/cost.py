@@ -313,6 +313,27 @@ def omp_masks(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------------
 # section 1: per-step cost
 # ---------------------------------------------------------------------------------------------
+def aten_ops_per_step(run: Callable[[int], Any], n1: int = 4, n2: int = 12) -> float:
+    """ATen operations one step dispatches (forward, backward, optimizer, bookkeeping): counted
+    by a ``TorchDispatchMode`` over runs of ``n1`` and ``n2`` steps, ``(ops(n2) - ops(n1)) /
+    (n2 - n1)``. Deterministic: what the step asks of the dispatcher, whatever the load."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    for k in (n1, n2):
+        with _Count() as c:
+            run(k)
+        counts.append(c.n)
+    return round((counts[1] - counts[0]) / (n2 - n1), 1)
+
+
 def _step_configs() -> list[tuple[str, dict]]:
     """The configurations of the step section: ``(name, options of bifp)``."""
     cfgs: list[tuple[str, dict]] = [("dense_sgd", {}), ("masked_sgd", {}), ("masked_sgd_fair", {})]
@@ -394,6 +415,10 @@ def _step_one(dataset: str, mname: str, width: int, sizes: Sizes, device: torch.
     finally:
         if fixed:
             _mmap_threshold(32 * 1024 * 1024)
+    # ATen operations per step (the difference of two run lengths, so set-up is excluded): a count
+    # that does not depend on the machine's load, for the small models whose step is overhead
+    ops = {cname: aten_ops_per_step(lambda k, c=cname, o=opts: _run_step_config(
+        c, o, dense, batch, masks, k, sparsity, kind, device, StepClock(device))) for cname, opts in cfgs}
     rows = {}
     base = _median(times["dense_sgd"])
     msk = _median(times["masked_sgd"])
@@ -414,10 +439,12 @@ def _step_one(dataset: str, mname: str, width: int, sizes: Sizes, device: torch.
             "vs_dense_sgd": round(med / base, 3),
             "vs_masked_sgd": round(med / msk, 3),
             "vs_masked_sgd_min": round(fastest / msk_min, 3),
+            "aten_ops_per_step": ops[cname],
+            "ops_vs_masked_sgd": round(ops[cname] / ops["masked_sgd"], 3),
         }
         log(f"  {dataset}/{mname}: {cname:<32} {1e3 * med:8.3f} ms  x{med / base:5.2f} dense  "
             f"x{med / msk:5.2f} masked  (fastest step {1e3 * fastest:8.3f} ms, x{fastest / msk_min:5.2f} masked)  "
-            f"fwd {passes[cname]['forward_per_step']:.0f} "
+            f"{ops[cname]:.0f} ops  fwd {passes[cname]['forward_per_step']:.0f} "
             f"bwd {passes[cname]['backward_per_step']:.0f}  mem {mem[cname]} MB")
     by_variant = {c.split("/", 1)[1]: rows[c]["vs_masked_sgd"] for c, _ in cfgs if c.startswith("bifp/")}
     entry = {
@@ -428,6 +455,7 @@ def _step_one(dataset: str, mname: str, width: int, sizes: Sizes, device: torch.
         "rows": rows,
         "bifp_vs_masked_sgd": rows["bifp/paper/alternating"]["vs_masked_sgd"],
         "bifp_vs_masked_sgd_min": rows["bifp/paper/alternating"]["vs_masked_sgd_min"],
+        "bifp_ops_vs_masked_sgd": rows["bifp/paper/alternating"]["ops_vs_masked_sgd"],
         # issue 22's targets for the default step (two passes are the floor of an alternating step)
         "target_bifp_vs_masked_sgd": STEP_TARGETS.get(f"{dataset}/{mname}"),
         "bifp_vs_masked_sgd_by_variant": by_variant,
@@ -826,6 +854,7 @@ def to_markdown(res: dict[str, Any]) -> str:
               f"commit `{(m.get('git_commit') or '?')[:10]}`, load average {m['load_average_1_5_15']}. "
               "Median over timed steps after warm-up, and the fastest timed step (on a loaded machine "
               "interference only adds time, so the minimum is the better estimate of a step's own cost); "
+              "ATen operations per step counted by a dispatch mode (independent of the load); "
               "the same batch for every configuration.", ""]
         for key, e in s["models"].items():
             L += [f"**{key}** (width {e['width']}, batch {e['batch_size']}, sparsity {e['sparsity']}, "
@@ -834,12 +863,13 @@ def to_markdown(res: dict[str, Any]) -> str:
                   f"variant {e['bifp_vs_masked_sgd_best']}; target {_f(e.get('target_bifp_vs_masked_sgd'))}). "
                   f"Memory: {e['memory_method']}.", "",
                   "| step | fwd | bwd | median ms | p25-p75 ms | fastest ms | x dense SGD | x masked SGD "
-                  "| x masked SGD (fastest) | peak MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| x masked SGD (fastest) | ATen ops | ops x masked SGD | peak MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
             for c, r in e["rows"].items():
                 L.append(f"| {c} | {r['forward_per_step']:.0f} | {r['backward_per_step']:.0f} | {r['median_ms']:.3f} | "
                          f"{r['p25_ms']:.3f}-{r['p75_ms']:.3f} | {_f(r.get('min_ms'), 3)} | {r['vs_dense_sgd']:.2f} | "
-                         f"{r['vs_masked_sgd']:.2f} | {_f(r.get('vs_masked_sgd_min'))} | {_f(r['peak_mem_mb'])} |")
+                         f"{r['vs_masked_sgd']:.2f} | {_f(r.get('vs_masked_sgd_min'))} | {_f(r.get('aten_ops_per_step'), 0)} "
+                         f"| {_f(r.get('ops_vs_masked_sgd'))} | {_f(r['peak_mem_mb'])} |")
             if "profile_bifp_default" in e:
                 L += ["", "Where a default BiFP step's time goes (cProfile, own time):", "",
                       "| function | calls | own s | cumulative s |", "|---|---|---|---|"]
