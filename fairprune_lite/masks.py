@@ -31,6 +31,13 @@ channel (``d loss / d s = sum g_out * (gamma * x_hat + beta)``), and a pruned ch
 block as exactly 0, as if removed. The checkpoint of a masked model holds its masks
 (``<layer>.parametrizations.weight.0.mask``, like ``torch.nn.utils.prune``'s ``weight_mask``);
 :func:`load_masked` restores them on a plain model.
+
+What runs in every step is cached: the top-k is recomputed only when a score tensor's version,
+its storage or the sparsity changed (an optimizer step, ``clamp_()``, a new target), and returns
+after one comparison when the threshold is not tied; the float ``{0, 1}`` mask each masked
+forward multiplies by is converted once per top-k result (:meth:`MaskScores.float_mask`), and
+:meth:`MaskScores.kept_units` gives the global top-k's flat keep vector (mask changes counted in
+one operation).
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ Counting: one *forward pass* is one batch through the model; one *backward pass*
 ``backward`` on a loss; *examples* counts examples through forward passes (for the cost of
 Fig. 6: "training iterations needed"); *iterations* counts optimizer steps of the weights (BiFP
 counts one iteration per upper step, see :mod:`fairprune_lite.bilevel`).
+
+Optimizers: :func:`make_optimizer`'s SGD runs the foreach kernels and, in the plain case, a lean
+step without the generic step's per-call Python (:class:`_LeanSGD`); its arithmetic is SGD's own,
+bit for bit.
 """
 
 from __future__ import annotations
