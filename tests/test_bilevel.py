@@ -927,3 +927,34 @@ def test_a_structured_mask_moves_a_channel_between_layers_when_the_constraint_de
     fair = kept(paper_bifp(net, ds, constraint=FairnessConstraint("accuracy_gap", 0.02, dual_lr=1.0), **kw))
     assert sum(bip["b"]) == 1
     assert sum(fair["a"]) == 2 and sum(fair["b"]) == 2 and fair["b"][:2] == [True, True]
+
+
+@pytest.mark.parametrize("wd,momentum", [(5e-4, 0.9), (0.0, 0.9), (5e-4, 0.0)])
+def test_sgd_of_make_optimizer_is_bit_identical_to_the_loop(wd, momentum):
+    """make_optimizer's SGD (foreach kernels, the lean step) gives the same weights and momentum,
+    bit for bit, as torch's per-tensor loop (a parameter without a gradient on some steps); with
+    a step hook it takes SGD's own step, and calls the hook."""
+    def run(opt_factory, hook=False):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(7, 9), nn.ReLU(), nn.Linear(9, 1))
+        opt = opt_factory(list(net.parameters()))
+        calls = []
+        if hook:
+            opt.register_step_post_hook(lambda *a: calls.append(1))
+        x, y = torch.randn(32, 7), torch.randn(32, 1)
+        for step in range(25):
+            opt.zero_grad(set_to_none=step % 5 != 4)
+            ((net(x) - y) ** 2).mean().backward()
+            if step % 7 == 3:
+                net[0].bias.grad = None
+            opt.step()
+        bufs = [opt.state[p]["momentum_buffer"] for p in net.parameters()] if momentum else []
+        return [p.detach().clone() for p in net.parameters()] + bufs, len(calls)
+
+    ours, _ = run(lambda ps: train.make_optimizer(ps, "sgd", lr=0.05, weight_decay=wd, momentum=momentum))
+    loop, _ = run(lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=momentum, weight_decay=wd, foreach=False))
+    hooked, calls = run(lambda ps: train.make_optimizer(ps, "sgd", lr=0.05, weight_decay=wd, momentum=momentum),
+                        hook=True)
+    assert all(torch.equal(a, b) for a, b in zip(ours, loop)) and len(ours) == len(loop)
+    assert all(torch.equal(a, b) for a, b in zip(hooked, loop)) and calls == 25
+    assert train.make_optimizer([nn.Parameter(torch.ones(2))], lr=0.1).param_groups[0]["foreach"] is True
