@@ -47,7 +47,7 @@ import hashlib, json, sys
 from pathlib import Path
 repo, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir()
-chapters = sorted((repo / "book").glob("[0-9][0-9]_*.ipynb"))
+chapters = sorted((repo / "book").glob("[0-9][0-9]*_*.ipynb"))  # NN_name and NNx_name (book.chapter_paths)
 seen = {}
 for p in chapters:
     cells = [c for c in json.loads(p.read_text())["cells"]

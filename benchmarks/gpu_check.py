@@ -354,7 +354,10 @@ def end_to_end(splits, device: torch.device, *, width: Any, pretrain_epochs: int
     for method, structured in todo:
         label = f"{method}_{'str' if structured else 'uns'}"
         c = FairnessConstraint("accuracy_gap", TAU)
-        kw: dict[str, Any] = {"steps": steps, "protocol": "paper"} if method == "bifp" else {"finetune_steps": steps}
+        info = pruners.METHODS[method]
+        kw: dict[str, Any] = {"steps": steps} if info.bilevel else {"finetune_steps": steps}
+        if "protocol" in info.options():
+            kw["protocol"] = "paper"  # the protocol this check's stored results ran with
         _reset_peak(device)
         t0 = time.perf_counter()
         res = pruners.prune(method, dense, splits, sparsity=SPARSITY, structured=structured, constraint=c,

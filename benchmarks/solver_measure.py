@@ -55,15 +55,24 @@ VARIANTS = {
     "bip_str": ("bip", {}, True),
     "bip_str_layer": ("bip", {"scope": "layer"}, True),
 }
+
+
+def _honours(method: str, kind: str) -> bool:
+    """Whether ``method`` can run under a constraint of ``kind`` (its ``constraint_kinds`` trait)."""
+    kinds = pruners.METHODS[method].constraint_kinds
+    return kinds is None or kind in kinds
+
+
 # these explorations ran before the certified protocol became the default: the paper's is their base
-VARIANTS = {k: (m, {"protocol": "paper", **kw} if m == "bifp" else kw, st) for k, (m, kw, st) in VARIANTS.items()}
+VARIANTS = {k: (m, {"protocol": "paper", **kw} if "protocol" in pruners.METHODS[m].options() else kw, st)
+            for k, (m, kw, st) in VARIANTS.items()}
 #: keys of a variant's options that are profile knobs (RunSpec.settings)
 SETTING_KEYS = ("dual_lr",)
 #: keys of a variant's options that configure the constraint, not the method
 CONSTRAINT_KEYS = tuple(_config.CONSTRAINT_OPTIONS)
 GROUPS = {
     "fair": [(b, v) for b in ("adult", "fashion") for v in ("omp", "pf", "bifp", "bifp_joint", "bifp_margin", "postproc")
-             if not (b == "fashion" and v == "postproc")],
+             if _honours(VARIANTS[v][0], BENCH[b]["constraint"])],
     "adult_dual": [("adult", v) for v in ("bifp_nupi", "bifp_full_margin", "bifp_select")],
     "fashion_select": [("fashion", "bifp_select")],
     "train_dual": [(b, v) for b in ("adult", "fashion") for v in ("bifp_train_dual", "bifp_train_dual_margin")],
@@ -79,7 +88,9 @@ def provenance(command: str) -> dict:
 
 
 def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, structured: bool | None = None,
-            method: str | None = None, kwargs: dict | None = None) -> dict:
+            method: str | None = None, kwargs: dict | None = None, budget: float = 1.0) -> dict:
+    """One run through the runner's data, dense model and profile arguments, then
+    ``pruners.prune``; ``budget`` scales the pruning stage's steps (``RunSpec.budget``)."""
     b = dict(BENCH[bench])
     if sparsity is not None:
         b["sparsity"] = sparsity
@@ -91,7 +102,7 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
     margin = cons.get("margin")
     spec = ex.RunSpec(method=m, dataset=b["dataset"], sparsity=b["sparsity"], seed=seed, profile="cpu",
                       constraint=b["constraint"], tau=b["tau"], structured=st if structured is None else structured,
-                      method_kwargs=kw, constraint_options=cons, settings=settings)
+                      method_kwargs=kw, constraint_options=cons, settings=settings, budget=budget)
     profile = ex.check_spec(spec)
     torch.set_num_threads(1)
     splits = ex.load_splits(spec, profile)
@@ -107,7 +118,7 @@ def run_one(bench: str, variant: str, seed: int, sparsity: float | None = None, 
     wall = time.perf_counter() - t0
     dense_m = {k: train.evaluate(dense, getattr(splits, k), constraint=constraint) for k in ("val", "test")}
     layers = {n: int(mk.flatten(1)[:, 0].sum()) if mk.dim() > 1 else int(mk.sum()) for n, mk in res.masks.items()}
-    return {"bench": bench, "variant": variant, "seed": seed, "sparsity": spec.sparsity, "method": m,
+    return {"bench": bench, "variant": variant, "seed": seed, "sparsity": spec.sparsity, "method": m, "budget": budget,
             "method_kwargs": kw, "scope": scope or "global", "constraint_options": cons, "settings": settings, "margin": margin, "structured": spec.structured,
             "val": res.metrics["val"], "test": res.metrics["test"], "dense": dense_m,
             "achieved_sparsity": res.sparsity(), "kept_units_per_layer": layers,

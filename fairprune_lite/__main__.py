@@ -1,9 +1,10 @@
 """Command line: ``python -m fairprune_lite <command> ...`` (also installed as ``fairprune``).
 
 Commands: ``run`` (one experiment), ``sweep`` (a configuration file; ``--jobs N`` local processes
-or ``--executor ray``), ``figure`` (from stored results), ``verify`` (recompute a sample of stored
-results), ``compare`` (paired difference of two methods over seeds), ``list-methods``,
-``list-profiles``. Argument parsing only; the work is done by :mod:`fairprune_lite.experiments`.
+or ``--executor ray``), ``frontier`` (tau swept for the fairness-aware methods against
+post-processing, OMP and the dense model: the sweep, its figure and the summary at ``--tau-star``),
+``figure`` (from stored results), ``verify`` (recompute a sample of stored results), ``compare``
+(paired difference of two methods over seeds), ``list-methods``, ``list-profiles``. Argument parsing only; the work is done by :mod:`fairprune_lite.experiments`.
 
 Exit status: 0 on success, 1 when ``verify`` finds a mismatch or ``sweep`` has failed runs, 2 on
 bad input (unknown method, dataset or attribute, a config typo, an unknown or bad constraint
@@ -28,7 +29,8 @@ import yaml
 from . import __version__, pruners
 from . import experiments as ex
 from .data import fetch as data_fetch
-from .experiments.config import CONSTRAINT_OPTIONS, slug
+from .experiments import frontier as ex_frontier
+from .experiments.config import CONSTRAINT_KINDS, CONSTRAINT_OPTIONS, DEFAULT_TAU, check_number, slug, suggest
 
 EXAMPLES = """examples:
   fairprune run --dataset adult --method bifp --sparsity 0.7 --seed 0
@@ -38,6 +40,8 @@ EXAMPLES = """examples:
   fairprune figure configs/fig1.yaml                     # PNG + SVG next to the results
   fairprune sweep configs/fig1.yaml --jobs 2             # two runs at a time
   fairprune sweep configs/fig1.yaml --executor ray --address HOST:6379
+  fairprune frontier --dataset adult --sparsity 0.9 --constraint equalized_odds --tau-star 0.06 \
+      -o bifp.protocol=certified                         # tau swept: BiFP, P&F, F&P vs post-processing
   fairprune verify runs/fig1 -n 3                        # recompute 3 stored results
   fairprune compare runs/fig3_4 --a bifp --b omp --metric test.equalized_odds_difference
 profile: --profile or FAIRPRUNE_PROFILE (smoke | cpu | gpu; default cpu); quiet: --quiet or FAIRPRUNE_QUIET=1
@@ -74,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/single", help="folder for the result JSON (default runs/single)")
     p.add_argument("--constraint", default="accuracy_gap",
                    help="accuracy_gap | demographic_parity | equalized_odds (default accuracy_gap)")
-    p.add_argument("--tau", type=float, default=0.02, help="allowed violation of the constraint (default 0.02)")
+    p.add_argument("--tau", type=float, default=DEFAULT_TAU,
+                   help=f"allowed violation of the constraint (default {DEFAULT_TAU:g})")
     p.add_argument("--surrogate", default=None, help="hinge | logistic | sigmoid | ramp (default: the constraint's)")
     p.add_argument("--model", default=None, help="mlp | cnn | resnet10 | mobilenetv2 (default: from the data)")
     p.add_argument("--target", default=None, help="target attribute (dataset-specific)")
@@ -109,9 +114,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-dirty", action="store_true",
                    help="allow writing into book/results from a tree with uncommitted changes (results say so)")
 
+    p = sub.add_parser("frontier", help="tau swept for fair methods vs post-processing, OMP and the dense model: "
+                                        "runs what is missing, draws the figure, prints the summary")
+    _common(p)
+    p.add_argument("--dataset", default=None, help="adult | fashion | celeba | lfw | PATH.npz (default: the profile's)")
+    p.add_argument("--target", default=None, help="target attribute (dataset-specific)")
+    p.add_argument("--sensitive", default=None, help="sensitive attribute (dataset-specific)")
+    p.add_argument("--sparsity", type=float, required=True, help="fraction of prunable weights removed, in [0, 1)")
+    p.add_argument("--constraint", default="equalized_odds",
+                   help="accuracy_gap | demographic_parity | equalized_odds (default equalized_odds; post-processing "
+                        "cannot honour accuracy_gap)")
+    p.add_argument("--taus", type=float, nargs="+", default=list(ex_frontier.DEFAULT_TAUS),
+                   help=f"tolerances swept (default {' '.join(map(str, ex_frontier.DEFAULT_TAUS))})")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
+    p.add_argument("--methods", nargs="+", default=list(ex_frontier.DEFAULT_METHODS),
+                   help=f"methods (default {' '.join(ex_frontier.DEFAULT_METHODS)}); tau is swept for those "
+                        "that use it")
+    p.add_argument("--reference", nargs="*", default=None,
+                   help="reference methods drawn as points (default: the registry's reference, omp)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="a method's option, e.g. -o bifp.protocol=certified (repeatable)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KNOB=VALUE",
+                   help="override a profile knob (repeatable)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--structured", dest="structured", action="store_true", default=None)
+    g.add_argument("--unstructured", dest="structured", action="store_false")
+    p.add_argument("--tau-star", type=float, default=None,
+                   help="summary: per method, the best mean test accuracy among settings whose mean test metric "
+                        "is <= this")
+    p.add_argument("--name", default=None, help="the sweep's name (its folder under --out)")
+    p.add_argument("--out", default="runs", help="results root (default runs)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="runs at a time (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="check everything and list the missing runs only")
+    p.add_argument("--no-run", action="store_true", help="only summarise and draw the stored results")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="allow writing into book/results from a tree with uncommitted changes (results say so)")
+
     p = sub.add_parser("figure", help="draw a figure (PNG + SVG) from stored results")
     p.add_argument("source", help="a sweep config (draws its grid) or a folder of results (needs --kind)")
-    p.add_argument("--kind", default=None, help="sparsity | tradeoff | cost | ablation | interpolation")
+    p.add_argument("--kind", default=None, help=" | ".join(ex.FIGURE_KINDS))
     p.add_argument("--out", default=None, help="folder for the images (default: the results folder)")
     p.add_argument("--results", default=None, help="results root of a config (default: its 'out' or runs)")
     p.add_argument("--name", default=None, help="file name stem of the images")
@@ -284,9 +325,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     summary = ex.sweep(args.config, out=args.out, profile=args.profile, device=args.device, quiet=quiet,
                        dry_run=args.dry_run, jobs=args.jobs, executor=args.executor, address=args.address,
                        allow_dirty=args.allow_dirty)
+    return _print_sweep(summary, dry_run=args.dry_run)
+
+
+def _print_sweep(summary: dict[str, Any], *, dry_run: bool = False) -> int:
+    """Print a sweep's summary; the exit status (1 when runs failed)."""
     for _path, why in summary["corrupt"]:
         print(f"corrupt result recomputed: {why}", file=sys.stderr)
-    if args.dry_run:
+    if dry_run:
         print(f"{summary['folder']}: {summary['total']} runs, {summary['done_before']} done, "
               f"{len(summary['todo'])} missing")
         for rid in summary["todo"]:
@@ -300,6 +346,79 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if summary["failed"]:
         print(f"{len(summary['failed'])} runs failed; rerun the same command to retry them", file=sys.stderr)
     return 1 if summary["failed"] else 0
+
+
+def _method_options(items: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``-o METHOD.KEY=VALUE`` items as ``{method: {key: value}}``; a ``ValueError`` naming
+    ``--option`` for a malformed item or a method not in ``methods``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        head, eq, value = item.partition("=")
+        method, dot, key = head.partition(".")
+        if not (eq and dot and method.strip() and key.strip()):
+            raise ValueError(f"--option must look like METHOD.KEY=VALUE, got {item!r}")
+        method = method.strip()
+        if method not in methods:
+            raise ValueError(f"--option {item!r}: {method!r} is not a method of this frontier"
+                             f"{suggest(method, methods)} ({', '.join(methods)})")
+        out.setdefault(method, {})[key.strip()] = _parse_value(value)
+    return out
+
+
+def _frontier_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The frontier's sweep configuration from the command line; a ``ValueError`` naming the
+    argument at fault, before anything runs."""
+    profile = ex.get_profile(args.profile)
+    check_number(args.sparsity, "--sparsity", 0.0, 1.0)
+    for t in args.taus:
+        check_number(t, "--taus entry", 0.0, 1.0, high_open=False)
+    if args.tau_star is not None:
+        check_number(args.tau_star, "--tau-star", 0.0, 1.0, high_open=False)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be a positive number of seeds, got {args.seeds}")
+    if args.constraint not in CONSTRAINT_KINDS:
+        raise ValueError(f"--constraint must be one of {', '.join(CONSTRAINT_KINDS)}, got {args.constraint!r}")
+    for flag, names in (("--methods", args.methods), ("--reference", args.reference or [])):
+        for m in names:
+            if m not in pruners.METHODS:
+                raise ValueError(f"{flag}: unknown method {m!r}{suggest(m, pruners.METHODS)}; choose from "
+                                 f"{', '.join(pruners.METHODS)}")
+    reference = args.reference if args.reference is not None else \
+        [n for n, m in pruners.METHODS.items() if m.reference]
+    cfg = ex_frontier.frontier_config(
+        dataset=args.dataset or profile.default_dataset, target=args.target, sensitive=args.sensitive,
+        sparsity=args.sparsity, constraint=args.constraint, taus=args.taus, seeds=args.seeds, methods=args.methods,
+        reference=reference, method_options=_method_options(args.option, [*args.methods, *reference]),
+        tau_star=args.tau_star, name=args.name, profile=profile.name, structured=args.structured,
+        settings=_key_values(args.settings, "--set"))
+    ex.check_config(cfg, where="fairprune frontier")
+    return cfg
+
+
+def _cmd_frontier(args: argparse.Namespace) -> int:
+    quiet = _quiet(args)
+    cfg = _frontier_config(args)
+    failed = False
+    if not args.no_run:
+        summary = ex.sweep(cfg, out=args.out, profile=args.profile, device=args.device, quiet=quiet,
+                           dry_run=args.dry_run, jobs=args.jobs, allow_dirty=args.allow_dirty)
+        if args.dry_run:
+            return _print_sweep(summary, dry_run=True)
+        failed = _print_sweep(summary) != 0
+    results, missing = ex.sweep_results(cfg, out=args.out, profile=args.profile)
+    if not results:
+        raise ValueError(f"no stored results for frontier {cfg['name']!r} under {args.out}; run it without --no-run")
+    front = ex_frontier.frontier_points(results)
+    table = ex_frontier.frontier_table(front, args.tau_star)
+    folder = ex.sweep_dir(cfg, args.out)
+    stem = slug(cfg["name"])
+    ex.figure("frontier", results, out=folder, name=stem, config=cfg, title=cfg.get("description"))
+    (Path(folder) / f"{stem}.md").write_text(table + "\n")
+    print(table)
+    print(f"\n{Path(folder) / stem}.png\n{Path(folder) / stem}.svg\n{Path(folder) / stem}.md")
+    if missing:
+        print(f"warning: {len(missing)} runs of the frontier are missing; summarised from what exists", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _cmd_figure(args: argparse.Namespace) -> int:
@@ -316,6 +435,9 @@ def _cmd_figure(args: argparse.Namespace) -> int:
         ex.check_writable(out)
         _, missing = ex.figure_from_config(cfg, out=out, results_out=args.results, profile=args.profile)
         stem = args.name or slug(cfg["name"])
+        if cfg.get("figure") == "frontier":  # its summary too, as `fairprune frontier` prints it
+            results, _ = ex.sweep_results(cfg, out=args.results, profile=args.profile)
+            print(ex_frontier.frontier_table(ex_frontier.frontier_points(results), cfg.get("tau_star")))
         if args.name:
             for ext in ("png", "svg"):
                 shutil.move(str(Path(out) / f"{slug(cfg['name'])}.{ext}"), str(Path(out) / f"{stem}.{ext}"))
@@ -390,8 +512,9 @@ def method_description(info: Any) -> str:
 
 
 def _cmd_list_methods(args: argparse.Namespace) -> int:
+    width = max(map(len, pruners.METHODS), default=0)
     for name, info in pruners.METHODS.items():
-        print(f"{name:<10} {method_description(info)}")
+        print(f"{name:<{width}} {method_description(info)}")
     return 0
 
 
@@ -404,7 +527,7 @@ def _cmd_list_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "figure": _cmd_figure, "verify": _cmd_verify,
+COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "frontier": _cmd_frontier, "figure": _cmd_figure, "verify": _cmd_verify,
             "compare": _cmd_compare, "list-methods": _cmd_list_methods, "list-profiles": _cmd_list_profiles,
             "data": cmd_data}
 

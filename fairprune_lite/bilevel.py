@@ -268,7 +268,7 @@ def implicit_gradient(
             prod = wu * wl
             if sg.shape != prod.shape:  # structured: one score per output channel
                 prod = prod.reshape(prod.shape[0], -1).sum(1).reshape(sg.shape)
-            out[name] = sg - prod / gamma
+            out[name] = sg - (prod if gamma == 1.0 else prod / gamma)  # x / 1.0 is x exactly
     return out
 
 
@@ -523,7 +523,7 @@ class _State:
     fair_low: bool
     recal: bool = False
     init_units: dict[str, Tensor] | None = None
-    prev_units: dict[str, Tensor] | None = None
+    prev_units: Tensor | None = None
     prev_sparsity: float | None = None
     floor_majority: float | None = None
 
@@ -671,11 +671,13 @@ def _units(ms: MaskScores) -> dict[str, Tensor]:
 
 def mask_change(st: _State) -> int | None:
     """Units that entered the mask since the previous step (None when the sparsity changed in
-    between, e.g. during a schedule's ramp, where a count would mix two targets)."""
-    units = _units(st.ms)
+    between, e.g. during a schedule's ramp, where a count would mix two targets); counted on the
+    top-k's flat keep vector (:meth:`~fairprune_lite.masks.MaskScores.kept_units`), one
+    comparison for all layers."""
+    units = st.ms.kept_units()
     swaps = None
     if st.prev_units is not None and st.prev_sparsity == st.ms.sparsity:
-        swaps = int(sum(int((u & ~st.prev_units[n]).sum()) for n, u in units.items()))
+        swaps = int((units & ~st.prev_units).sum())
     st.prev_units, st.prev_sparsity = units, st.ms.sparsity
     return swaps
 

@@ -48,7 +48,7 @@ with warnings.catch_warnings():
 __all__ = ["REPOSITORY", "BRANCH", "RUNTIMES", "install_cell_source", "write_install_cell", "setup",
            "FIGURE_STYLE", "min_text_px", "glue", "unfair_problem", "ex_pretrain", "pretrain",
            "exercises", "chapter_paths", "runner_splits", "pretrain_cnn", "INSTALL_TAG", "prose_numbers", "unbacked_numbers",
-           "swapped_feature_problem", "pretrain_mlp", "use_book_style"]
+           "swapped_feature_problem", "pretrain_mlp", "use_book_style", "CHAPTER_NAME", "stored_runs"]
 
 # ---------------------------------------------------------------------------------------------
 # Colab: one place for the repository and branch the book's launch links and install cells use
@@ -151,8 +151,9 @@ def _record(chapter: str | None, root: Path) -> str:
         rec = json.loads(path.read_text())
         row = next(r for r in rec["chapters"] if r["chapter"].removesuffix(".ipynb") == chapter)
         t = float(row["wall_time_s"])
+        date = row.get("date", rec["date"])  # each row has its own date since runs of some chapters
         return (f"measured run time {t:.0f} s" if t < 90 else f"measured run time {t / 60:.1f} min") + (f" on {rec['machine']['cpus']} CPU cores "
-                f"(profile {rec['profile']}, {rec['date'][:10]}, benchmarks/results/book_cost.json)")
+                f"(profile {rec['profile']}, {date[:10]}, benchmarks/results/book_cost.json)")
     except (StopIteration, KeyError, TypeError, ValueError):
         return "run time not recorded for this chapter"
 
@@ -290,12 +291,41 @@ _EXERCISE = re.compile(r"^(`{3,}|:{3,})\{exercise\}\s*(?P<title>[^\n]*)\n(?P<bod
                        re.MULTILINE | re.DOTALL)
 
 
+#: a chapter's file name: two digits, an optional letter for a chapter inserted between two
+#: others without renumbering the rest (``09b_unseen_data`` sorts after ``09_experiments``), ``_name``
+CHAPTER_NAME = re.compile(r"\d\d[a-z]?_\w+")
+
+
 def chapter_paths(book_dir: str | os.PathLike = ".") -> list[Path]:
-    """The chapters (``NN_name.ipynb``) in ``book_dir``, in order."""
+    """The chapters (``NN_name.ipynb`` or ``NNx_name.ipynb``, :data:`CHAPTER_NAME`) in
+    ``book_dir``, in reading order."""
     d = Path(book_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"book folder {d} does not exist")
-    return sorted(p for p in d.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(p for p in d.glob("*.ipynb") if CHAPTER_NAME.fullmatch(p.stem))
+
+
+def stored_runs(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The provenance lines and the run records of a benchmark's JSON-lines file (the format of
+    ``benchmarks/solver_v3.py`` and ``benchmarks/frontier.py``: a ``# {...}`` provenance line
+    before each block of runs, then one JSON object per run), each in file order."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"stored results {p} do not exist")
+    provenance: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    for i, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        text = line[1:] if line.startswith("#") else line
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{p.name}, line {i}: not a JSON object ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{p.name}, line {i}: not a JSON object")
+        (provenance if line.startswith("#") else runs).append(obj)
+    return provenance, runs
 
 
 def exercises(paths: Iterable[str | os.PathLike]) -> list[dict[str, str]]:

@@ -27,7 +27,8 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .constraints import KINDS, cell_stats
+from .constraints import KINDS
+from .fairness import cell_stats, rate_pairs, values_from_stats
 
 __all__ = ["rate_interval", "upper_bound", "certify", "rows_needed", "check_delta"]
 
@@ -51,28 +52,19 @@ def rate_interval(hits: float, n: float, alpha: float) -> tuple[float, float]:
     return lo, hi
 
 
-def _pairs(kind: str, st: Sequence[float]) -> list[tuple[float, float, float, float]]:
-    """``(hits+, n+, hits-, n-)`` of each compared rate (one pair, two for equalized odds)."""
-    n00, n01, n10, n11, h00, h01, h10, h11 = (float(v) for v in st)
-    if kind == "equalized_odds":
-        return [(h11, n11, h01, n01), (h10, n10, h00, n00)]
-    return [(h10 + h11, n10 + n11, h00 + h01, n00 + n01)]
-
-
 def _bound_from_stats(kind: str, st: Sequence[float], delta: float) -> tuple[float, float | None]:
-    """``(upper bound, observed value)`` from cell statistics (:func:`constraints.cell_stats`)."""
-    pairs = _pairs(kind, st)
+    """``(upper bound, observed value)`` from cell statistics
+    (:func:`fairprune_lite.fairness.cell_stats`; the observed value is the largest exact one-sided
+    value, :func:`fairprune_lite.fairness.values_from_stats`)."""
+    pairs = rate_pairs(kind, st)
     alpha = delta / (2 * len(pairs))  # one two-sided interval per rate, union bound over all rates
-    bound, value = 0.0, 0.0
+    bound = 0.0
     for hp, np_, hm, nm in pairs:
         lp, up = rate_interval(hp, np_, alpha)
         lm, um = rate_interval(hm, nm, alpha)
         bound = max(bound, up - lm, um - lp)
-        if np_ > 0 and nm > 0:
-            value = max(value, abs(hp / np_ - hm / nm))
-        else:
-            value = float("nan")
-    return min(bound, 1.0), (None if math.isnan(value) else value)
+    values = values_from_stats(kind, st)
+    return min(bound, 1.0), (None if values is None else max(0.0, float(values.max())))
 
 
 def upper_bound(kind: str, logits: Tensor, y: Tensor, s: Tensor, *, delta: float = 0.05) -> float:

@@ -1,9 +1,28 @@
-"""Fairness constraints as a training term: Lagrange multipliers or a fixed penalty.
+"""Fairness constraints as a training term, in three small pieces, shaped as cooper shapes them.
 
 A constraint ``F(f) <= tau`` (accuracy gap, demographic parity or equalized odds) is split
 into one-sided constraints ``c_i(f) <= tau`` (2 for the accuracy gap and DP, 4 for EO), given by
 :func:`fairprune_lite.fairness.constraint_values`: exactly (indicators, not differentiable) or as
 differentiable upper bounds ``c~_i >= c_i`` built from a surrogate ``u`` of the indicator.
+
+The pieces (each usable and tested alone; cooper-optim calls them the constraint's state, the
+multiplier with its optimizer, and the formulation):
+
+* **Estimators** say how large the constraint is. :class:`WindowEstimate` measures the *exact*
+  values ``c_i`` (0/1 predictions) on the pooled cell statistics of the last ``window`` batches
+  (or on one full pass), with their binomial standard errors and the bound ``tau - margin * SE``
+  they are held to: what the multipliers ascend on. :class:`SurrogateEstimate` gives the
+  differentiable values ``c~_i`` of one batch: what the model's gradient sees. The exact values
+  have one definition, :func:`fairprune_lite.fairness.values_from_stats`.
+* **Multipliers** ``lambda_i >= 0`` with their update rule: :class:`ProjectedAscent` (ours,
+  ``lambda <- clip(lambda + lr * violation, 0, max)``) or :class:`NuPI` (cooper-optim's
+  ``DenseMultiplier`` moved by its ``nuPI`` controller, extra ``nupi``).
+* **Formulations** say how a multiplier and the surrogate enter the loss: :class:`Lagrangian`
+  (``sum_i lambda_i (c~_i - tau)``, the multiplier ascends) or :class:`Penalty` (a fixed weight
+  on the excess, nothing ascends).
+
+:class:`FairnessConstraint` is the composition the solver, the two-stage baselines and the book
+use (the constructor's arguments and attributes are those of the one class it used to be).
 
 Two forms, selected by ``mode``:
 
@@ -40,6 +59,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,17 +67,49 @@ from torch import Tensor
 
 from . import fairness
 from ._optional import require
+from .fairness import (
+    N_CONSTRAINTS,
+    cell_counts,
+    cell_index,
+    cell_stats,
+    rates_defined,
+    se_from_stats,
+    values_from_stats,
+)
 
-__all__ = ["FairnessConstraint", "KINDS", "MODES", "N_CONSTRAINTS", "constraint_se", "feasibility"]
+__all__ = ["FairnessConstraint", "KINDS", "MODES", "DUALS", "N_CONSTRAINTS", "constraint_se", "feasibility",
+           "Estimate", "WindowEstimate", "SurrogateEstimate", "Multiplier", "ProjectedAscent", "NuPI",
+           "make_multiplier", "Lagrangian", "Penalty", "cell_stats", "values_from_stats", "se_from_stats"]
 
 KINDS = fairness.CONSTRAINT_KINDS
 MODES = ("lagrangian", "penalty")
 DUALS = ("gda", "nupi")
-SURROGATES = ("hinge", "logistic", "sigmoid", "ramp")
-#: number of one-sided constraints of each kind
-N_CONSTRAINTS = {"accuracy_gap": 2, "demographic_parity": 2, "equalized_odds": 4}
+SURROGATES = fairness.SURROGATES
 
 
+def _number(value: Any, name: str, *, low: float = 0.0, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (strict and value == low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+    return float(value)
+
+
+def _kind(kind: Any) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return str(kind)
+
+
+def _counts(y: Tensor, s: Tensor) -> list[int]:
+    """Examples per (group, label) cell ``[n_00, n_01, n_10, n_11]`` (Python ints)."""
+    return torch.bincount(cell_index(torch.as_tensor(y).flatten(), torch.as_tensor(s).flatten()).cpu(),
+                          minlength=4).tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring: exact values with standard errors, and the differentiable surrogate
+# ---------------------------------------------------------------------------------------------
 @torch.no_grad()
 def constraint_se(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
     """Binomial standard error of each exact one-sided value ``c_i`` (shape ``[n]``, float64).
@@ -66,21 +118,19 @@ def constraint_se(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
     rate, TPR or FPR of ``s=1`` and ``s=0``), so its SE is ``sqrt(p+(1-p+)/n+ + p-(1-p-)/n-)``
     with the per-group (per-cell for equalized odds) counts; both sides of a pair share it.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return se_from_stats(kind, cell_stats(kind, logits.detach().flatten(), y, s))
+    return se_from_stats(_kind(kind), cell_stats(kind, logits.detach().flatten(), y, s))
 
 
 def feasibility(kind: str, tau: float, logits: Tensor, y: Tensor, s: Tensor) -> dict[str, Any]:
     """``{"metric", "value", "tau", "se", "met"}`` of ``F <= tau`` on ``(logits, y, s)``.
 
     ``value`` is the constrained metric ``max_i c_i`` (the absolute accuracy gap, the DP
-    difference, or the EO difference ``max(|TPR gap|, |FPR gap|)``), ``se`` the binomial
-    standard error of the entry that attains it (:func:`constraint_se`), ``met`` is
-    ``value <= tau``. ``value``/``se`` are None when a compared group or cell has no example.
+    difference, or the EO difference ``max(|TPR gap|, |FPR gap|)``) in float32 arithmetic, ``se``
+    the binomial standard error of the entry that attains it (:func:`constraint_se`), ``met`` is
+    ``value <= tau``. ``value``/``se`` are None when a compared group or cell has no example (or
+    the input is not valid for :func:`fairprune_lite.fairness.constraint_values`).
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    kind = _kind(kind)
     tau = _number(tau, "tau")
     try:
         vals = fairness.constraint_values(kind, logits.detach().float(), y, s, surrogate=None)
@@ -92,70 +142,318 @@ def feasibility(kind: str, tau: float, logits: Tensor, y: Tensor, s: Tensor) -> 
     return {"metric": kind, "value": value, "tau": tau, "se": se, "met": bool(value <= tau)}
 
 
-def _number(value: Any, name: str, *, low: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < low or (strict and value == low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
-    return float(value)
+@dataclass
+class Estimate:
+    """One measurement of the exact constraint: the one-sided ``values`` (float64, CPU), their
+    standard errors ``se`` (None unless asked for), the cell statistics ``stats`` they come from
+    (:func:`fairprune_lite.fairness.cell_stats`' eight numbers)."""
+
+    values: Tensor
+    se: Tensor | None
+    stats: Sequence[float] | None = None
 
 
-def _cells(y: Tensor, s: Tensor) -> Tensor:
-    """Cell index ``2 s + y`` of each example: (s=0,y=0), (s=0,y=1), (s=1,y=0), (s=1,y=1)."""
-    return (2 * s + y).long()
+class WindowEstimate:
+    """The exact one-sided values the multipliers ascend on, and the bound they are held to.
 
+    :meth:`observe` adds a batch's cell statistics (:func:`fairprune_lite.fairness.cell_stats`)
+    to a moving window of the last ``window`` batches and measures the exact values on the pooled
+    statistics (a small group has a few examples per batch; a gap measured on them is noise that
+    makes *both* one-sided multipliers grow); ``pooled=False`` measures the given data alone (a
+    full pass) without joining the window. :meth:`bound` is ``tau - margin * SE``: a value held
+    below it on the data measured stays below ``tau`` on unseen data with probability about
+    ``Phi(margin)`` (one-sided); ``margin = 0`` is plain ``tau``. The statistics are counts, so
+    the pooled sums are exact (kept as Python floats: the window runs once per training step).
+    """
 
-def _hits(kind: str, logits: Tensor, y: Tensor) -> Tensor:
-    """What the constraint's rates count: correct predictions (accuracy gap) or positive ones."""
-    sel = logits.detach() > 0
-    return (sel == (y == 1)) if kind == "accuracy_gap" else sel
+    def __init__(self, kind: str, *, window: int = 8, margin: float = 0.0) -> None:
+        self.kind = _kind(kind)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be a positive integer, got {window!r}")
+        self.window = window
+        self.margin = _number(margin, "margin")
+        self._pool: deque[list[float]] = deque(maxlen=window)
+        self._batch: list[float] | None = None  # the last batch observed
+        self._stats: list[float] | None = None  # the statistics the last estimate used
 
+    @property
+    def batch_stats(self) -> Tensor | None:
+        """Cell statistics of the last batch observed (float64), None before any."""
+        return None if self._batch is None else torch.tensor(self._batch, dtype=torch.float64)
 
-def cell_stats(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
-    """``[n_00, n_01, n_10, n_11, h_00, h_01, h_10, h_11]`` (float64, CPU): examples and hits
-    (:func:`_hits`) per (group, label) cell. Sums of these over batches are the pooled
-    statistics the exact values and their standard errors are computed from."""
-    idx = _cells(torch.as_tensor(y).flatten(), torch.as_tensor(s).flatten()).cpu()
-    hit = _hits(kind, logits.flatten(), torch.as_tensor(y).flatten().to(logits.device)).cpu().double()
-    return torch.cat([torch.bincount(idx, minlength=4).double(), torch.bincount(idx, weights=hit, minlength=4)])
+    @property
+    def stats(self) -> Tensor | None:
+        """The (pooled) cell statistics of the last estimate, None before any."""
+        return None if self._stats is None else torch.tensor(self._stats, dtype=torch.float64)
 
+    @torch.no_grad()
+    def observe(self, logits: Tensor, y: Tensor, s: Tensor, *, pooled: bool = True) -> Estimate | None:
+        """Measure on ``(logits, y, s)`` (pooled with the window, or alone); None when a compared
+        rate has no example in what was measured. SEs are computed when ``margin > 0``."""
+        st = cell_counts(self.kind, logits.detach(), y, s)
+        self._batch = st
+        if pooled:
+            self._pool.append(st)
+            if len(self._pool) > 1:
+                st = [sum(col) for col in zip(*self._pool)]
+        self._stats = st
+        return self.from_stats(st)
 
-def _pairs(kind: str, st: Tensor | list[float]) -> list[tuple[float, float, float, float]]:
-    """``(hits+, n+, hits-, n-)`` of each compared rate from cell statistics (Python floats:
-    a handful of scalars, cheaper than tensor arithmetic in the training loop)."""
-    n00, n01, n10, n11, h00, h01, h10, h11 = st.tolist() if isinstance(st, Tensor) else st
-    if kind == "equalized_odds":
-        return [(h11, n11, h01, n01), (h10, n10, h00, n00)]  # TPR (y=1), FPR (y=0)
-    return [(h10 + h11, n10 + n11, h00 + h01, n00 + n01)]
-
-
-def values_from_stats(kind: str, st: Tensor | list[float]) -> Tensor | None:
-    """Exact one-sided values from :func:`cell_stats` (float64), None when a compared rate has
-    no example."""
-    out: list[float] = []
-    for hp, np_, hm, nm in _pairs(kind, st):
-        if np_ == 0 or nm == 0:
+    def from_stats(self, st: Tensor | Sequence[float]) -> Estimate | None:
+        """The estimate of given cell statistics (None when a compared rate has no example)."""
+        if isinstance(st, Tensor):
+            st = st.tolist()
+        values = values_from_stats(self.kind, st)
+        if values is None:
             return None
-        g = hp / np_ - hm / nm
-        out += [g, -g]
-    return torch.tensor(out, dtype=torch.float64)
+        return Estimate(values, se_from_stats(self.kind, st) if self.margin > 0 else None, st)
+
+    def bound(self, tau: float, se: Tensor | None, n: int) -> Tensor:
+        """``tau - margin * se`` per one-sided constraint (``tau`` when ``margin = 0``)."""
+        bound = torch.full((n,), float(tau), dtype=torch.float64)
+        if self.margin > 0:
+            if se is None:
+                raise ValueError("margin > 0 needs the standard errors: give se= with measured=, or the data")
+            se_t = torch.as_tensor(se, dtype=torch.float64).flatten()
+            if se_t.shape != bound.shape:
+                raise ValueError(f"se must have {n} entries, got {tuple(se_t.shape)}")
+            bound = bound - self.margin * se_t
+        return bound
+
+    def reset(self) -> None:
+        self._pool.clear()
+        self._batch = self._stats = None
 
 
-def se_from_stats(kind: str, st: Tensor | list[float]) -> Tensor:
-    """Binomial standard errors of :func:`values_from_stats` (NaN where undefined)."""
-    out: list[float] = []
-    for hp, np_, hm, nm in _pairs(kind, st):
-        if np_ == 0 or nm == 0:
-            v = float("nan")
+class SurrogateEstimate:
+    """The differentiable one-sided values ``c~_i`` of one batch: each indicator of the exact
+    values replaced by ``u(t / temperature)`` (:func:`fairprune_lite.fairness.surrogate`; upper
+    bounds for ``hinge``, ``logistic``, ``ramp``). :meth:`values` is the training loop's
+    vectorised form, equal to :meth:`reference` (:func:`fairprune_lite.fairness.constraint_values`,
+    with its validation) up to summation order."""
+
+    def __init__(self, kind: str, surrogate: str = "sigmoid", *, temperature: float = 1.0) -> None:
+        self.kind = _kind(kind)
+        if surrogate not in SURROGATES:
+            raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
+        self.name = surrogate
+        self.temperature = _number(temperature, "temperature", strict=True)
+        self._u: Callable[[Tensor], Tensor] | None = None  # made on first use
+        self._index: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    @property
+    def u(self) -> Callable[[Tensor], Tensor]:
+        if self._u is None:
+            self._u = fairness.surrogate(self.name, temperature=self.temperature)
+        return self._u
+
+    def reference(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
+        """:func:`fairprune_lite.fairness.constraint_values` with this surrogate."""
+        u = fairness.surrogate(self.name, temperature=self.temperature)
+        return fairness.constraint_values(self.kind, logits, y, s, surrogate=u)
+
+    def values(self, logits: Tensor, y: Tensor, s: Tensor, n: Sequence[float], *,
+               idx: Tensor | None = None) -> Tensor:
+        """The values in a few vectorised ops (per-cell sums by ``index_add``); ``n`` are the
+        cell counts ``[n_00, n_01, n_10, n_11]``, every compared one positive.
+
+        Each entry is ``sum_cell u(.) / n_cell + sum_cell' u(-.) / n_cell' - 1`` evaluated in
+        ``logits``' dtype (the counts are exact in float32 below 2^24), the same arithmetic,
+        operation by operation, for every entry at once; other dtypes (half precision, where a
+        count need not be exact) divide by each count as a Python number. ``idx``: the examples'
+        cell indices (:func:`fairprune_lite.fairness.cell_index`) when already computed."""
+        y = y.to(logits.device)
+        if idx is None:
+            idx = cell_index(y, s.to(logits.device))
+        t = (2 * y.to(logits.dtype) - 1) * logits if self.kind == "accuracy_gap" else logits
+        u = self.u
+        a = logits.new_zeros(4).index_add(0, idx, u(t))   # sum of u(t) per cell
+        b = logits.new_zeros(4).index_add(0, idx, u(-t))  # sum of u(-t) per cell
+        exact = logits.dtype in (torch.float32, torch.float64)
+        if self.kind == "equalized_odds":
+            if not exact:
+                out = []
+                for p_, m_ in ((3, 1), (2, 0)):  # TPR cells (s+, y=1) vs (s-, y=1), then FPR cells
+                    out += [a[p_] / n[p_] + b[m_] / n[m_] - 1.0, a[m_] / n[m_] + b[p_] / n[p_] - 1.0]
+                return torch.stack(out)
+            cnt = torch.tensor(list(n), dtype=logits.dtype, device=logits.device)
+            ia, ib = self._eo_index(logits.device)
+            # [a3/n3 + b1/n1, a1/n1 + b3/n3, a2/n2 + b0/n0, a0/n0 + b2/n2] - 1: TPR then FPR pairs
+            return (a / cnt)[ia] + (b / cnt)[ib] - 1.0
+        n_m, n_p = n[0] + n[1], n[2] + n[3]
+        ga, gb = a.view(2, 2), b.view(2, 2)
+        sa, sb = ga[:, 0] + ga[:, 1], gb[:, 0] + gb[:, 1]  # [sum over s-, sum over s+]
+        if not exact:
+            return torch.stack([sa[1] / n_p + sb[0] / n_m - 1.0, sa[0] / n_m + sb[1] / n_p - 1.0])
+        cnt = torch.tensor([n_m, n_p], dtype=logits.dtype, device=logits.device)
+        # [a_p/n_p + b_m/n_m, a_m/n_m + b_p/n_p] - 1
+        return (sa / cnt).flip(0) + sb / cnt - 1.0
+
+    def _eo_index(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        hit = self._index.get(device)
+        if hit is None:
+            hit = self._index[device] = (torch.tensor([3, 1, 2, 0], device=device),
+                                         torch.tensor([1, 3, 0, 2], device=device))
+        return hit
+
+
+# ---------------------------------------------------------------------------------------------
+# multipliers and their update rules
+# ---------------------------------------------------------------------------------------------
+class Multiplier:
+    """Multipliers ``lambda_i >= 0`` (float64, CPU), one per one-sided constraint, optionally
+    capped at ``max_value``; :meth:`step` moves them by the violation (the gradient of the
+    Lagrangian in ``lambda``) and returns a copy of the new values."""
+
+    rule = "none"
+
+    def __init__(self, n: int, *, init: float | Sequence[float] = 0.0, lr: float = 0.05,
+                 max_value: float | None = None) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        self.n = n
+        self.lr = _number(lr, "dual_lr")
+        self.max_value = None if max_value is None else _number(max_value, "max_multiplier")
+        if isinstance(init, (list, tuple)):
+            if len(init) != n:
+                raise ValueError(f"init_multiplier must have {n} entries, got {len(init)}")
+            vals = [_number(v, "init_multiplier") for v in init]
         else:
-            a, b = hp / np_, hm / nm
-            v = math.sqrt(a * (1 - a) / np_ + b * (1 - b) / nm)
-        out += [v, v]
-    return torch.tensor(out, dtype=torch.float64)
+            vals = [_number(init, "init_multiplier")] * n
+        self.value = torch.tensor(vals, dtype=torch.float64)
+        if self.max_value is not None:
+            self.value.clamp_(max=self.max_value)
+
+    def _cap(self, new: Tensor) -> Tensor:
+        if self.max_value is not None:
+            new.clamp_(max=self.max_value)
+        return new
+
+    def step(self, violation: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def load(self, value: Tensor) -> None:
+        """Set the multipliers (projected onto ``>= 0``), e.g. from a checkpoint."""
+        value = torch.as_tensor(value, dtype=torch.float64)
+        if value.shape != (self.n,):
+            raise ValueError(f"state multipliers must have {self.n} entries, got {tuple(value.shape)}")
+        self.value = value.clamp(min=0.0)
+
+    def reset(self) -> None:
+        """Back to zero."""
+        self.value = torch.zeros(self.n, dtype=torch.float64)
 
 
+class ProjectedAscent(Multiplier):
+    """Projected gradient ascent: ``lambda <- clip(lambda + lr * violation, 0, max_value)``."""
+
+    rule = "gda"
+
+    def step(self, violation: Tensor) -> Tensor:
+        self.value = self._cap((self.value + self.lr * violation).clamp_(min=0.0))
+        return self.value.clone()
+
+
+class NuPI(Multiplier):
+    """cooper-optim's ``DenseMultiplier`` moved by its ``nuPI`` controller (Sohrabi et al., ICML
+    2024) with gains ``kp`` (proportional) and ``Ki = 1``, error smoothing ``ema_nu`` and step
+    ``lr``, projected onto ``>= 0`` by the multiplier's ``post_step_``; ``max_value`` caps the
+    returned multipliers (cooper's own state is not capped). ``kp = 0, ema_nu = 0`` is projected
+    gradient ascent. The cooper objects are made on the first step, from the current values."""
+
+    rule = "nupi"
+
+    def __init__(self, n: int, *, init: float | Sequence[float] = 0.0, lr: float = 0.05,
+                 max_value: float | None = None, kp: float = 0.0, ema_nu: float = 0.0) -> None:
+        super().__init__(n, init=init, lr=lr, max_value=max_value)
+        self.kp = _number(kp, "kp")
+        self.ema_nu = _number(ema_nu, "ema_nu")
+        if self.ema_nu >= 1:
+            raise ValueError(f"ema_nu must be in [0, 1), got {ema_nu!r}")
+        self._cooper: tuple[Any, Any] | None = None
+
+    def step(self, violation: Tensor) -> Tensor:
+        cooper = require("cooper", "nupi", 'FairnessConstraint(dual="nupi")')
+        if self._cooper is None:
+            mult = cooper.multipliers.DenseMultiplier(init=self.value.clone())
+            mult.set_constraint_type(cooper.ConstraintType.INEQUALITY)
+            opt = cooper.optim.nuPI(mult.parameters(), lr=self.lr, Kp=self.kp, Ki=1.0, ema_nu=self.ema_nu,
+                                    maximize=True)
+            self._cooper = (mult, opt)
+        mult, opt = self._cooper
+        opt.zero_grad()
+        mult.weight.grad = violation.to(mult.weight.dtype).clone()
+        opt.step()
+        mult.post_step_()
+        self.value = self._cap(mult.weight.detach().clone().to(torch.float64))
+        return self.value.clone()
+
+    def load(self, value: Tensor) -> None:
+        super().load(value)
+        self._cooper = None  # nuPI restarts from the loaded multipliers
+
+    def reset(self) -> None:
+        super().reset()
+        self._cooper = None
+
+
+def make_multiplier(rule: str, n: int, *, init: float | Sequence[float] = 0.0, lr: float = 0.05,
+                    max_value: float | None = None, kp: float = 0.0, ema_nu: float = 0.0) -> Multiplier:
+    """The multiplier of update rule ``rule`` (``"gda"`` or ``"nupi"``, :data:`DUALS`)."""
+    if rule not in DUALS:
+        raise ValueError(f"dual must be one of {DUALS}, got {rule!r}")
+    if rule == "nupi":
+        return NuPI(n, init=init, lr=lr, max_value=max_value, kp=kp, ema_nu=ema_nu)
+    # validated even though projected ascent does not use them (they are recorded)
+    _number(kp, "kp")
+    if _number(ema_nu, "ema_nu") >= 1:
+        raise ValueError(f"ema_nu must be in [0, 1), got {ema_nu!r}")
+    return ProjectedAscent(n, init=init, lr=lr, max_value=max_value)
+
+
+# ---------------------------------------------------------------------------------------------
+# formulations: how the multiplier and the surrogate enter the loss
+# ---------------------------------------------------------------------------------------------
+class Lagrangian:
+    """The proxy-Lagrangian: the loss gets ``sum_i lambda_i (c~_i - tau)`` and the multiplier
+    ascends on the measured violation."""
+
+    mode = "lagrangian"
+
+    def __init__(self, multiplier: Multiplier) -> None:
+        self.multiplier = multiplier
+
+    def term(self, surrogate: Tensor, tau: float) -> Tensor:
+        lam = self.multiplier.value.to(device=surrogate.device, dtype=surrogate.dtype)
+        return (lam * (surrogate - tau)).sum()
+
+    def ascend(self, violation: Tensor) -> None:
+        self.multiplier.step(violation)
+
+
+class Penalty:
+    """A fixed penalty on the excess, ``weight * sum_i relu(c~_i - tau)``; nothing ascends."""
+
+    mode = "penalty"
+
+    def __init__(self, weight: float = 1.0) -> None:
+        self.weight = _number(weight, "penalty_weight")
+
+    def term(self, surrogate: Tensor, tau: float) -> Tensor:
+        return self.weight * torch.relu(surrogate - tau).sum()
+
+    def ascend(self, violation: Tensor) -> None:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the composition
+# ---------------------------------------------------------------------------------------------
 class FairnessConstraint:
-    """One fairness constraint ``F <= tau`` with its multipliers (or fixed penalty weight).
+    """One fairness constraint ``F <= tau`` with its multipliers (or fixed penalty weight): a
+    :class:`WindowEstimate` (``estimator``), a :class:`SurrogateEstimate` (``relaxation``), a
+    :class:`Multiplier` (``multiplier``) and a formulation, :class:`Lagrangian` or
+    :class:`Penalty` (``formulation``).
 
     Args:
         kind: ``"accuracy_gap"`` (Def. 1), ``"demographic_parity"`` or ``"equalized_odds"``.
@@ -177,18 +475,14 @@ class FairnessConstraint:
             is noise that makes *both* one-sided multipliers grow.
         temperature: the surrogate is ``u(t / temperature)``; margins of a trained network are
             several units, so a sigmoid with temperature 1 sees gradient only near the boundary.
-        dual: how the multipliers move: ``"gda"`` (projected gradient ascent, ours) or
-            ``"nupi"``: cooper-optim's ``DenseMultiplier`` updated by its ``nuPI`` controller
-            (Sohrabi et al., 2024) with gains ``kp`` (proportional) and ``Ki = 1`` and error
-            smoothing ``ema_nu``, projected onto ``>= 0`` by the multiplier's ``post_step_``:
-            the proportional term damps the oscillation of noisy measurements.
+        dual: how the multipliers move: ``"gda"`` (:class:`ProjectedAscent`, ours) or ``"nupi"``
+            (:class:`NuPI`, cooper-optim's controller: the proportional term damps the
+            oscillation of noisy measurements).
         kp, ema_nu: nuPI's gains (``dual="nupi"`` only); ``kp = 0, ema_nu = 0`` is plain
             gradient ascent.
         margin: ``z >= 0``: the multipliers ascend on ``c_i - (tau - z * SE_i)``, the measured
             value against ``tau`` lowered by ``z`` binomial standard errors of that measurement
-            (:func:`constraint_se`), so that a value enforced on the pruning data stays below
-            ``tau`` on unseen data with probability about ``Phi(z)`` (one-sided). 0: plain
-            ``tau``.
+            (:func:`constraint_se`, :meth:`WindowEstimate.bound`). 0: plain ``tau``.
     """
 
     def __init__(
@@ -209,97 +503,109 @@ class FairnessConstraint:
         kp: float = 0.0,
         ema_nu: float = 0.0,
     ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        self.kind = _kind(kind)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if surrogate not in SURROGATES:
-            raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-        self.kind = kind
         self.tau = _number(tau, "tau")
-        self.surrogate = surrogate
-        self.mode = mode
-        self.dual_lr = _number(dual_lr, "dual_lr")
-        self.penalty_weight = _number(penalty_weight, "penalty_weight")
-        n = N_CONSTRAINTS[kind]
-        if isinstance(init_multiplier, (list, tuple)):
-            if len(init_multiplier) != n:
-                raise ValueError(f"init_multiplier must have {n} entries for kind {kind!r}, got {len(init_multiplier)}")
-            init = [_number(v, "init_multiplier") for v in init_multiplier]
-        else:
-            init = [_number(init_multiplier, "init_multiplier")] * n
         if self.tau > 1:
             raise ValueError(f"tau must be in [0, 1] (a difference of rates), got {tau!r}")
-        self.margin = _number(margin, "margin")
-        if dual not in DUALS:
-            raise ValueError(f"dual must be one of {DUALS}, got {dual!r}")
-        self.dual = dual
-        self.kp = _number(kp, "kp")
-        self.ema_nu = _number(ema_nu, "ema_nu")
-        if self.ema_nu >= 1:
-            raise ValueError(f"ema_nu must be in [0, 1), got {ema_nu!r}")
-        self.max_multiplier = None if max_multiplier is None else _number(max_multiplier, "max_multiplier")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"window must be a positive integer, got {window!r}")
-        self.window = window
-        self.temperature = _number(temperature, "temperature", strict=True)
-        self.n = N_CONSTRAINTS[kind]
-        self._pool: deque[Tensor] = deque(maxlen=window)  # cell statistics of recent batches
-        self._u: Callable[[Tensor], Tensor] | None = None  # the surrogate function, made on first use
+        self.n = N_CONSTRAINTS[self.kind]
+        self.relaxation = SurrogateEstimate(self.kind, surrogate, temperature=temperature)
+        self.estimator = WindowEstimate(self.kind, window=window, margin=margin)
+        if isinstance(init_multiplier, (list, tuple)) and len(init_multiplier) != self.n:
+            raise ValueError(f"init_multiplier must have {self.n} entries for kind {self.kind!r}, "
+                             f"got {len(init_multiplier)}")
+        self.multiplier = make_multiplier(dual, self.n, init=init_multiplier, lr=dual_lr, max_value=max_multiplier,
+                                          kp=kp, ema_nu=ema_nu)
+        self.formulation: Lagrangian | Penalty
+        if mode == "lagrangian":
+            self.formulation = Lagrangian(self.multiplier)
+        else:
+            self.formulation = Penalty(penalty_weight)
+            self.multiplier.reset()  # no multiplier moves in penalty mode: zeros, whatever init_multiplier
+        self._penalty_weight = _number(penalty_weight, "penalty_weight")
+        self._kp, self._ema_nu = float(kp), float(ema_nu)
         self.skipped_terms = 0
         self.skipped_updates = 0
-        self.multipliers = torch.tensor(init if mode == "lagrangian" else [0.0] * self.n, dtype=torch.float64)
-        if self.max_multiplier is not None:
-            self.multipliers.clamp_(max=self.max_multiplier)
         self.updates = 0
         self._last: dict[str, Any] = {}
-        self._cooper: tuple[Any, Any] | None = None
+
+    # -- configuration, read from the pieces ----------------------------------------------------
+    @property
+    def surrogate(self) -> str:
+        return self.relaxation.name
+
+    @property
+    def temperature(self) -> float:
+        return self.relaxation.temperature
+
+    @property
+    def mode(self) -> str:
+        return self.formulation.mode
+
+    @property
+    def dual(self) -> str:
+        return self.multiplier.rule
+
+    @property
+    def dual_lr(self) -> float:
+        return self.multiplier.lr
+
+    @property
+    def max_multiplier(self) -> float | None:
+        return self.multiplier.max_value
+
+    @property
+    def penalty_weight(self) -> float:
+        return self._penalty_weight
+
+    @property
+    def kp(self) -> float:
+        return self._kp
+
+    @property
+    def ema_nu(self) -> float:
+        return self._ema_nu
+
+    @property
+    def window(self) -> int:
+        return self.estimator.window
+
+    @property
+    def margin(self) -> float:
+        return self.estimator.margin
+
+    @property
+    def multipliers(self) -> Tensor:
+        """``lambda_i`` (float64, CPU; zeros in penalty mode)."""
+        return self.multiplier.value
+
+    @multipliers.setter
+    def multipliers(self, value: Tensor) -> None:
+        self.multiplier.value = value
 
     # -- values --------------------------------------------------------------------------------
     def defined(self, y: Tensor, s: Tensor) -> bool:
         """Whether every rate the constraint compares has examples in ``(y, s)``: both groups
         (accuracy gap, DP), or all four (group, label) cells (equalized odds)."""
-        n = torch.bincount(_cells(torch.as_tensor(y).flatten(), torch.as_tensor(s).flatten()).cpu(), minlength=4)
-        return self._defined_counts(n)
-
-    def _defined_counts(self, n: Tensor) -> bool:
-        if self.kind == "equalized_odds":
-            return bool((n[:4] > 0).all())
-        return bool(n[0] + n[1] > 0 and n[2] + n[3] > 0)
+        return rates_defined(self.kind, _counts(y, s))
 
     def surrogate_values(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
         """Differentiable values ``c~_i`` of the one-sided constraints, shape ``[n]`` (upper
         bounds for ``hinge``, ``logistic``, ``ramp``; see :func:`fairprune_lite.fairness.surrogate`)."""
-        u = fairness.surrogate(self.surrogate, temperature=self.temperature)
-        return fairness.constraint_values(self.kind, logits, y, s, surrogate=u)
+        return self.relaxation.reference(logits, y, s)
 
-    def _fast_surrogate(self, logits: Tensor, y: Tensor, s: Tensor, n: list[int]) -> Tensor:
-        """:meth:`surrogate_values` in a few vectorised ops (per-cell sums by ``index_add``),
-        for the training loop; ``n`` are the cell counts, every compared one positive. Equal to
-        :func:`fairprune_lite.fairness.constraint_values` up to summation order (tested)."""
-        if self._u is None:
-            self._u = fairness.surrogate(self.surrogate, temperature=self.temperature)
-        y = y.to(logits.device)
-        idx = _cells(y, s.to(logits.device))
-        t = (2 * y.to(logits.dtype) - 1) * logits if self.kind == "accuracy_gap" else logits
-        u = self._u
-        a = logits.new_zeros(4).index_add(0, idx, u(t))   # sum of u(t) per cell
-        b = logits.new_zeros(4).index_add(0, idx, u(-t))  # sum of u(-t) per cell
-        if self.kind == "equalized_odds":
-            out = []
-            for p_, m_ in ((3, 1), (2, 0)):  # TPR cells (s+, y=1) vs (s-, y=1), then FPR cells
-                out += [a[p_] / n[p_] + b[m_] / n[m_] - 1.0, a[m_] / n[m_] + b[p_] / n[p_] - 1.0]
-            return torch.stack(out)
-        n_p, n_m = n[2] + n[3], n[0] + n[1]
-        a_p, a_m, b_p, b_m = a[2] + a[3], a[0] + a[1], b[2] + b[3], b[0] + b[1]
-        return torch.stack([a_p / n_p + b_m / n_m - 1.0, a_m / n_m + b_p / n_p - 1.0])
+    def _fast_surrogate(self, logits: Tensor, y: Tensor, s: Tensor, n: Sequence[float]) -> Tensor:
+        """:meth:`SurrogateEstimate.values` (the training loop's form of :meth:`surrogate_values`)."""
+        return self.relaxation.values(logits, y, s, n)
 
     @torch.no_grad()
-    def batch_values(self, logits: Tensor, y: Tensor, s: Tensor, *, stats: Tensor | None = None) -> Tensor | None:
+    def batch_values(self, logits: Tensor, y: Tensor, s: Tensor, *,
+                     stats: Tensor | Sequence[float] | None = None) -> Tensor | None:
         """Exact one-sided values of one batch (float64) from its cell statistics (given as
         ``stats``, or counted), or None when the batch lacks a compared cell."""
         if stats is None:
-            stats = cell_stats(self.kind, logits.detach().flatten(), y, s)
+            stats = cell_counts(self.kind, logits.detach(), y, s)
         return values_from_stats(self.kind, stats)
 
     @torch.no_grad()
@@ -316,24 +622,23 @@ class FairnessConstraint:
         for equalized odds) cannot estimate the constraint: the term is then 0 for that batch
         and counted in ``skipped_terms`` (reported by :meth:`last_state`).
         """
-        n = torch.bincount(_cells(torch.as_tensor(y).flatten(), torch.as_tensor(s).flatten()).cpu(), minlength=4)
-        if not self._defined_counts(n):
+        y, s = torch.as_tensor(y), torch.as_tensor(s)
+        idx = cell_index(y.flatten(), s.flatten())
+        n = torch.bincount(idx.cpu(), minlength=4).tolist()
+        if not rates_defined(self.kind, n):
             self.skipped_terms += 1
             return logits.sum() * 0.0
         if logits.dim() != 1:
             raise ValueError(f"logits must have shape [B] (one logit per example), got {tuple(logits.shape)}")
-        sur = self._fast_surrogate(logits, torch.as_tensor(y), torch.as_tensor(s), n.tolist())
+        sur = self.relaxation.values(logits, y, s, n, idx=idx.to(logits.device))
         self._last["surrogate"] = sur.detach()
-        if self.mode == "lagrangian":
-            lam = self.multipliers.to(device=sur.device, dtype=sur.dtype)
-            return (lam * (sur - self.tau)).sum()
-        return self.penalty_weight * torch.relu(sur - self.tau).sum()
+        return self.formulation.term(sur, self.tau)
 
     @torch.no_grad()
     def update(self, logits: Tensor | None = None, y: Tensor | None = None, s: Tensor | None = None, *,
                measured: Tensor | None = None, se: Tensor | None = None, pooled: bool = True,
                step_scale: float = 1.0) -> Tensor:
-        """Projected dual ascent on the measured violation; returns the new multipliers.
+        """One step of the multipliers on the measured violation; returns the new multipliers.
 
         Give either the batch (``logits, y, s``) or ``measured``, the exact one-sided values
         ``c_i`` (e.g. over a whole validation split). A batch joins the moving window of the last
@@ -350,70 +655,37 @@ class FairnessConstraint:
         if measured is None:
             if logits is None or y is None or s is None:
                 raise ValueError("update needs logits, y and s, or measured=")
-            st = cell_stats(self.kind, logits.detach().flatten(), y, s)
-            self._last["batch_stats"] = st
-            if pooled:
-                self._pool.append(st)
-                st = torch.stack(list(self._pool)).sum(0) if len(self._pool) > 1 else st
-            self._last["stats"] = st
-            if not self._defined_counts(st[:4]):
+            est = self.estimator.observe(logits, y, s, pooled=pooled)
+            if est is None:
                 self.skipped_updates += 1
                 return self.multipliers.clone()
-            measured = values_from_stats(self.kind, st)
-            if self.margin > 0:
-                se = se_from_stats(self.kind, st)
-        elif self.margin > 0 and se is None:
-            raise ValueError("margin > 0 needs the standard errors: give se= with measured=, or the data")
-        measured = torch.as_tensor(measured).detach().to("cpu", torch.float64).flatten()
-        if measured.shape != (self.n,):
-            raise ValueError(f"measured must have {self.n} entries for kind {self.kind!r}, got {tuple(measured.shape)}")
-        if not bool(torch.isfinite(measured).all()):
-            raise ValueError(f"measured constraint values are not finite: {measured.tolist()}")
+            measured, se = est.values, est.se  # float64, CPU, finite (counts of a defined window)
+        else:
+            if self.margin > 0 and se is None:
+                raise ValueError("margin > 0 needs the standard errors: give se= with measured=, or the data")
+            measured = torch.as_tensor(measured).detach().to("cpu", torch.float64).flatten()
+            if measured.shape != (self.n,):
+                raise ValueError(f"measured must have {self.n} entries for kind {self.kind!r}, "
+                                 f"got {tuple(measured.shape)}")
+            if not bool(torch.isfinite(measured).all()):
+                raise ValueError(f"measured constraint values are not finite: {measured.tolist()}")
         self._last["exact"] = measured
-        bound = torch.full_like(measured, self.tau)
+        bound = self.estimator.bound(self.tau, se, self.n)
         if self.margin > 0:
-            se_t = torch.as_tensor(se, dtype=torch.float64).flatten()
-            if se_t.shape != measured.shape:
-                raise ValueError(f"se must have {self.n} entries, got {tuple(se_t.shape)}")
-            bound = bound - self.margin * se_t
             self._last["bound"] = bound
-        violation = (measured - bound) * float(step_scale)
-        if self.mode == "lagrangian" and self.dual == "nupi":
-            new = self._nupi_step(violation)
-            if self.max_multiplier is not None:
-                new.clamp_(max=self.max_multiplier)
-            self.multipliers = new
-        elif self.mode == "lagrangian":
-            new = (self.multipliers + self.dual_lr * violation).clamp_(min=0.0)
-            if self.max_multiplier is not None:
-                new.clamp_(max=self.max_multiplier)
-            self.multipliers = new
+        violation = measured - bound
+        if step_scale != 1.0:
+            violation = violation * float(step_scale)
+        self.formulation.ascend(violation)
         self.updates += 1
         return self.multipliers.clone()
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def _nupi_step(self, violation: Tensor) -> Tensor:
-        """One step of cooper's nuPI on a cooper ``DenseMultiplier`` (made on first use, from the
-        current multipliers); the violation is the gradient of the Lagrangian in ``lambda``."""
-        cooper = require("cooper", "nupi", 'FairnessConstraint(dual="nupi")')
-
-        if self._cooper is None:
-            mult = cooper.multipliers.DenseMultiplier(init=self.multipliers.clone())
-            mult.set_constraint_type(cooper.ConstraintType.INEQUALITY)
-            opt = cooper.optim.nuPI(mult.parameters(), lr=self.dual_lr, Kp=self.kp, Ki=1.0, ema_nu=self.ema_nu,
-                                    maximize=True)
-            self._cooper = (mult, opt)
-        mult, opt = self._cooper
-        opt.zero_grad()
-        mult.weight.grad = violation.to(mult.weight.dtype).clone()
-        opt.step()
-        mult.post_step_()
-        return mult.weight.detach().clone().to(torch.float64)
-
-    def last_batch_stats(self) -> Tensor | None:
-        """Cell statistics of the last batch :meth:`update` measured (None before any): the
-        solver's log reuses them instead of counting the batch again."""
-        return self._last.get("batch_stats")
+    def last_batch_stats(self) -> Sequence[float] | None:
+        """Cell statistics of the last batch :meth:`update` measured (the eight numbers of
+        :func:`fairprune_lite.fairness.cell_stats`; None before any): the solver's log reuses them
+        instead of counting the batch again."""
+        return self.estimator._batch
 
     def feasibility(self, logits: Tensor, y: Tensor, s: Tensor) -> dict[str, Any]:
         """:func:`feasibility` of this constraint's kind and ``tau`` on ``(logits, y, s)``."""
@@ -426,10 +698,10 @@ class FairnessConstraint:
 
     def last_state(self) -> dict[str, Any]:
         """Floats for logging: multipliers and the last surrogate / exact values seen."""
-        out: dict[str, Any] = {"multipliers": [float(v) for v in self.multipliers]}
+        out: dict[str, Any] = {"multipliers": self.multipliers.tolist()}
         for k in ("surrogate", "exact"):
             if k in self._last:
-                out[k] = [float(v) for v in self._last[k]]
+                out[k] = self._last[k].tolist()
         if "exact" in self._last:
             out["max_violation"] = float(self._last["exact"].max()) - self.tau
         out["skipped_terms"] = self.skipped_terms
@@ -448,20 +720,15 @@ class FairnessConstraint:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        mult = torch.as_tensor(state["multipliers"], dtype=torch.float64)
-        if mult.shape != (self.n,):
-            raise ValueError(f"state multipliers must have {self.n} entries, got {tuple(mult.shape)}")
-        self.multipliers = mult.clamp(min=0.0)
+        self.multiplier.load(state["multipliers"])
         self.updates = int(state.get("updates", 0))
-        self._cooper = None  # nuPI restarts from the loaded multipliers
 
     def reset(self) -> None:
         """Multipliers back to zero, counters cleared."""
-        self.multipliers = torch.zeros(self.n, dtype=torch.float64)
+        self.multiplier.reset()
         self.updates = 0
         self._last = {}
-        self._pool.clear()
-        self._cooper = None
+        self.estimator.reset()
         self.skipped_terms = self.skipped_updates = 0
 
     def clone(self) -> FairnessConstraint:

@@ -11,7 +11,11 @@ Two halves:
 * **Constraints** for training, :func:`constraint_values`: the one-sided constraints
   ``c_i <= tau`` of a fairness notion on a batch of logits, either exactly (indicators) or with
   each indicator replaced by a differentiable surrogate ``u`` (:func:`surrogate`), which for
-  ``hinge``, ``logistic`` and ``ramp`` gives upper bounds ``c~_i >= c_i``.
+  ``hinge``, ``logistic`` and ``ramp`` gives upper bounds ``c~_i >= c_i``. The exact values have
+  one definition, :func:`values_from_stats` on the per-cell counts of :func:`cell_stats`
+  (examples and hits per (group, label) cell); :func:`constraint_values`, the solver's moving
+  window (:mod:`fairprune_lite.constraints`) and the safety test (:mod:`fairprune_lite.certify`)
+  all go through it, and :func:`se_from_stats` gives their binomial standard errors.
 
 Inputs are checked: empty input, mismatched lengths, a single group, non-binary labels or NaN
 raise ``ValueError`` naming the argument. No function returns a silent NaN.
@@ -22,7 +26,7 @@ This module imports nothing else from the package.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,10 +55,20 @@ __all__ = [
     "fairness_report",
     "surrogate",
     "constraint_values",
+    "N_CONSTRAINTS",
+    "cell_index",
+    "cell_stats",
+    "cell_counts",
+    "rate_pairs",
+    "rates_defined",
+    "values_from_stats",
+    "se_from_stats",
 ]
 
-#: the fairness notions :func:`constraint_values` knows, and how many one-sided entries each has
+#: the fairness notions :func:`constraint_values` knows (the one definition of this tuple)
 CONSTRAINT_KINDS = ("accuracy_gap", "demographic_parity", "equalized_odds")
+#: how many one-sided entries :func:`constraint_values` gives for each kind
+N_CONSTRAINTS = {"accuracy_gap": 2, "demographic_parity": 2, "equalized_odds": 4}
 #: the fairness_report key that measures each constraint kind (the one definition of this map)
 METRIC_OF_KIND = {"accuracy_gap": "accuracy_gap", "demographic_parity": "demographic_parity_difference",
                   "equalized_odds": "equalized_odds_difference"}
@@ -379,6 +393,8 @@ def surrogate(name: str, *, temperature: float = 1.0) -> Callable[[Tensor], Tens
     ):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     inv = 1.0 / float(temperature)
+    if inv == 1.0:  # t * 1.0 is t exactly (values and gradients): skip the multiplication
+        return _unscaled(name)
 
     if name == "hinge":
         def u(t: Tensor) -> Tensor:
@@ -400,6 +416,25 @@ def surrogate(name: str, *, temperature: float = 1.0) -> Callable[[Tensor], Tens
 # ---------------------------------------------------------------------------------------------
 # one-sided constraints on a batch of logits
 # ---------------------------------------------------------------------------------------------
+def _unscaled(name: str) -> Callable[[Tensor], Tensor]:
+    """:func:`surrogate` at temperature 1."""
+    if name == "hinge":
+        def u(t: Tensor) -> Tensor:
+            return torch.relu(1.0 + t)
+    elif name == "logistic":
+        def u(t: Tensor) -> Tensor:
+            return F.softplus(t) / _LN2
+    elif name == "ramp":
+        def u(t: Tensor) -> Tensor:
+            return torch.clamp(1.0 + t, 0.0, 1.0)
+    else:
+        def u(t: Tensor) -> Tensor:
+            return torch.sigmoid(t)
+    u.__name__ = name
+    u.__doc__ = f"{name} surrogate of 1(t > 0), temperature 1.0"
+    return u
+
+
 def _label_tensor(x: Any, name: str, like: Tensor) -> Tensor:
     t = torch.as_tensor(x, device=like.device)
     if t.dim() != 1 or t.shape[0] != like.shape[0]:
@@ -407,6 +442,97 @@ def _label_tensor(x: Any, name: str, like: Tensor) -> Tensor:
     if t.is_complex():
         raise ValueError(f"{name} must be real")
     return t
+
+
+def cell_index(y: Tensor, s: Tensor) -> Tensor:
+    """Cell index ``2 s + y`` of each example: (s=0,y=0), (s=0,y=1), (s=1,y=0), (s=1,y=1)."""
+    return (2 * s + y).long()
+
+
+def _hits(kind: str, logits: Tensor, y: Tensor) -> Tensor:
+    """What the constraint's rates count: correct predictions (accuracy gap) or positive ones
+    (demographic parity, equalized odds); the prediction is ``logit > 0``."""
+    sel = logits.detach() > 0
+    return (sel == (y == 1)) if kind == "accuracy_gap" else sel
+
+
+def cell_counts(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> list[float]:
+    """:func:`cell_stats` as a list of Python floats (one ``bincount`` of ``cell + 4 * hit``; the
+    training loop's form, without a tensor per statistic)."""
+    y = torch.as_tensor(y).flatten().to(logits.device)
+    code = cell_index(y, torch.as_tensor(s).flatten().to(logits.device)) + 4 * _hits(kind, logits.flatten(), y)
+    c = torch.bincount(code, minlength=8).tolist()
+    return [float(c[i] + c[i + 4]) for i in range(4)] + [float(c[i]) for i in range(4, 8)]
+
+
+def cell_stats(kind: str, logits: Tensor, y: Tensor, s: Tensor) -> Tensor:
+    """``[n_00, n_01, n_10, n_11, h_00, h_01, h_10, h_11]`` (float64, CPU): examples and hits
+    (correct predictions for the accuracy gap, positive predictions otherwise) per (group, label)
+    cell ``n_{s, y}``. Sums of these over batches are the pooled statistics; the exact values
+    (:func:`values_from_stats`) and their standard errors (:func:`se_from_stats`) are functions of
+    them alone. No validation (:func:`constraint_values` validates)."""
+    return torch.tensor(cell_counts(kind, logits, y, s), dtype=torch.float64)
+
+
+def rate_pairs(kind: str, st: Tensor | Sequence[float]) -> list[tuple[float, float, float, float]]:
+    """``(hits+, n+, hits-, n-)`` of each compared rate from :func:`cell_stats` (one pair, the
+    TPR and FPR pairs for equalized odds), as Python floats: a handful of scalars, cheaper than
+    tensor arithmetic in a training loop."""
+    n00, n01, n10, n11, h00, h01, h10, h11 = st.tolist() if isinstance(st, Tensor) else st
+    if kind == "equalized_odds":
+        return [(h11, n11, h01, n01), (h10, n10, h00, n00)]  # TPR (y=1), FPR (y=0)
+    return [(h10 + h11, n10 + n11, h00 + h01, n00 + n01)]
+
+
+def rates_defined(kind: str, counts: Sequence[float]) -> bool:
+    """Whether every rate ``kind`` compares has examples, from the four cell counts
+    ``[n_00, n_01, n_10, n_11]``: both groups, or all four cells for equalized odds."""
+    n00, n01, n10, n11 = counts[:4].tolist() if isinstance(counts, Tensor) else counts[:4]
+    if kind == "equalized_odds":
+        return bool(n00 > 0 and n01 > 0 and n10 > 0 and n11 > 0)
+    return bool(n00 + n01 > 0 and n10 + n11 > 0)
+
+
+def values_from_stats(kind: str, st: Tensor | Sequence[float], *,
+                      dtype: torch.dtype = torch.float64) -> Tensor | None:
+    """The exact one-sided values ``[p+ - p-, p- - p+]`` of each compared rate (the accuracy gap's
+    and DP's pair, or TPR then FPR for equalized odds) from :func:`cell_stats`, a CPU tensor of
+    ``dtype``; None when a compared rate has no example. The one definition of the exact values:
+    each rate is ``hits / n`` rounded in ``dtype`` (float64: Python floats, the same IEEE
+    arithmetic), so the float32 values of :func:`constraint_values` are those of float32 logits."""
+    out: list[float] = []
+    parts: list[Tensor] = []
+    for hp, np_, hm, nm in rate_pairs(kind, st):
+        if np_ == 0 or nm == 0:
+            return None
+        if dtype == torch.float64:
+            g = hp / np_ - hm / nm
+            out += [g, -g]
+        else:
+            gt = torch.tensor(hp, dtype=dtype) / int(np_) - torch.tensor(hm, dtype=dtype) / int(nm)
+            parts += [gt, -gt]
+    return torch.tensor(out, dtype=torch.float64) if dtype == torch.float64 else torch.stack(parts)
+
+
+def se_from_stats(kind: str, st: Tensor | Sequence[float]) -> Tensor:
+    """Binomial standard errors of :func:`values_from_stats` (float64; NaN where undefined): a
+    one-sided value is a difference of two group proportions ``p+ - p-``, so its SE is
+    ``sqrt(p+(1-p+)/n+ + p-(1-p-)/n-)``; both sides of a pair share it."""
+    out: list[float] = []
+    for hp, np_, hm, nm in rate_pairs(kind, st):
+        if np_ == 0 or nm == 0:
+            v = float("nan")
+        else:
+            a, b = hp / np_, hm / nm
+            v = math.sqrt(a * (1 - a) / np_ + b * (1 - b) / nm)
+        out += [v, v]
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def _check_groups(kind: str, n_minus: int, n_plus: int, what: str) -> None:
+    for g, n_g in (("s=0", n_minus), ("s=1", n_plus)):
+        if n_g == 0:
+            raise ValueError(f"{kind}: no examples in group {g}{what}; its rate is undefined")
 
 
 def constraint_values(
@@ -492,32 +618,32 @@ def constraint_values(
     if not stats[2]:
         raise ValueError("logits contains NaN or infinite values")
     n00, n01, n10, n11 = stats[3:]  # n_{s, y}
+    if u is None:  # the one definition of the exact values, after the same checks as the surrogate's
+        for n_minus, n_plus, what in ([(n01, n11, " with y=1"), (n00, n10, " with y=0")]
+                                      if kind == "equalized_odds" else [(n00 + n01, n10 + n11, "")]):
+            _check_groups(kind, n_minus, n_plus, what)
+        exact = values_from_stats(kind, cell_stats(kind, lg, y_t, s_t), dtype=dtype)
+        assert exact is not None  # every compared rate has examples (checked above)
+        return exact.to(logits.device)
 
-    def entries(t: Tensor, correct: Tensor, restrict: Tensor | None, counts: tuple[int, int], what: str) -> Tensor:
-        """[E[c|s+] - E[c|s-], E[c|s-] - E[c|s+]] on the examples in ``restrict``, exact or bounded."""
+    uu = u  # the surrogate (not None here)
+
+    def entries(t: Tensor, restrict: Tensor | None, counts: tuple[int, int], what: str) -> Tensor:
+        """[E[u(t)|s+] + E[u(-t)|s-] - 1, E[u(t)|s-] + E[u(-t)|s+] - 1] on the examples in ``restrict``."""
         n_minus, n_plus = counts
-        for g, n_g in (("s=0", n_minus), ("s=1", n_plus)):
-            if n_g == 0:
-                raise ValueError(f"{kind}: no examples in group {g}{what}; its rate is undefined")
+        _check_groups(kind, n_minus, n_plus, what)
         keep = torch.ones_like(plus) if restrict is None else restrict
-        if u is None:
-            c = keep & correct
-            g1 = (c & plus).sum().to(dtype) / n_plus - (c & ~plus).sum().to(dtype) / n_minus
-            return torch.stack([g1, -g1])
         w_plus = (keep & plus).to(dtype) / n_plus  # (1/N) 1(s_i = s+) / P(S = s+), on the cell
         w_minus = (keep & ~plus).to(dtype) / n_minus
-        ut, umt = u(t), u(-t)
+        ut, umt = uu(t), uu(-t)
         e0 = (w_plus * ut).sum() + (w_minus * umt).sum() - 1.0
         e1 = (w_minus * ut).sum() + (w_plus * umt).sum() - 1.0
         return torch.stack([e0, e1])
 
-    selected = lg > 0
     if kind == "accuracy_gap":
-        margin = (2 * y_t.to(dtype) - 1) * lg
-        correct = selected == pos
-        return entries(margin, correct, None, (n00 + n01, n10 + n11), "")
+        return entries((2 * y_t.to(dtype) - 1) * lg, None, (n00 + n01, n10 + n11), "")
     if kind == "demographic_parity":
-        return entries(lg, selected, None, (n00 + n01, n10 + n11), "")
-    tpr = entries(lg, selected, pos, (n01, n11), " with y=1")
-    fpr = entries(lg, selected, ~pos, (n00, n10), " with y=0")
+        return entries(lg, None, (n00 + n01, n10 + n11), "")
+    tpr = entries(lg, pos, (n01, n11), " with y=1")
+    fpr = entries(lg, ~pos, (n00, n10), " with y=0")
     return torch.cat([tpr, fpr])

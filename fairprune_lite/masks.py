@@ -31,11 +31,18 @@ channel (``d loss / d s = sum g_out * (gamma * x_hat + beta)``), and a pruned ch
 block as exactly 0, as if removed. The checkpoint of a masked model holds its masks
 (``<layer>.parametrizations.weight.0.mask``, like ``torch.nn.utils.prune``'s ``weight_mask``);
 :func:`load_masked` restores them on a plain model.
+
+What runs in every step is cached: the top-k is recomputed only when a score tensor's version,
+its storage or the sparsity changed (an optimizer step, ``clamp_()``, a new target), and returns
+after one comparison when the threshold is not tied; the float ``{0, 1}`` mask each masked
+forward multiplies by is converted once per top-k result (:meth:`MaskScores.float_mask`), and
+:meth:`MaskScores.kept_units` gives the global top-k's flat keep vector (mask changes counted in
+one operation).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import torch
@@ -144,32 +151,36 @@ def _kth_smallest(flat: Tensor, k: int) -> Tensor:
     return flat.sort().values[k - 1]
 
 
-def _topk_keep(flat: Tensor, sparsity: float, tie: Tensor | None = None) -> Tensor:
+def _topk_keep(flat: Tensor, sparsity: float, tie: Tensor | Callable[[], Tensor] | None = None) -> Tensor:
     """Boolean keep-mask of a 1-D score vector: prune exactly round(sparsity * n) lowest scores.
 
-    Ties at the threshold are pruned in order of ``tie`` (smallest first; e.g. magnitude), then
-    of position (earliest first); O(n) via kthvalue, plus a sort of the tied entries only.
+    Ties at the threshold are pruned in order of ``tie`` (smallest first; e.g. magnitude; a
+    tensor, or a function returning it, called only when there is a tie to break), then of
+    position (earliest first); O(n) via kthvalue and one comparison when the threshold is not
+    tied (the common case), plus a sort of the tied entries only when it is.
     """
     n = flat.numel()
     k = round(sparsity * n)
-    keep = torch.ones(n, dtype=torch.bool, device=flat.device)
     if k == 0:
-        return keep
+        return torch.ones(n, dtype=torch.bool, device=flat.device)
     if torch.isnan(flat).any():
         raise ValueError("scores contain NaN; cannot rank them")
     v = _kth_smallest(flat, k)
+    keep = flat > v
+    if n - int(keep.sum()) == k:  # exactly k scores <= v: no tie at the threshold to break
+        return keep
     less = flat < v
     need = k - int(less.sum())
     eq = flat == v
     if tie is not None and need < int(eq.sum()):
+        tie_t = tie() if callable(tie) else tie
         idx = eq.nonzero().flatten()
-        order = torch.argsort(tie.to(flat.device)[idx], stable=True)
+        order = torch.argsort(tie_t.to(flat.device)[idx], stable=True)
         prune_eq = torch.zeros_like(eq)
         prune_eq[idx[order[:need]]] = True
     else:
         prune_eq = eq & (torch.cumsum(eq.to(torch.int64), 0) <= need)
-    keep &= ~(less | prune_eq)
-    return keep
+    return ~(less | prune_eq)
 
 
 def following_norms(model: nn.Module, names: Iterable[str]) -> dict[str, str]:
@@ -264,6 +275,9 @@ class MaskScores(nn.Module):
         self._fixed: dict[str, Tensor] | None = None
         self._cache_key: tuple | None = None
         self._cache: dict[str, Tensor] | None = None
+        self._float_cache: dict[tuple, tuple[Tensor, int, Tensor]] = {}
+        self._tie_flat: Tensor | None = None
+        self._keep_flat: Tensor | None = None
 
         if layers is None:
             mods = prunable_layers(model, prune_last=not self.structured)
@@ -456,14 +470,17 @@ class MaskScores(nn.Module):
         """
         if self._fixed is not None:
             return self._fixed
-        params = [p for _, p in self.items()]
+        # read from the ParameterDict's own storage, in self.names order (its item access costs
+        # ~10x more, and this runs in every masked layer's forward pass)
+        stored = self.scores._parameters
+        params = [cast(Tensor, stored[self._keys[n]]) for n in self.names]
         key = (self._sparsity, tuple((p._version, p.data_ptr(), p.device) for p in params))
         if key != self._cache_key or self._cache is None:
             with torch.no_grad():
                 if self.scope == "global":
                     flat = torch.cat([p.detach().reshape(-1) for p in params])
-                    tie = torch.cat([self._tie[n].reshape(-1) for n in self.names])
-                    keep = _topk_keep(flat, self._sparsity, tie)
+                    keep = _topk_keep(flat, self._sparsity, self._flat_tie)
+                    self._keep_flat = keep
                     parts = keep.split([p.numel() for p in params])
                     cache = {n: k.view(p.shape) for n, k, p in zip(self.names, parts, params)}
                 else:
@@ -471,8 +488,35 @@ class MaskScores(nn.Module):
                         n: _topk_keep(p.detach().reshape(-1), self._sparsity, self._tie[n].reshape(-1)).view(p.shape)
                         for n, p in zip(self.names, params)
                     }
+                    self._keep_flat = None
             self._cache, self._cache_key = cache, key
+            self._float_cache = {}
         return self._cache
+
+    def _flat_tie(self) -> Tensor:
+        """The tie-break keys of every layer in one vector (global scope; built when first needed)."""
+        if self._tie_flat is None:
+            self._tie_flat = torch.cat([self._tie[n].reshape(-1) for n in self.names])
+        return self._tie_flat
+
+    def float_mask(self, name: str, like: Tensor) -> Tensor:
+        """Layer ``name``'s unit mask as ``{0, 1}`` of ``like``'s dtype and device: converted once
+        per top-k result (not in every forward pass), shared and read-only."""
+        unit = self._unit_masks()[name]
+        key = (name, like.dtype, like.device)
+        hit = self._float_cache.get(key)
+        if hit is None or hit[0] is not unit or hit[1] != unit._version:
+            hit = self._float_cache[key] = (unit, unit._version, unit.to(device=like.device, dtype=like.dtype))
+        return hit[2]
+
+    def kept_units(self) -> Tensor:
+        """Every layer's unit mask in one boolean vector, in :attr:`names` order (the global
+        top-k's own result, not a copy, when there is one): comparing two masks costs one
+        operation instead of one per layer. Shared and read-only."""
+        units = self._unit_masks()
+        if self._fixed is None and self.scope == "global" and self._keep_flat is not None:
+            return self._keep_flat
+        return torch.cat([units[n].reshape(-1) for n in self.names])
 
     def unit_masks(self) -> dict[str, Tensor]:
         """Boolean masks at unit level (weight-shaped, or ``[out]`` when structured): the top-k's
@@ -533,8 +577,7 @@ class _Mask(nn.Module):
 
     def forward(self, theta: Tensor) -> Tensor:
         ms: MaskScores = self.mask_scores  # type: ignore[assignment]
-        unit = ms._unit_masks()[self.layer_name]
-        m = unit.to(device=theta.device, dtype=theta.dtype)
+        m = ms.float_mask(self.layer_name, theta)
         ste = self.role == "gate" or (self.role == "weight" and self.layer_name not in ms.norms)
         if ste:
             score = ms.score(self.layer_name)

@@ -5,30 +5,36 @@ one through the same mask parameterization (:class:`fairprune_lite.masks.MaskSco
 the paper's protocol (prune and fine-tune on the **validation** split; report on **test**) and
 returns a :class:`fairprune_lite.train.PruneResult` with per-split metrics and its cost.
 
-=========== ========================================================== ===========
-name        what                                                       data seen
-=========== ========================================================== ===========
-random      uniformly random mask (sanity floor)                       val
-omp         one-shot magnitude pruning, global or per layer            val
-imp         iterative magnitude pruning / Lottery Ticket: rounds of    val
-            20% of the remaining weights, fine-tuning (or rewinding)
-snip        connection sensitivity ``|w * dL/dw|`` on a few batches     val
-fpgm        filters nearest the geometric median of their layer       val
-            (structured)
-fairgrape   per-group importance ``(|w| |dL_g/dw|)^2``, kept greedily   val
-            per layer so each group keeps its share of importance;
-            one shot, or the paper's rounds with ``rate=0.1``
-fp          F&P: fair training (constraint) then OMP and fine-tuning   train + val
-            (``fair_split="val"``: val only)
-pf          P&F: OMP, then fine-tuning with the fairness constraint     val
-bip         bi-level pruning (Zhang et al., 2022), no fairness          val
-bifp        fairness-constrained bi-level pruning (Dai et al., 2023)    val
-postproc    OMP, then fairlearn's ThresholdOptimizer fitted on val      val
-            (group thresholds: needs ``s`` at prediction time)
-=========== ========================================================== ===========
+============= ========================================================== ===========
+name          what                                                       data seen
+============= ========================================================== ===========
+random        uniformly random mask (sanity floor)                       val
+omp           one-shot magnitude pruning, global or per layer            val
+imp           iterative magnitude pruning / Lottery Ticket: rounds of    val
+              20% of the remaining weights, fine-tuning (or rewinding)
+snip          connection sensitivity ``|w * dL/dw|`` on a few batches     val
+fpgm          filters nearest the geometric median of their layer       val
+              (structured)
+fairgrape     per-group importance ``(|w| |dL_g/dw|)^2``, kept greedily   val
+              per layer so each group keeps its share of importance;
+              one shot, or the paper's rounds with ``rate=0.1``
+fp            F&P: fair training (constraint) then OMP and fine-tuning   train + val
+              (``fair_split="val"``: val only)
+pf            P&F: OMP, then fine-tuning with the fairness constraint     val
+bip           bi-level pruning (Zhang et al., 2022), no fairness          val
+bifp          fairness-constrained bi-level pruning (Dai et al., 2023)    val
+              (its classifier does not need ``s`` at prediction time)
+postproc      OMP, then fairlearn's ThresholdOptimizer fitted on val      val
+              (group thresholds: needs ``s`` at prediction time)
+bifp_postproc BiFP, then the same ThresholdOptimizer on val, for users    val
+              who have ``s`` at prediction time (needs it, as postproc)
+============= ========================================================== ===========
 
 Adding a method is one small step: write a function ``fn(ctx: Context, **options) ->
-MethodOutput`` and decorate it with :func:`register`::
+MethodOutput`` and decorate it with :func:`register`, declaring its traits (:class:`MethodInfo`:
+whether it uses the constraint and its tau, needs the sensitive attribute at prediction time, is
+structured, bi-level, iterative, its figure family, ...). Callers (the runner, sweeps, figures,
+the command line) ask these traits and never a method's name::
 
     @register("my_method", data="val", description="keeps the largest |w|, scaled by my_option")
     def _my_method(ctx, *, my_option=1.0):
@@ -68,8 +74,10 @@ from .constraints import FairnessConstraint
 from .train import PassCounter, PruneResult, evaluate, fit, make_loader, model_device, predict, set_seed, task_loss
 
 __all__ = ["METHODS", "MethodInfo", "MethodOutput", "Context", "register", "prune", "lottery_sparsities",
-           "check_method_kwargs", "check_constraint_kind", "near_majority", "NEAR_MAJORITY", "snip_importance", "fpgm_importance", "fairgrape_importance",
-           "fairgrape_select"]
+           "check_method_kwargs", "check_constraint_kind", "near_majority", "NEAR_MAJORITY", "snip_importance",
+           "fpgm_importance", "fairgrape_importance", "fairgrape_select", "TRAITS", "FAMILIES", "bilevel_base",
+           "bilevel_config",
+           "bilevel_protocol", "prune_arguments", "RUN_ARGUMENTS"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,7 +85,29 @@ __all__ = ["METHODS", "MethodInfo", "MethodOutput", "Context", "register", "prun
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MethodInfo:
-    """A registered method: its function and what it is (for tables and the command line)."""
+    """A registered method: its function and its traits. Callers ask the traits (never the name):
+
+    * ``structured``: prunes whole output channels by default (and only so);
+    * ``unstructured_only``: cannot prune channels;
+    * ``fairness_aware``: uses the fairness constraint (its kind, and its ``tau`` when ``uses_tau``);
+    * ``needs_constraint``: refuses to run without one;
+    * ``uses_tau``: its result depends on the constraint's tolerance (a tau sweep moves it);
+    * ``constraint_kinds``: the constraint kinds it can honour (``None``: every kind);
+    * ``needs_sensitive_at_prediction``: the returned classifier must be given each example's
+      sensitive attribute when it predicts (post-processing);
+    * ``bilevel``: configured by :class:`~fairprune_lite.bilevel.BiFPConfig` (its options are
+      that config's fields, checked by value; the runner sizes its ``steps``);
+    * ``iterative``: fine-tunes inside its own rounds (a pipeline using it as a first stage does
+      not fine-tune again);
+    * ``family``: the row it is drawn in by the ``sparsity`` figure;
+    * ``reference``: the fairness-blind baseline figures draw in every row and the frontier
+      reports (OMP);
+    * ``without_constraint``: the method to use instead when there is no constraint;
+    * ``pipeline_base``: a fairness-blind one-shot or iterative pruner the pipelines (``fp``,
+      ``pf``, ``postproc``) accept as their ``base``;
+    * ``protocol``: bi-level only: the named protocol (:data:`~fairprune_lite.bilevel.PROTOCOLS`)
+      its options start from; ``None``: the library default (:data:`~fairprune_lite.bilevel.DEFAULTS`).
+    """
 
     name: str
     fn: Callable[..., MethodOutput]
@@ -85,43 +115,130 @@ class MethodInfo:
     fairness_aware: bool = False
     data: str = "val"
     description: str = ""
+    unstructured_only: bool = False
+    needs_constraint: bool = False
+    uses_tau: bool = False
+    constraint_kinds: tuple[str, ...] | None = None
+    needs_sensitive_at_prediction: bool = False
+    bilevel: bool = False
+    iterative: bool = False
+    family: str = "other"
+    reference: bool = False
+    without_constraint: str | None = None
+    pipeline_base: bool = False
+    protocol: str | None = None
 
     def options(self) -> list[str]:
         """The method's own keyword options (beyond the common arguments of :func:`prune`)."""
         return [p.name for p in inspect.signature(self.fn).parameters.values()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
+    def check_options(self, kwargs: Mapping[str, Any], *, also: Iterable[str] = ()) -> None:
+        """``ValueError`` naming the first keyword the method does not accept (with the nearest
+        accepted name); ``also``: further names the caller accepts (arguments of :func:`prune`).
+        A bi-level method's options are checked by value too (:meth:`BiFPConfig.check`)."""
+        known = set(self.options())
+        accepted = known | set(also)
+        for k in kwargs:
+            if k not in accepted:
+                close = difflib.get_close_matches(str(k), sorted(accepted), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"method {self.name!r} has no option {k!r}{hint}; its options are "
+                                 f"{sorted(known) or 'none'}")
+        if self.bilevel:
+            try:
+                bilevel_config(self.name, {k: v for k, v in kwargs.items() if k in known}).check()
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"method {self.name!r}: {e}") from None
+
+    def check_constraint(self, constraint: FairnessConstraint | None) -> None:
+        """``ValueError`` if the method cannot run with ``constraint`` (missing where it needs one,
+        or of a kind it cannot honour), saying what it needs."""
+        if constraint is None and self.needs_constraint:
+            needs = []
+            if self.constraint_kinds is not None:
+                needs.append(f"its kind, {' or '.join(sorted(self.constraint_kinds))}, is what it enforces")
+            if self.needs_sensitive_at_prediction:
+                needs.append("it also needs the sensitive attribute at prediction time")
+            instead = f"; use {self.without_constraint!r} without one" if self.without_constraint else ""
+            raise ValueError(f"method {self.name!r} needs a fairness constraint (constraint=FairnessConstraint(...))"
+                             + (f" ({'; '.join(needs)})" if needs else "") + instead)
+        check_constraint_kind(self.name, None if constraint is None else constraint.kind)
+
 
 METHODS: dict[str, MethodInfo] = {}
 
+#: the families of the built-in methods (rows of the ``sparsity`` figure, in this order)
+BLIND, AWARE, BILEVEL = "fairness-blind pruning", "fairness-aware baselines", "bi-level"
+FAMILIES = (BLIND, AWARE, BILEVEL)
 
-def register(name: str, *, structured: bool = False, fairness_aware: bool = False, data: str = "val",
-             description: str = "") -> Callable:
-    """Decorator adding ``fn(ctx, **options) -> MethodOutput`` to :data:`METHODS` under ``name``."""
+#: the traits :func:`register` accepts (the fields of :class:`MethodInfo` after ``fn``)
+TRAITS = tuple(f.name for f in dataclasses.fields(MethodInfo) if f.name not in ("name", "fn"))
+
+
+def register(name: str, **traits: Any) -> Callable:
+    """Decorator adding ``fn(ctx, **options) -> MethodOutput`` to :data:`METHODS` under ``name``
+    with its ``traits`` (:class:`MethodInfo`'s fields: ``structured``, ``fairness_aware``,
+    ``data``, ``description``, ...); an unknown trait is a ``ValueError``."""
+    bad = sorted(set(traits) - set(TRAITS))
+    if bad:
+        raise ValueError(f"register({name!r}): unknown trait(s) {bad}; traits: {', '.join(TRAITS)}")
+    if traits.get("constraint_kinds") is not None:
+        traits["constraint_kinds"] = tuple(traits["constraint_kinds"])
+
     def deco(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"method {name!r} is already registered")
-        METHODS[name] = MethodInfo(name, fn, structured, fairness_aware, data, description)
+        METHODS[name] = MethodInfo(name, fn, **traits)
         return fn
     return deco
+
+
+#: the fields of :class:`~fairprune_lite.bilevel.BiFPConfig` (a bi-level method's options among its own)
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(bilevel.BiFPConfig))
+
+
+def bilevel_base(method: str) -> bilevel.BiFPConfig:
+    """The :class:`~fairprune_lite.bilevel.BiFPConfig` the bi-level ``method`` starts from before
+    its options: its ``protocol`` trait's, else the library default (read when called)."""
+    info = _info(method)
+    if not info.bilevel:
+        raise ValueError(f"method {method!r} is not bi-level (no BiFPConfig)")
+    return bilevel.DEFAULTS if info.protocol is None else bilevel.PROTOCOLS[info.protocol]
+
+
+def bilevel_config(method: str, options: Mapping[str, Any]) -> bilevel.BiFPConfig:
+    """The :class:`~fairprune_lite.bilevel.BiFPConfig` the bi-level ``method`` runs with
+    ``options`` (its fields among them): :func:`bilevel_base`, or the protocol they name, with
+    the options on top."""
+    return bilevel_base(method).replace(**{k: v for k, v in options.items() if k in _CONFIG_FIELDS})
+
+
+def bilevel_protocol(method: str, options: Mapping[str, Any]) -> str:
+    """The protocol the bi-level ``method`` runs under with ``options``: the one they name (if
+    the method takes the option), else its base's."""
+    if "protocol" in options and "protocol" in _info(method).options():
+        return str(options["protocol"])
+    return bilevel_base(method).protocol
 
 
 def check_method_kwargs(method: str, kwargs: Mapping[str, Any], *, also: Iterable[str] = ()) -> None:
     """Raise ``ValueError`` naming the first keyword ``method`` does not accept (typos in configs),
     with the nearest accepted name; ``also``: further names the caller accepts (e.g. arguments of
-    :func:`prune`). BiFP / BiP options are checked by value too (:meth:`BiFPConfig.check`)."""
-    known = set(_info(method).options())
-    accepted = known | set(also)
-    for k in kwargs:
-        if k not in accepted:
-            close = difflib.get_close_matches(str(k), sorted(accepted), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"method {method!r} has no option {k!r}{hint}; its options are {sorted(known) or 'none'}")
-    if method in ("bifp", "bip"):
-        try:
-            bilevel.DEFAULTS.replace(**{k: v for k, v in kwargs.items() if k in known}).check()
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"method {method!r}: {e}") from None
+    :func:`prune`). Bi-level options are checked by value too (:meth:`MethodInfo.check_options`)."""
+    _info(method).check_options(kwargs, also=also)
+
+
+#: arguments of :func:`prune` a caller that builds runs sets itself, never from a method's options
+RUN_ARGUMENTS = frozenset({"model", "splits", "sparsity", "seed", "constraint", "device", "counter", "progress",
+                           "evaluate_on", "eval_batch_size", "structured"})
+
+
+def prune_arguments() -> frozenset[str]:
+    """Keyword arguments of :func:`prune` that a run's method options may set besides the
+    method's own (``scope``, ``finetune_steps``, ``lr``, ...)."""
+    return frozenset(name for name, p in inspect.signature(prune).parameters.items()
+                     if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in RUN_ARGUMENTS)
 
 
 #: a pruned model within this many accuracy points of the majority class is flagged
@@ -135,17 +252,20 @@ def near_majority(report: Mapping[str, Any], margin: float = NEAR_MAJORITY) -> b
 
 
 def check_constraint_kind(method: str, kind: str | None) -> None:
-    """Raise ``ValueError`` if ``method`` cannot honour a constraint of ``kind`` (``postproc``:
-    fairlearn's ThresholdOptimizer has no accuracy parity)."""
-    if method == "postproc" and kind not in POSTPROC_CONSTRAINTS:
-        raise ValueError(f"method 'postproc' cannot honour constraint {kind!r} (fairlearn's "
-                         f"ThresholdOptimizer has no accuracy parity); use constraint "
-                         f"{' or '.join(sorted(POSTPROC_CONSTRAINTS))}")
+    """Raise ``ValueError`` if ``method`` cannot honour a constraint of ``kind`` (its
+    ``constraint_kinds`` trait: ``postproc``'s ThresholdOptimizer has no accuracy parity)."""
+    kinds = _info(method).constraint_kinds
+    if kinds is not None and kind not in kinds:
+        raise ValueError(f"method {method!r} cannot honour constraint {kind!r} (it enforces "
+                         f"{' and '.join(sorted(kinds))} only; fairlearn's ThresholdOptimizer has no accuracy "
+                         f"parity); use constraint {' or '.join(sorted(kinds))}")
 
 
 def _info(method: str) -> MethodInfo:
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        close = difflib.get_close_matches(str(method), list(METHODS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown method {method!r}{hint}; choose one of {', '.join(METHODS)}")
     return METHODS[method]
 
 
@@ -263,12 +383,52 @@ class Context:
 # ---------------------------------------------------------------------------------------------
 # the one entry point
 # ---------------------------------------------------------------------------------------------
+#: the evaluation batch size when none is given: :func:`fairprune_lite.train.evaluate`'s
+EVAL_BATCH_SIZE: int = inspect.signature(evaluate).parameters["batch_size"].default
+
+#: integer arguments of :func:`prune` and their smallest allowed value
+_COUNTS = {"finetune_steps": 0, "batch_size": 1, "eval_batch_size": 1, "finetune_epochs": 0}
+_SCOPES = ("global", "layer")
+_SPLITS = ("train", "val", "test")
+
+
+def _check_arguments(info: MethodInfo, splits: Any, options: Mapping[str, Any], *, sparsity: Any, scope: Any,
+                     constraint: Any, evaluate_on: Iterable[str], structured: bool | None,
+                     **counts: Any) -> bool:
+    """Every check of :func:`prune`'s arguments, before any training (a ``ValueError`` naming the
+    argument); returns the run's ``structured``."""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+    if scope not in _SCOPES:
+        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    if constraint is not None and not isinstance(constraint, FairnessConstraint):
+        raise ValueError(f"constraint must be a FairnessConstraint or None, got {type(constraint).__name__}")
+    bad_splits = [k for k in evaluate_on if k not in _SPLITS]
+    if bad_splits:
+        raise ValueError(f"evaluate_on: unknown split(s) {bad_splits}; choose from 'train', 'val', 'test'")
+    info.check_constraint(constraint)
+    info.check_options(options)  # bad options fail before any training
+    if info.structured and structured is False:
+        raise ValueError(f"method {info.name!r} is structured only")
+    if info.unstructured_only and structured:
+        raise ValueError(f"{info.name} is unstructured only")
+    missing = [k for k in _SPLITS if not hasattr(splits, k)]
+    if missing:
+        raise ValueError(f"splits has no {missing[0]!r} split")
+    for name, v in counts.items():
+        low = _COUNTS[name]
+        if (v is not None or name != "finetune_epochs") and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise ValueError(f"{name} must be a {'non-negative' if low == 0 else 'positive'} integer, got {v!r}")
+    return info.structured if structured is None else bool(structured)
+
+
 def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: int = 0,
           structured: bool | None = None, scope: str = "global", prune_last: bool = True,
           constraint: FairnessConstraint | None = None, finetune_steps: int = 100,
           finetune_epochs: int | None = None, batch_size: int = 128, lr: float = 0.01, optimizer: str = "sgd",
           device: Any = None, counter: PassCounter | None = None, progress: bool = False,
-          evaluate_on: Iterable[str] = ("val", "test"), eval_batch_size: int = 1024, **options: Any) -> PruneResult:
+          evaluate_on: Iterable[str] = ("val", "test"), eval_batch_size: int = EVAL_BATCH_SIZE,
+          **options: Any) -> PruneResult:
     """Run ``method`` on a copy of the dense ``model`` and evaluate it.
 
     Args:
@@ -293,38 +453,12 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
         **options: the method's own options (:func:`check_method_kwargs`).
     """
     info = _info(method)
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
-    if scope not in ("global", "layer"):
-        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
-    if constraint is not None and not isinstance(constraint, FairnessConstraint):
-        raise ValueError(f"constraint must be a FairnessConstraint or None, got {type(constraint).__name__}")
+    structured = _check_arguments(info, splits, options, sparsity=sparsity, scope=scope, constraint=constraint,
+                                  evaluate_on=evaluate_on, structured=structured, finetune_steps=finetune_steps,
+                                  batch_size=batch_size, eval_batch_size=eval_batch_size,
+                                  finetune_epochs=finetune_epochs)
     evaluate_on = list(evaluate_on)
-    bad_splits = [k for k in evaluate_on if k not in ("train", "val", "test")]
-    if bad_splits:
-        raise ValueError(f"evaluate_on: unknown split(s) {bad_splits}; choose from 'train', 'val', 'test'")
-    if info.fairness_aware and constraint is None and method != "bifp":
-        if method == "postproc":
-            raise ValueError("method 'postproc' needs a fairness constraint (its kind picks the "
-                             "ThresholdOptimizer constraint) and the sensitive attribute at prediction time")
-        raise ValueError(f"method {method!r} needs a fairness constraint (constraint=FairnessConstraint(...))")
-    check_method_kwargs(method, options)  # bad options fail before any training
-    check_constraint_kind(method, None if constraint is None else constraint.kind)
-    if structured is None:
-        structured = info.structured
-    elif info.structured and not structured:
-        raise ValueError(f"method {method!r} is structured only")
-    for split in ("train", "val", "test"):
-        if not hasattr(splits, split):
-            raise ValueError(f"splits has no {split!r} split")
-    for name, v in (("finetune_steps", finetune_steps), ("batch_size", batch_size),
-                    ("eval_batch_size", eval_batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "finetune_steps" else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'finetune_steps' else 'positive'} "
-                             f"integer, got {v!r}")
     if finetune_epochs is not None:
-        if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
-            raise ValueError(f"finetune_epochs must be a non-negative integer, got {finetune_epochs!r}")
         finetune_steps = finetune_epochs * -(-len(splits.val) // batch_size)
     dense = model
     work = copy.deepcopy(model)
@@ -544,7 +678,7 @@ def _batches(ctx: Context, n: int, split: str = "val") -> list:
 # ---------------------------------------------------------------------------------------------
 # the methods
 # ---------------------------------------------------------------------------------------------
-@register("random", description="uniformly random mask, then fine-tuning (sanity floor)")
+@register("random", family=BLIND, description="uniformly random mask, then fine-tuning (sanity floor)")
 def _random(ctx: Context) -> MethodOutput:
     gen = torch.Generator().manual_seed(ctx.seed)
     imp = {n: torch.rand(masks.MaskScores(ctx.model, 0.0, structured=ctx.structured, layers=[n]).score(n).shape,
@@ -560,13 +694,13 @@ def _magnitude(ctx: Context, model: nn.Module | None = None) -> dict[str, Tensor
     return {n: t.abs() for n, t in w.items()}
 
 
-@register("omp", description="one-shot magnitude pruning (global or per layer), then fine-tuning")
+@register("omp", family=BLIND, reference=True, pipeline_base=True, description="one-shot magnitude pruning (global or per layer), then fine-tuning")
 def _omp(ctx: Context) -> MethodOutput:
     model = ctx.apply(_magnitude(ctx))
     return MethodOutput(model, ctx.finetune(model))
 
 
-@register("imp", description="iterative magnitude pruning (Lottery Ticket): 20% of what remains per round")
+@register("imp", family=BLIND, iterative=True, pipeline_base=True, description="iterative magnitude pruning (Lottery Ticket): 20% of what remains per round")
 def _imp(ctx: Context, *, rate: float = 0.2, rewind: str = "none", rewind_step: int = 0,
          round_steps: int | None = None) -> MethodOutput:
     """Rounds at :func:`lottery_sparsities` ``(until=sparsity)``; after each round the weights are
@@ -609,7 +743,7 @@ def _imp(ctx: Context, *, rate: float = 0.2, rewind: str = "none", rewind_step: 
     return MethodOutput(model, history, {"schedule": schedule, "rewind": rewind})
 
 
-@register("snip", description="SNIP connection sensitivity |w dL/dw| on a few val batches, global top-k")
+@register("snip", family=BLIND, pipeline_base=True, description="SNIP connection sensitivity |w dL/dw| on a few val batches, global top-k")
 def _snip(ctx: Context, *, batches: int = 1) -> MethodOutput:
     layers = ctx.layers()
     imp = snip_importance(ctx.model, layers, _batches(ctx, batches), ctx.counter)
@@ -619,7 +753,7 @@ def _snip(ctx: Context, *, batches: int = 1) -> MethodOutput:
     return MethodOutput(model, ctx.finetune(model))
 
 
-@register("fpgm", structured=True, description="FPGM: filters nearest their layer's geometric median (per layer)")
+@register("fpgm", structured=True, family=BLIND, description="FPGM: filters nearest their layer's geometric median (per layer)")
 def _fpgm(ctx: Context) -> MethodOutput:
     layers = ctx.layers()
     imp = fpgm_importance(layers)
@@ -628,7 +762,7 @@ def _fpgm(ctx: Context) -> MethodOutput:
     return MethodOutput(model, ctx.finetune(model), {"scope": "layer"})
 
 
-@register("fairgrape", description="FairGRAPE: per-group importance kept in proportion, per layer")
+@register("fairgrape", unstructured_only=True, family=AWARE, description="FairGRAPE: per-group importance kept in proportion, per layer")
 def _fairgrape(ctx: Context, *, batches: int = 4, chunks: int | None = 64, rate: float | None = None,
                round_steps: int = 0) -> MethodOutput:
     """Per layer, keep ``n - round(sparsity * n)`` weights chosen by :func:`fairgrape_select`
@@ -640,8 +774,6 @@ def _fairgrape(ctx: Context, *, batches: int = 4, chunks: int | None = 64, rate:
     importances on the current pruned model, selects among the surviving weights only and
     retrains ``round_steps`` on val (0: no retraining between rounds). Then the usual
     fine-tuning. ``chunks``: see :func:`fairgrape_select` (``None``: one weight per turn)."""
-    if ctx.structured:
-        raise ValueError("fairgrape is unstructured only")
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
         raise ValueError(f"batches must be a positive integer, got {batches!r}")
     if round_steps < 0:
@@ -684,17 +816,18 @@ def _fairgrape(ctx: Context, *, batches: int = 4, chunks: int | None = 64, rate:
                         {"scope": "layer", "schedule": schedule, "rate": rate})
 
 
-_BASES = ("omp", "imp", "snip")
-
-
 def _base_prune(ctx: Context, base: str) -> tuple[nn.Module, list]:
-    if base not in _BASES:
-        raise ValueError(f"base must be one of {_BASES}, got {base!r}")
-    out = METHODS[base].fn(dataclasses.replace(ctx, finetune_steps=0 if base != "imp" else ctx.finetune_steps))
+    """The first stage of a pipeline: ``base`` (a ``pipeline_base`` method) without its
+    fine-tuning, unless it is ``iterative`` (its rounds fine-tune)."""
+    bases = tuple(n for n, m in METHODS.items() if m.pipeline_base)
+    if base not in bases:
+        raise ValueError(f"base must be one of {bases}, got {base!r}")
+    info = METHODS[base]
+    out = info.fn(dataclasses.replace(ctx, finetune_steps=ctx.finetune_steps if info.iterative else 0))
     return out.model, out.history
 
 
-@register("fp", fairness_aware=True, data="train+val",
+@register("fp", fairness_aware=True, needs_constraint=True, uses_tau=True, family=AWARE, data="train+val",
           description="F&P: train with the fairness constraint, then prune and fine-tune")
 def _fp(ctx: Context, *, base: str = "omp", fair_steps: int | None = None, fair_split: str = "train") -> MethodOutput:
     """Stage 1 fine-tunes the dense model with the constraint for ``fair_steps`` (default: the
@@ -712,15 +845,16 @@ def _fp(ctx: Context, *, base: str = "omp", fair_steps: int | None = None, fair_
                         {"base": base, "data": "train+val" if fair_split == "train" else "val"})
 
 
-@register("pf", fairness_aware=True, description="P&F: prune, then fine-tune with the fairness constraint")
+@register("pf", fairness_aware=True, needs_constraint=True, uses_tau=True, family=AWARE,
+          description="P&F: prune, then fine-tune with the fairness constraint")
 def _pf(ctx: Context, *, base: str = "omp") -> MethodOutput:
     model, _ = _base_prune(ctx, base)
     hist = ctx.finetune(model, constraint=ctx.constraint)
     return MethodOutput(model, hist, {"base": base})
 
 
-def _bilevel(ctx: Context, fn: Callable, options: dict[str, Any]) -> MethodOutput:
-    cfg = _BILEVEL_BASE[fn].replace(**options)
+def _bilevel(ctx: Context, fn: Callable, method: str, options: dict[str, Any]) -> MethodOutput:
+    cfg = bilevel_config(method, options)
     extra: dict[str, Any] = {}
     if fn is bilevel.bifp:
         extra["constraint"] = ctx.constraint
@@ -750,45 +884,37 @@ _BIP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig)
 _BIFP_FIELDS = [f.name for f in dataclasses.fields(bilevel.BiFPConfig) if f.name not in ("batch_size", "log_every")]
 
 
-#: the config each bi-level method starts from: BiFP the library default (the certified
-#: protocol), BiP the paper's (no constraint to certify; the book's reproduced baseline)
-_BILEVEL_BASE: dict[Callable, bilevel.BiFPConfig] = {bilevel.bifp: bilevel.DEFAULTS,
-                                                      bilevel.bip: bilevel.PROTOCOLS["paper"]}
-
-
-def bilevel_base(method: str) -> bilevel.BiFPConfig:
-    """The :class:`~fairprune_lite.bilevel.BiFPConfig` the bi-level ``method`` (``"bifp"`` or
-    ``"bip"``) starts from before its options: BiFP the library default, BiP the paper's."""
-    fn = {"bifp": bilevel.bifp, "bip": bilevel.bip}.get(method)
-    if fn is None:
-        raise ValueError(f"method must be 'bifp' or 'bip', got {method!r}")
-    return _BILEVEL_BASE[fn]
-
-
-def _config_signature(names: list[str], base: bilevel.BiFPConfig) -> inspect.Signature:
-    """``(ctx, *, <field>=<default>, ...)``: the method's options, defaults read from ``base``."""
+def _config_signature(names: list[str], base: bilevel.BiFPConfig,
+                      extra: Mapping[str, Any] | None = None) -> inspect.Signature:
+    """``(ctx, *, <field>=<default>, ..., <extra>)``: the method's options, defaults read from
+    ``base`` (``extra``: further options and their defaults)."""
     params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=getattr(base, n)) for n in names]
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=v) for n, v in (extra or {}).items()]
     return inspect.Signature(params)
 
 
-@register("bip", description="BiP: bi-level pruning with the implicit gradient, no fairness term")
+# BiP starts from the paper's protocol (no constraint to certify; the book's reproduced baseline),
+# BiFP from the library default (the certified protocol)
+@register("bip", bilevel=True, protocol="paper", family=BILEVEL,
+          description="BiP: bi-level pruning with the implicit gradient, no fairness term")
 def _bip(ctx: Context, **options: Any) -> MethodOutput:
-    return _bilevel(ctx, bilevel.bip, options)
+    return _bilevel(ctx, bilevel.bip, "bip", options)
 
 
-@register("bifp", fairness_aware=True, description="BiFP: bi-level pruning with the fairness constraint")
+@register("bifp", fairness_aware=True, needs_constraint=True, uses_tau=True, bilevel=True, family=BILEVEL,
+          without_constraint="bip", description="BiFP: bi-level pruning with the fairness constraint")
 def _bifp(ctx: Context, **options: Any) -> MethodOutput:
     if ctx.constraint is None:
         raise ValueError("bifp needs a fairness constraint (constraint=FairnessConstraint(...)); "
                          "use 'bip' for bi-level pruning without one")
-    return _bilevel(ctx, bilevel.bifp, options)
+    return _bilevel(ctx, bilevel.bifp, "bifp", options)
 
 
 _bip.__doc__ = _BILEVEL_DOC
 _bifp.__doc__ = _BILEVEL_DOC
-_bip.__signature__ = _config_signature(_BIP_FIELDS, _BILEVEL_BASE[bilevel.bip])
-_bifp.__signature__ = _config_signature(_BIFP_FIELDS, _BILEVEL_BASE[bilevel.bifp])
+_bip.__signature__ = _config_signature(_BIP_FIELDS, bilevel_base("bip"))
+_bifp.__signature__ = _config_signature(_BIFP_FIELDS, bilevel_base("bifp"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -796,6 +922,8 @@ _bifp.__signature__ = _config_signature(_BIFP_FIELDS, _BILEVEL_BASE[bilevel.bifp
 # ---------------------------------------------------------------------------------------------
 #: our constraint kinds -> fairlearn ThresholdOptimizer constraints (it has no accuracy parity)
 POSTPROC_CONSTRAINTS = {"equalized_odds": "equalized_odds", "demographic_parity": "demographic_parity"}
+#: fairlearn options of the post-processing methods and their defaults
+_OBJECTIVE, _GRID_SIZE = "accuracy_score", 1000
 
 
 def _logit_estimator() -> Any:
@@ -814,28 +942,18 @@ def _logit_estimator() -> Any:
     return LogitColumn().fit(None, None)
 
 
-@register("postproc", fairness_aware=True,
-          description="OMP then fairlearn ThresholdOptimizer fitted on val (needs s at prediction time)")
-def _postproc(ctx: Context, *, base: str = "omp", objective: str = "accuracy_score",
-              grid_size: int = 1000) -> MethodOutput:
-    """Prune with ``base`` and fine-tune (as that method does), then fit group-specific
-    thresholds on the pruned model's val logits with fairlearn's ``ThresholdOptimizer``
-    (Hardt et al., 2016; ``prefit``, randomised thresholds drawn with the run's seed) for the
-    constraint's kind: equalized odds or demographic parity (fairlearn offers no accuracy
-    parity, so an accuracy-gap constraint is refused). fairlearn enforces equality on val (no
-    ``tau``); the result records ``needs_sensitive_at_prediction = True``: unlike BiFP this
-    classifier must be given each example's sensitive attribute when it predicts."""
+def _threshold_optimizer(ctx: Context, out: MethodOutput, *, objective: str, grid_size: int,
+                         **info: Any) -> MethodOutput:
+    """``out`` with group-specific thresholds fitted on its model's val logits by fairlearn's
+    ``ThresholdOptimizer`` (``prefit``; randomised thresholds drawn with the run's seed) for the
+    constraint's kind; its prediction then needs the sensitive attribute."""
     ThresholdOptimizer = require("fairlearn.postprocessing", "postproc",
                                  "the postproc method").ThresholdOptimizer
-
-    check_constraint_kind("postproc", None if ctx.constraint is None else ctx.constraint.kind)
-    assert ctx.constraint is not None  # check_constraint_kind refuses None
-    model, hist = _base_prune(ctx, base)
-    if base != "imp":
-        hist = ctx.finetune(model)
-    logits, y, s = predict(model, ctx.splits.val)
-    opt = ThresholdOptimizer(estimator=_logit_estimator(), constraints=POSTPROC_CONSTRAINTS[ctx.constraint.kind],
-                             objective=objective, grid_size=grid_size, prefit=True, predict_method="predict")
+    assert ctx.constraint is not None  # prune refuses a post-processing method without one
+    kind = POSTPROC_CONSTRAINTS[ctx.constraint.kind]
+    logits, y, s = predict(out.model, ctx.splits.val)
+    opt = ThresholdOptimizer(estimator=_logit_estimator(), constraints=kind, objective=objective,
+                             grid_size=grid_size, prefit=True, predict_method="predict")
     opt.fit(logits.double().numpy()[:, None], y.numpy(), sensitive_features=s.numpy())
     seed = ctx.seed
 
@@ -844,5 +962,42 @@ def _postproc(ctx: Context, *, base: str = "omp", objective: str = "accuracy_sco
                            random_state=seed)
         return torch.as_tensor(pred).long()
 
-    return MethodOutput(model, hist, {"base": base, "postprocess": post, "needs_sensitive_at_prediction": True,
-                                      "postprocess_constraint": POSTPROC_CONSTRAINTS[ctx.constraint.kind]})
+    out.info.update(info, postprocess=post, needs_sensitive_at_prediction=True, postprocess_constraint=kind)
+    return out
+
+
+@register("postproc", fairness_aware=True, needs_constraint=True, constraint_kinds=tuple(POSTPROC_CONSTRAINTS),
+          needs_sensitive_at_prediction=True, family=AWARE,
+          description="OMP then fairlearn ThresholdOptimizer fitted on val (needs s at prediction time)")
+def _postproc(ctx: Context, *, base: str = "omp", objective: str = _OBJECTIVE,
+              grid_size: int = _GRID_SIZE) -> MethodOutput:
+    """Prune with ``base`` and fine-tune (as that method does), then fit group-specific
+    thresholds on the pruned model's val logits with fairlearn's ``ThresholdOptimizer``
+    (Hardt et al., 2016; ``prefit``, randomised thresholds drawn with the run's seed) for the
+    constraint's kind: equalized odds or demographic parity (fairlearn offers no accuracy
+    parity, so an accuracy-gap constraint is refused). fairlearn enforces equality on val (no
+    ``tau``); the result records ``needs_sensitive_at_prediction = True``: unlike BiFP this
+    classifier must be given each example's sensitive attribute when it predicts."""
+    model, hist = _base_prune(ctx, base)
+    if not METHODS[base].iterative:
+        hist = ctx.finetune(model)
+    return _threshold_optimizer(ctx, MethodOutput(model, hist), objective=objective, grid_size=grid_size, base=base)
+
+
+@register("bifp_postproc", fairness_aware=True, needs_constraint=True, uses_tau=True,
+          constraint_kinds=tuple(POSTPROC_CONSTRAINTS), needs_sensitive_at_prediction=True, bilevel=True,
+          family=BILEVEL, description="BiFP, then fairlearn ThresholdOptimizer fitted on val "
+                                      "(needs s at prediction time)")
+def _bifp_postproc(ctx: Context, *, objective: str = _OBJECTIVE, grid_size: int = _GRID_SIZE,
+                   **options: Any) -> MethodOutput:
+    """BiFP's model (its options: :class:`fairprune_lite.bilevel.BiFPConfig`'s fields, the
+    constraint's ``tau`` included), then group-specific thresholds fitted on its val logits as
+    ``postproc`` fits them (``objective``, ``grid_size``: fairlearn's). For users who do have
+    each example's sensitive attribute at prediction time: the result records
+    ``needs_sensitive_at_prediction = True`` (``bifp`` alone does not need it)."""
+    return _threshold_optimizer(ctx, _bilevel(ctx, bilevel.bifp, "bifp_postproc", options), objective=objective,
+                                grid_size=grid_size)
+
+
+_bifp_postproc.__signature__ = _config_signature(
+    _BIFP_FIELDS, bilevel_base("bifp_postproc"), extra={"objective": _OBJECTIVE, "grid_size": _GRID_SIZE})

@@ -877,3 +877,84 @@ def test_max_accuracy_drop_sets_the_floor_from_the_dense_model():
     sel = res.config["selection"]
     assert sel["floor"] == pytest.approx(dense_acc - 0.01)
     assert sel["floor_ok"] == (sel["accuracy"] >= sel["floor"]) and not sel["passed"]  # tau 0 is not met
+
+
+class _TwoBranch(nn.Module):
+    """Two branches of four channels, ``a`` reading feature 0 and ``b`` feature 1, summed by the output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.out = nn.Linear(1, 4), nn.Linear(1, 4), nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.out(torch.cat([torch.relu(self.a(x[:, :1])), torch.relu(self.b(x[:, 1:2]))], 1)).reshape(-1)
+
+
+def test_a_structured_mask_moves_a_channel_between_layers_when_the_constraint_demands_it():
+    """A constructed case: the majority's label is ``|x0| > 0.67``, the minority's (20%) ``|x1| > 0.67``,
+    each group's signal in its own feature. The dense net computes ``4|x0| + 4|x1|`` with channels
+    ``relu(+-x)``: branch ``a`` has four channels of nearly equal norm (two of them unused), branch
+    ``b`` one strong and three weak, so the per-layer-normalised magnitude mask keeping 4 of 8
+    channels starts at a=3, b=1, which drops ``relu(-x1)``: the minority loses half its positives.
+    BiP (accuracy only, the majority is 80%) keeps that allocation; BiFP with an accuracy-gap
+    constraint moves one channel from ``a`` to ``b`` and keeps ``relu(-x1)``. (Measured while
+    writing this: with the mask's fairness term off, ``fair_mask=False``, the allocation moves too,
+    with half the churn: the weights' fairness term reshapes the magnitudes the scores follow.)"""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3000, 2, generator=g)
+    s = (torch.rand(3000, generator=g) < 0.2).long()
+    x[:, 0] *= 1 - s
+    x[:, 1] *= s
+    y = torch.where(s == 1, x[:, 1].abs() > 0.67, x[:, 0].abs() > 0.67).long()
+    ds = FairDataset(torch.cat([x, s[:, None].float()], 1), y, s)
+    net = _TwoBranch()
+    with torch.no_grad():
+        net.a.weight.copy_(4 * torch.tensor([[1.0], [-0.95], [0.9], [-0.85]]))
+        net.b.weight.copy_(4 * torch.tensor([[1.0], [-0.3], [0.2], [-0.2]]))
+        net.a.bias.zero_()
+        net.b.bias.zero_()
+        net.out.weight.copy_(torch.tensor([[1.0, 1 / 0.95, 0, 0, 1.0, 1 / 0.3, 0, 0]]))
+        net.out.bias.fill_(-0.67 * 4)
+    assert train.evaluate(net, ds)["accuracy"] == 1.0
+    start = MaskScores(net, 0.5, structured=True).binary_masks()
+    assert {n: int(m.flatten(1)[:, 0].sum()) for n, m in start.items()} == {"a": 3, "b": 1}
+    kw = dict(sparsity=0.5, structured=True, steps=60, batch_size=64, seed=0)
+
+    def kept(res):
+        return {n: m.flatten(1)[:, 0].bool().tolist() for n, m in res.masks.items()}
+
+    bip = kept(paper_bip(net, ds, **kw))
+    fair = kept(paper_bifp(net, ds, constraint=FairnessConstraint("accuracy_gap", 0.02, dual_lr=1.0), **kw))
+    assert sum(bip["b"]) == 1
+    assert sum(fair["a"]) == 2 and sum(fair["b"]) == 2 and fair["b"][:2] == [True, True]
+
+
+@pytest.mark.parametrize("wd,momentum", [(5e-4, 0.9), (0.0, 0.9), (5e-4, 0.0)])
+def test_sgd_of_make_optimizer_is_bit_identical_to_the_loop(wd, momentum):
+    """make_optimizer's SGD (foreach kernels, the lean step) gives the same weights and momentum,
+    bit for bit, as torch's per-tensor loop (a parameter without a gradient on some steps); with
+    a step hook it takes SGD's own step, and calls the hook."""
+    def run(opt_factory, hook=False):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(7, 9), nn.ReLU(), nn.Linear(9, 1))
+        opt = opt_factory(list(net.parameters()))
+        calls = []
+        if hook:
+            opt.register_step_post_hook(lambda *a: calls.append(1))
+        x, y = torch.randn(32, 7), torch.randn(32, 1)
+        for step in range(25):
+            opt.zero_grad(set_to_none=step % 5 != 4)
+            ((net(x) - y) ** 2).mean().backward()
+            if step % 7 == 3:
+                net[0].bias.grad = None
+            opt.step()
+        bufs = [opt.state[p]["momentum_buffer"] for p in net.parameters()] if momentum else []
+        return [p.detach().clone() for p in net.parameters()] + bufs, len(calls)
+
+    ours, _ = run(lambda ps: train.make_optimizer(ps, "sgd", lr=0.05, weight_decay=wd, momentum=momentum))
+    loop, _ = run(lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=momentum, weight_decay=wd, foreach=False))
+    hooked, calls = run(lambda ps: train.make_optimizer(ps, "sgd", lr=0.05, weight_decay=wd, momentum=momentum),
+                        hook=True)
+    assert all(torch.equal(a, b) for a, b in zip(ours, loop)) and len(ours) == len(loop)
+    assert all(torch.equal(a, b) for a, b in zip(hooked, loop)) and calls == 25
+    assert train.make_optimizer([nn.Parameter(torch.ones(2))], lr=0.1).param_groups[0]["foreach"] is True

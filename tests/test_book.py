@@ -17,8 +17,8 @@ from fairprune_lite.experiments.run import pretrain as runner_pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = book.chapter_paths(ROOT / "book")
-# Chapters whose prose still states numbers no glue or claim of theirs produced (issue 20 item 2, open)
-UNBACKED = {"09_experiments", "10_gpu_scaling"}
+# Chapters whose prose still states numbers no glue or claim of theirs produced (strict xfail): none left
+UNBACKED: set[str] = set()
 
 
 def per_chapter(fn=None):
@@ -54,8 +54,8 @@ def test_launch_links_and_install_cell_name_the_same_repository_and_branch():
 def test_the_chapters_found_are_the_books_chapters():
     import re
 
-    toc = set(re.findall(r"book/(\d\d_\w+)", (ROOT / "_toc.yml").read_text()))
-    assert toc == {p.stem for p in CHAPTERS} and len(toc) >= 11
+    toc = re.findall(r"book/(\d\d[a-z]?_\w+)", (ROOT / "_toc.yml").read_text())
+    assert toc == [p.stem for p in CHAPTERS] and len(toc) >= 12  # the same chapters, in the same order
 
 
 @per_chapter()
@@ -205,6 +205,29 @@ def test_exercises_are_read_from_the_directives(tmp_path):
         book.exercises([tmp_path / "missing.ipynb"])
 
 
+def test_chapter_paths_take_an_inserted_chapter_in_reading_order(tmp_path):
+    for name in ("10_b.ipynb", "09b_x.ipynb", "09_a.ipynb", "notes.ipynb", "9_short.ipynb", "09bb_x.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in book.chapter_paths(tmp_path)] == ["09_a.ipynb", "09b_x.ipynb", "10_b.ipynb"]
+    with pytest.raises(FileNotFoundError, match="missing"):
+        book.chapter_paths(tmp_path / "missing")
+
+
+def test_stored_runs_splits_provenance_from_runs(tmp_path):
+    p = tmp_path / "runs.jsonl"
+    p.write_text('# {"commit": "abc"}\n{"seed": 0}\n\n{"seed": 1}\n# {"commit": "def"}\n{"seed": 2}\n')
+    prov, runs = book.stored_runs(p)
+    assert [q["commit"] for q in prov] == ["abc", "def"] and [r["seed"] for r in runs] == [0, 1, 2]
+    p.write_text('{"seed": 0}\n{"seed": \n')
+    with pytest.raises(ValueError, match="line 2"):
+        book.stored_runs(p)
+    p.write_text('[1, 2]\n')
+    with pytest.raises(ValueError, match="line 1: not a JSON object"):
+        book.stored_runs(p)
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        book.stored_runs(tmp_path / "nothere.jsonl")
+
+
 def test_every_chapter_exercise_has_a_unique_label():
     labels = [e["label"] for e in book.exercises(CHAPTERS)]
     assert len(labels) == len(set(labels)) > 0
@@ -299,3 +322,61 @@ def test_pretrain_mlp_is_deterministic_and_checks_epochs():
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="epochs"):
         B.pretrain_mlp(sp, epochs=0)
+
+
+# --- make book-execute: only the chapters whose inputs changed ------------------------------------
+def _execute_book():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("execute_book", ROOT / "benchmarks" / "execute_book.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def test_chapter_key_follows_code_and_inputs_not_outputs_or_prose(tmp_path):
+    eb = _execute_book()
+    nb = {"metadata": {"kernelspec": {"name": "python3"}},
+          "cells": [{"cell_type": "markdown", "source": ["# T"]}, _code("x = 1\n", "1\n")]}
+    key = eb.chapter_key(nb, "d0")
+    same = json.loads(json.dumps(nb))
+    same["cells"][0]["source"] = ["# T, reworded"]
+    same["cells"][1]["outputs"] = []
+    assert eb.chapter_key(same, "d0") == key                   # prose and outputs are not inputs
+    edited = json.loads(json.dumps(nb))
+    edited["cells"][1]["source"] = ["x = 2\n"]
+    assert eb.chapter_key(edited, "d0") != key                 # its code is
+    assert eb.chapter_key(nb, "d1") != key                     # and so are the library and stored results
+    index = {"metadata": {}, "cells": [_code("book.exercises(book.chapter_paths('.'))", "")]}
+    assert eb.chapter_key(index, "d0", [nb]) != eb.chapter_key(index, "d0", [same])  # the index reads prose
+    assert eb.chapter_key(nb, "d0", [index]) == key            # other chapters read nothing of each other
+
+
+def test_inputs_digest_covers_the_library_and_stored_results_but_not_the_run_times(tmp_path):
+    eb = _execute_book()
+    (tmp_path / "fairprune_lite").mkdir()
+    (tmp_path / "fairprune_lite" / "m.py").write_text("A = 1\n")
+    res = tmp_path / "benchmarks" / "results"
+    res.mkdir(parents=True)
+    (res / "r.jsonl").write_text("{}\n")
+    eb.EXCLUDED = {res / "book_cost.json"}
+    (res / "book_cost.json").write_text("{}")
+    d0 = eb.inputs_digest(tmp_path)
+    (res / "book_cost.json").write_text('{"chapters": []}')
+    assert eb.inputs_digest(tmp_path) == d0
+    (res / "r.jsonl").write_text("{}\n{}\n")
+    d1 = eb.inputs_digest(tmp_path)
+    (tmp_path / "fairprune_lite" / "m.py").write_text("A = 2\n")
+    assert len({d0, d1, eb.inputs_digest(tmp_path)}) == 3
+
+
+def test_merge_keeps_the_rows_of_chapters_not_run_again():
+    eb = _execute_book()
+    old = {"profile": "cpu", "chapters": [{"chapter": c.name, "wall_time_s": 1.0, "date": "2026-01-01T00:00:00Z"}
+                                          for c in CHAPTERS] + [{"chapter": "99_gone.ipynb", "wall_time_s": 5.0}]}
+    new = {"chapter": CHAPTERS[1].name, "wall_time_s": 3.0, "date": "2026-02-02T00:00:00Z", "commit": "abc",
+           "load_average_1_5_15": [0.0, 0.0, 0.0]}
+    rec = eb._merge(old, [new], "cpu")
+    assert [r["chapter"] for r in rec["chapters"]] == [c.name for c in CHAPTERS]
+    assert rec["chapters"][1] == new and rec["chapters"][0]["date"].startswith("2026-01-01")
+    assert rec["total_wall_time_s"] == pytest.approx(len(CHAPTERS) - 1 + 3.0) and rec["date"] == new["date"]

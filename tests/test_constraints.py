@@ -1,6 +1,9 @@
 """Tests of FairnessConstraint: projected dual ascent, the term's value and direction, penalty mode,
 bad input, and its use inside fit / bifp (ablation switches really remove the fairness terms)."""
 
+import importlib.util
+import math
+
 import pytest
 import torch
 
@@ -286,3 +289,232 @@ def test_feasibility_met_includes_equality_and_se_belongs_to_the_maximum():
     assert f["value"] == 0.5 and f["met"] is True
     assert f["se"] == pytest.approx(float(se[2])) and float(se[2]) != pytest.approx(float(se[0]))
     assert feasibility("equalized_odds", 0.49, logits, y, s)["met"] is False
+
+
+# ---------------------------------------------------------------------------------------------
+# the pieces, each alone: estimators, multipliers, formulations; and the one exact definition
+# ---------------------------------------------------------------------------------------------
+def test_window_estimate_pools_the_last_batches_and_bounds_with_the_margin():
+    from fairprune_lite.constraints import WindowEstimate
+
+    batches = [_batch(40, seed=k) for k in range(4)]
+    est = WindowEstimate("demographic_parity", window=2)
+    for lg, y, s in batches:
+        e = est.observe(lg, y, s)
+    pooled = [torch.cat([b[k] for b in batches[2:]]) for k in range(3)]
+    ref = fairness.constraint_values("demographic_parity", pooled[0].double(), pooled[1], pooled[2])
+    assert torch.equal(e.values, ref) and e.se is None  # margin 0: no SE needed
+    assert torch.equal(est.batch_stats, fairness.cell_stats("demographic_parity", *batches[-1]))
+    # pooled=False measures the data alone and leaves the window as it was
+    alone = est.observe(*batches[0], pooled=False)
+    assert torch.equal(alone.values, fairness.constraint_values("demographic_parity", batches[0][0].double(),
+                                                                *batches[0][1:]))
+    assert len(est._pool) == 2
+    # the bound: tau - z * SE, with the binomial SEs of the pooled data
+    z = WindowEstimate("demographic_parity", window=1, margin=2.0)
+    e = z.observe(*batches[0])
+    assert torch.equal(e.se, constraint_se("demographic_parity", *batches[0]))
+    assert torch.allclose(z.bound(0.1, e.se, 2), 0.1 - 2.0 * e.se)
+    assert torch.equal(WindowEstimate("demographic_parity").bound(0.1, None, 2), torch.full((2,), 0.1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="se"):
+        z.bound(0.1, None, 2)
+    with pytest.raises(ValueError, match="se"):
+        z.bound(0.1, torch.zeros(3), 2)
+    # a compared rate without examples: no estimate
+    lg, y, s = batches[0]
+    assert WindowEstimate("accuracy_gap").observe(lg, y, torch.ones_like(s)) is None
+    for bad, word in [(dict(window=0), "window"), (dict(margin=-1.0), "margin"), (dict(kind="parity"), "kind")]:
+        with pytest.raises(ValueError, match=word):
+            WindowEstimate(**({"kind": "accuracy_gap"} | bad))
+
+
+def test_surrogate_estimate_alone():
+    from fairprune_lite.constraints import SurrogateEstimate
+
+    logits, y, s = _batch(200, seed=2)
+    for kind in ("accuracy_gap", "equalized_odds"):
+        sur = SurrogateEstimate(kind, "ramp", temperature=0.5)
+        n = torch.bincount(2 * s + y, minlength=4).tolist()
+        ref = fairness.constraint_values(kind, logits, y, s, surrogate=fairness.surrogate("ramp", temperature=0.5))
+        assert torch.allclose(sur.values(logits, y, s, n), ref, atol=1e-6)
+        assert torch.allclose(sur.reference(logits, y, s), ref)
+        # an upper bound of the exact values (ramp is a bound)
+        assert bool((ref >= fairness.constraint_values(kind, logits, y, s) - 1e-6).all())
+    with pytest.raises(ValueError, match="surrogate"):
+        SurrogateEstimate("accuracy_gap", "square")
+    with pytest.raises(ValueError, match="temperature"):
+        SurrogateEstimate("accuracy_gap", temperature=-1.0)
+
+
+def test_projected_ascent_steps_projects_and_caps():
+    from fairprune_lite.constraints import ProjectedAscent
+
+    m = ProjectedAscent(3, init=[0.5, 0.0, 2.0], lr=0.5, max_value=1.5)
+    assert m.value.tolist() == [0.5, 0.0, 1.5]  # the cap applies to the initial values too
+    out = m.step(torch.tensor([0.2, -0.4, 1.0], dtype=torch.float64))
+    assert out.tolist() == [0.6, 0.0, 1.5]  # 0.5+0.1; 0-0.2 projected to 0; 1.5+0.5 capped
+    out[0] = 99.0
+    assert m.value[0] == 0.6  # step returns a copy
+    m.load(torch.tensor([-1.0, 0.25, 0.5]))
+    assert m.value.tolist() == [0.0, 0.25, 0.5]
+    m.reset()
+    assert m.value.tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="entries"):
+        m.load(torch.zeros(2))
+    for bad, word in [(dict(init=[1.0]), "init_multiplier"), (dict(lr=-1.0), "dual_lr"),
+                      (dict(max_value=float("nan")), "max_multiplier"), (dict(init=-0.5), "init_multiplier")]:
+        with pytest.raises(ValueError, match=word):
+            ProjectedAscent(3, **bad)
+
+
+def test_nupi_multiplier_alone():
+    pytest.importorskip("cooper")
+    from fairprune_lite.constraints import NuPI, ProjectedAscent, make_multiplier
+
+    seq = [torch.tensor([0.3, -0.3], dtype=torch.float64), torch.tensor([-0.2, 0.2], dtype=torch.float64)] * 3
+    gda, pi0 = ProjectedAscent(2, lr=0.5), NuPI(2, lr=0.5)
+    pi1 = NuPI(2, lr=0.5, kp=2.0, max_value=0.4)
+    for v in seq:
+        assert torch.allclose(gda.step(v), pi0.step(v), atol=1e-6)
+        out = pi1.step(v)
+        assert bool((out >= 0).all()) and bool((out <= 0.4).all())
+    assert not torch.allclose(pi1.value, gda.value)
+    pi1.load(torch.tensor([0.1, 0.2]))
+    assert pi1._cooper is None and pi1.value.tolist() == pytest.approx([0.1, 0.2])  # restarts from the loaded values
+    assert isinstance(make_multiplier("nupi", 2), NuPI) and isinstance(make_multiplier("gda", 2), ProjectedAscent)
+    with pytest.raises(ValueError, match="dual"):
+        make_multiplier("adam", 2)
+    with pytest.raises(ValueError, match="ema_nu"):
+        NuPI(2, ema_nu=1.0)
+
+
+def test_formulations_alone():
+    from fairprune_lite.constraints import Lagrangian, Penalty, ProjectedAscent
+
+    sur = torch.tensor([0.3, -0.3], requires_grad=True)
+    lag = Lagrangian(ProjectedAscent(2, init=[2.0, 0.5], lr=1.0))
+    t = lag.term(sur, 0.1)
+    assert float(t.detach()) == pytest.approx(2.0 * 0.2 + 0.5 * (-0.4), abs=1e-6)
+    (g,) = torch.autograd.grad(t, sur)
+    assert g.tolist() == [2.0, 0.5]  # the multipliers are constants of the term
+    lag.ascend(torch.tensor([0.5, -2.0], dtype=torch.float64))
+    assert lag.multiplier.value.tolist() == [2.5, 0.0]
+    pen = Penalty(3.0)
+    assert float(pen.term(sur, 0.1).detach()) == pytest.approx(3.0 * 0.2)  # relu: the satisfied side adds nothing
+    pen.ascend(torch.ones(2))  # nothing to move
+    with pytest.raises(ValueError, match="penalty_weight"):
+        Penalty(-1.0)
+
+
+def test_fairness_constraint_is_the_composition_of_the_pieces():
+    from fairprune_lite.constraints import Lagrangian, NuPI, Penalty, ProjectedAscent, SurrogateEstimate, WindowEstimate
+
+    c = FairnessConstraint("equalized_odds", 0.05, window=3, margin=1.0, dual_lr=0.2, max_multiplier=4.0,
+                           surrogate="hinge", temperature=2.0)
+    assert isinstance(c.estimator, WindowEstimate) and c.estimator.window == 3 and c.margin == 1.0
+    assert isinstance(c.relaxation, SurrogateEstimate) and c.surrogate == "hinge" and c.temperature == 2.0
+    assert isinstance(c.multiplier, ProjectedAscent) and c.dual_lr == 0.2 and c.max_multiplier == 4.0
+    assert isinstance(c.formulation, Lagrangian) and c.formulation.multiplier is c.multiplier
+    assert c.multipliers is c.multiplier.value
+    p = FairnessConstraint("accuracy_gap", mode="penalty", init_multiplier=3.0, penalty_weight=2.0)
+    assert isinstance(p.formulation, Penalty) and p.multipliers.tolist() == [0.0, 0.0] and p.penalty_weight == 2.0
+    if importlib.util.find_spec("cooper") is not None:
+        assert isinstance(FairnessConstraint(dual="nupi").multiplier, NuPI)
+    # the update runs through the pieces: the estimator's bound, the formulation's ascent
+    logits, y, s = _batch(300, seed=6)
+    c2 = FairnessConstraint("accuracy_gap", 0.0, dual_lr=1.0, margin=1.0, window=1)
+    est = WindowEstimate("accuracy_gap", window=1, margin=1.0).observe(logits, y, s)
+    expect = (est.values - (0.0 - est.se)).clamp(min=0)
+    assert torch.equal(c2.update(logits, y, s), expect)
+    assert list(c2.last_batch_stats()) == list(est.stats) == fairness.cell_stats("accuracy_gap", logits, y, s).tolist()
+
+
+@pytest.mark.parametrize("kind", ["accuracy_gap", "demographic_parity", "equalized_odds"])
+def test_one_definition_of_the_exact_values(kind):
+    """constraint_values (float32 and float64 logits), the window's values and the safety test's
+    observed value all come out of fairness.values_from_stats, bit for bit."""
+    from fairprune_lite import certify
+
+    logits, y, s = _batch(333, seed=7)
+    st = fairness.cell_stats(kind, logits, y, s)
+    for dtype in (torch.float32, torch.float64):
+        got = fairness.constraint_values(kind, logits.to(dtype), y, s)
+        assert got.dtype == dtype and torch.equal(got, fairness.values_from_stats(kind, st, dtype=dtype))
+    v64 = fairness.values_from_stats(kind, st)
+    # by hand: hits / n per group (per label cell for equalized odds), s=1 minus s=0
+    pred = logits > 0
+    hit = (pred == (y == 1)) if kind == "accuracy_gap" else pred
+    cells = [y == 1, y == 0] if kind == "equalized_odds" else [torch.ones_like(y, dtype=torch.bool)]
+    by_hand = []
+    for cell in cells:
+        g = (float(hit[cell & (s == 1)].sum()) / int((cell & (s == 1)).sum())
+             - float(hit[cell & (s == 0)].sum()) / int((cell & (s == 0)).sum()))
+        by_hand += [g, -g]
+    assert v64.tolist() == by_hand
+    assert torch.equal(FairnessConstraint(kind).batch_values(logits, y, s), v64)
+    cert = certify.certify(kind, 0.5, logits, y, s)
+    assert cert["value"] == float(v64.max())
+    assert fairness.values_from_stats(kind, torch.zeros(8)) is None
+    assert fairness.rates_defined(kind, [1, 1, 1, 1]) and not fairness.rates_defined(kind, [0, 0, 1, 1])
+
+
+def _surrogate_loop(kind, u, logits, y, s, n):
+    """The per-entry form of SurrogateEstimate.values (one scalar operation at a time)."""
+    idx = (2 * s + y).long()
+    t = (2 * y.to(logits.dtype) - 1) * logits if kind == "accuracy_gap" else logits
+    a = logits.new_zeros(4).index_add(0, idx, u(t))
+    b = logits.new_zeros(4).index_add(0, idx, u(-t))
+    if kind == "equalized_odds":
+        out = []
+        for p_, m_ in ((3, 1), (2, 0)):
+            out += [a[p_] / n[p_] + b[m_] / n[m_] - 1.0, a[m_] / n[m_] + b[p_] / n[p_] - 1.0]
+        return torch.stack(out)
+    a_p, a_m, b_p, b_m = a[2] + a[3], a[0] + a[1], b[2] + b[3], b[0] + b[1]
+    n_p, n_m = n[2] + n[3], n[0] + n[1]
+    return torch.stack([a_p / n_p + b_m / n_m - 1.0, a_m / n_m + b_p / n_p - 1.0])
+
+
+@pytest.mark.parametrize("kind", ["accuracy_gap", "demographic_parity", "equalized_odds"])
+def test_vectorised_surrogate_is_bit_identical_to_the_entrywise_form(kind):
+    """The training loop's vectorised surrogate gives the same values and the same gradient of a
+    Lagrangian term plus a task loss, bit for bit, as the entry-by-entry arithmetic."""
+    from fairprune_lite.constraints import SurrogateEstimate
+
+    g = torch.Generator().manual_seed(11)
+    for trial in range(12):
+        n_ex = int(torch.randint(16, 300, (1,), generator=g))
+        y = (torch.rand(n_ex, generator=g) < 0.3).long()
+        s = (torch.rand(n_ex, generator=g) < 0.7).long()
+        n = torch.bincount(2 * s + y, minlength=4).tolist()
+        if min(n) == 0:
+            continue
+        for dtype in (torch.float32, torch.float64, torch.bfloat16):
+            logits = (3 * torch.randn(n_ex, generator=g)).to(dtype)
+            for name in ("sigmoid", "hinge", "logistic"):
+                est = SurrogateEstimate(kind, name, temperature=1.3)
+                lam = torch.rand(4 if kind == "equalized_odds" else 2, generator=g).to(dtype)
+                outs = []
+                for vectorised in (True, False):
+                    lg = logits.clone().requires_grad_(True)
+                    v = est.values(lg, y, s, n) if vectorised else _surrogate_loop(kind, est.u, lg, y, s, n)
+                    total = (lam * (v - 0.02)).sum() + torch.nn.functional.binary_cross_entropy_with_logits(
+                        lg.float(), y.float()).to(dtype)
+                    (gr,) = torch.autograd.grad(total, lg)
+                    outs.append((v.detach(), gr))
+                assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1]), (trial, dtype, name)
+
+
+def test_surrogate_at_temperature_one_skips_only_a_multiplication_by_one():
+    """At temperature 1 the surrogates are u(t) without the t * 1.0: the same values and gradients,
+    bit for bit, as the general form; other temperatures still rescale."""
+    import torch.nn.functional as F
+
+    t = 4 * torch.randn(500, generator=torch.Generator().manual_seed(2))
+    general = {"hinge": lambda v, i: torch.relu(1.0 + v * i), "logistic": lambda v, i: F.softplus(v * i) / math.log(2),
+               "ramp": lambda v, i: torch.clamp(1.0 + v * i, 0.0, 1.0), "sigmoid": lambda v, i: torch.sigmoid(v * i)}
+    for name, ref in general.items():
+        for temp in (1.0, 2.5):
+            a, b = t.clone().requires_grad_(True), t.clone().requires_grad_(True)
+            ua, ub = fairness.surrogate(name, temperature=temp)(a), ref(b, 1.0 / temp)
+            (ga,), (gb,) = torch.autograd.grad(ua.sum(), a), torch.autograd.grad(ub.sum(), b)
+            assert torch.equal(ua, ub) and torch.equal(ga, gb), (name, temp)

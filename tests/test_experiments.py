@@ -572,22 +572,135 @@ def test_pruned_model_no_better_than_majority_is_warned():
            "certificate": {"certified": False, "delta": 0.05, "bound": 0.3, "n": 2000, "tau": 0.1}}
     w1, w2 = pruned_warnings({"val": {"accuracy": 0.9, "majority_baseline": 0.6}}, method_config=cfg)
     assert w1.startswith("no solution found at this tau and sparsity") and "not certified" in w2
+    # a safety split too small to bound anything: the reason and the rows it would need, not a bound
+    small = {"certificate": {"certified": False, "delta": 0.05, "bound": None, "n": 2000, "tau": 0.05,
+                             "rows_needed": 35254, "reason": "the safety split has 2000 rows, but ... needs about 35254"}}
+    (w,) = pruned_warnings({"val": {"accuracy": 0.9, "majority_baseline": 0.6}}, method_config=small)
+    assert w.startswith("not certified: the safety split has 2000 rows") and "35254" in w
 
 
-def test_a_named_protocol_keeps_its_own_step_sizes():
-    """The profile's alpha/beta/gamma are the paper protocol's: a run that names another protocol
-    does not get them passed over the protocol's own (they would silently win)."""
-    from fairprune_lite import experiments
+def _run_config(spec, profile):
+    """The BiFPConfig a run of ``spec`` gets: the runner's arguments, then the spec's options."""
+    from fairprune_lite import pruners
     from fairprune_lite.experiments.run import _method_arguments
 
-    profile = experiments.get_profile("smoke")
-    paper = _method_arguments(experiments.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke",
-                                                  method_kwargs={"protocol": "paper"}), profile)
-    assert paper["beta"] == profile.bifp_beta and paper["steps"] == profile.bifp_steps
-    for kwargs in ({"protocol": "certified"}, {}):  # named, or the library's default (certified)
-        cert = _method_arguments(experiments.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke",
-                                                     method_kwargs=kwargs), profile)
-        assert "beta" not in cert and "alpha" not in cert and cert["steps"] == profile.bifp_steps
-    # BiP runs the paper's protocol by default: it gets the profile's step sizes
-    bip = _method_arguments(experiments.RunSpec(method="bip", dataset="adult", sparsity=0.5, profile="smoke"), profile)
-    assert bip["beta"] == profile.bifp_beta
+    own = set(pruners.METHODS[spec.method].options())
+    args = _method_arguments(spec, profile) | dict(spec.method_kwargs)
+    return pruners.bilevel_config(spec.method, {k: v for k, v in args.items() if k in own})
+
+
+@pytest.mark.parametrize("default", ["paper", "certified"])
+def test_the_profiles_paper_overrides_apply_exactly_under_the_paper_protocol(monkeypatch, default):
+    """A profile's ``bifp_paper`` overrides apply when the run's protocol resolves to "paper"
+    (named, or the library default when none is named) and never over another protocol's own
+    settings; ``bifp_steps`` sizes every protocol. Checked with the library default set to each
+    protocol in turn (the default moves from "paper" to "certified")."""
+    from fairprune_lite import bilevel
+
+    monkeypatch.setattr(bilevel, "DEFAULTS", bilevel.PROTOCOLS[default])
+    profile = ex.get_profile("smoke").replace(bifp_paper={"beta": 0.2, "gamma": 2.0})
+    for named in (None, "paper", "certified"):
+        kw = {} if named is None else {"protocol": named}
+        spec = ex.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke", method_kwargs=kw)
+        cfg = _run_config(spec, profile)
+        protocol = named or default
+        base = bilevel.PROTOCOLS[protocol]
+        assert cfg.protocol == protocol and cfg.steps == profile.bifp_steps
+        assert (cfg.beta, cfg.gamma) == ((0.2, 2.0) if protocol == "paper" else (base.beta, base.gamma))
+        assert cfg.holdout == base.holdout and cfg.alpha == base.alpha
+    # a spec's own option wins over the profile's
+    spec = ex.RunSpec(method="bifp", dataset="adult", sparsity=0.5, profile="smoke",
+                      method_kwargs={"protocol": "paper", "beta": 0.3})
+    assert _run_config(spec, profile).beta == 0.3
+    # BiP starts from the paper's protocol whatever the library default (its protocol trait): it
+    # gets the profile's paper overrides
+    bip = _run_config(ex.RunSpec(method="bip", dataset="adult", sparsity=0.5, profile="smoke"), profile)
+    assert bip.protocol == "paper" and (bip.beta, bip.gamma) == (0.2, 2.0)
+    assert bip.holdout == bilevel.PROTOCOLS["paper"].holdout
+
+
+def test_stored_bilevel_runs_get_the_step_sizes_they_ran_with_under_the_paper_protocol():
+    """Every stored BiFP / BiP result of the book, rerun with ``protocol: "paper"`` named, gets the
+    steps and step sizes it recorded; its stored profile settings (which repeated the paper
+    protocol's step sizes) read as today's profile (the sweep does not call it stale)."""
+    from fairprune_lite import pruners
+    from fairprune_lite.experiments.sweep import _same_profile
+
+    root = Path(__file__).resolve().parents[1] / "book" / "results"
+    checked = 0
+    for path in sorted(root.glob("*/*.json")):
+        if path.name == "sweep.json" or path.name.endswith(".failed.json"):
+            continue
+        r = json.loads(path.read_text())
+        if not isinstance(r, dict) or "spec" not in r or not pruners.METHODS[r["method"]].bilevel:
+            continue
+        spec = ex.RunSpec.from_dict(r["spec"])
+        if "protocol" in pruners.METHODS[spec.method].options():
+            spec = ex.RunSpec(**{**spec.to_dict(), "method_kwargs": {"protocol": "paper", **spec.method_kwargs}})
+        cfg = _run_config(spec, ex.check_spec(spec))
+        got = {k: getattr(cfg, k) for k in ("alpha", "beta", "gamma", "steps")}
+        assert got == {k: r["method_config"][k] for k in got}, path.name
+        assert _same_profile(r, ex.RunSpec.from_dict(r["spec"])), path.name
+        checked += 1
+    assert checked > 0
+
+
+def test_a_method_registered_from_outside_runs_through_the_runner_and_a_sweep(npz, tmp_path):
+    """Adding a method is one function and one registry entry: its traits decide what the runner
+    and the sweep do (the constraint it needs, that tau does not move it), no module names it."""
+    from fairprune_lite import pruners
+
+    @pruners.register("_toy_outside", fairness_aware=True, needs_constraint=True, uses_tau=False,
+                      description="toy: magnitude times a factor")
+    def _toy(ctx, *, factor: float = 1.0):
+        model = ctx.apply({n: factor * w.abs() for n, w in ctx.weights().items()})
+        return pruners.MethodOutput(model, ctx.finetune(model))
+
+    try:
+        spec = ex.RunSpec(method="_toy_outside", dataset=str(npz), sparsity=0.5, profile="smoke",
+                          method_kwargs={"factor": 2.0})
+        res = ex.run(spec, cache_dir=tmp_path / "cache")
+        assert res["method"] == "_toy_outside" and res["method_config"]["factor"] == 2.0
+        with pytest.raises(ValueError, match=r"no option 'factr' \(did you mean 'factor'\?\)"):
+            ex.check_spec(ex.RunSpec(method="_toy_outside", dataset=str(npz), sparsity=0.5, profile="smoke",
+                                     method_kwargs={"factr": 2.0}))
+        cfg = {"name": "toy_outside", "profile": "smoke", "datasets": [str(npz)], "methods": ["_toy_outside"],
+               "sparsities": [0.5], "seeds": 1}
+        summary = ex.sweep(cfg, out=tmp_path / "runs", quiet=True)
+        assert len(summary["ran"]) == 1 and not summary["failed"]
+        from fairprune_lite.experiments.figures import uses_tau  # the figures ask its traits
+
+        assert not uses_tau("_toy_outside")
+    finally:
+        del pruners.METHODS["_toy_outside"]
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"bifp_paper": {"betta": 0.2}}, r"bifp_paper: BiFPConfig has no field 'betta' \(did you mean 'beta'\?\)"),
+    ({"bifp_paper": {"protocol": "certified"}}, "'protocol' is not set here: use the method option protocol"),
+    ({"bifp_paper": {"steps": 5}}, "'steps' is not set here: use the profile knob bifp_steps"),
+    ({"bifp_paper": {"gamma": -1.0}}, "bifp_paper: .*gamma"),
+    ({"bifp_paper": [1]}, "bifp_paper must be a mapping"),
+    ({"bifp_beta": 0.2}, r"'bifp_beta' no longer exists: .*bifp_paper: \{beta: ...\}"),
+])
+def test_a_profiles_solver_overrides_are_checked_once_at_the_edge(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        ex.get_profile("smoke").replace(**overrides)
+    with pytest.raises(ex.ConfigError, match=match):
+        ex.check_config({"methods": ["bifp"], "sparsities": [0.5], "settings": overrides})
+
+
+def test_stored_profile_settings_read_in_todays_form():
+    """A stored result's legacy bifp_alpha/beta/gamma equal to the paper protocol's own are no
+    override (the run is not stale); other values are the overrides they were (stale today)."""
+    from fairprune_lite.experiments.sweep import _current_form, _same_profile
+
+    spec = ex.RunSpec(method="omp", dataset="adult", sparsity=0.5, profile="smoke")
+    today = ex.get_profile("smoke").to_dict()
+    legacy = {k: v for k, v in today.items() if k != "bifp_paper"} | {
+        "bifp_alpha": ex.get_profile("smoke").bifp_alpha, "bifp_beta": ex.get_profile("smoke").bifp_beta,
+        "bifp_gamma": ex.get_profile("smoke").bifp_gamma}
+    assert _current_form(legacy) == today
+    assert _same_profile({"profile_settings": legacy}, spec)
+    assert _current_form(legacy | {"bifp_beta": 0.3})["bifp_paper"] == {"beta": 0.3}
+    assert not _same_profile({"profile_settings": legacy | {"bifp_beta": 0.3}}, spec)

@@ -713,3 +713,64 @@ def test_topk_keep_on_cuda_equals_cpu():
     cpu = masks._topk_keep(flat, 0.79, tie)
     cuda = masks._topk_keep(flat.cuda(), 0.79, tie.cuda()).cpu()
     assert torch.equal(cpu, cuda)
+
+
+def _topk_reference(flat, sparsity, tie):
+    """Prune the round(sparsity * n) smallest by (score, tie key, position): a full sort."""
+    n = flat.numel()
+    k = round(sparsity * n)
+    order = torch.arange(n)
+    order = order[torch.sort(tie[order], stable=True).indices]
+    order = order[torch.sort(flat[order], stable=True).indices]
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[order[:k]] = False
+    return keep
+
+
+@pytest.mark.parametrize("levels", [None, 7, 2])
+def test_topk_keep_equals_a_full_sort_with_and_without_ties(levels):
+    """The fast path (no tie at the threshold: one comparison) and the tie path give exactly the
+    mask of a full sort by (score, tie key, position); the tie key may be given lazily."""
+    g = torch.Generator().manual_seed(3)
+    for _ in range(40):
+        n = int(torch.randint(5, 400, (1,), generator=g))
+        flat = torch.rand(n, generator=g)
+        if levels is not None:  # many exact ties, at the threshold too
+            flat = (flat * levels).floor() / levels
+        tie = torch.randint(0, 5, (n,), generator=g).float()
+        for sp in (0.1, 0.5, 0.77, 0.9):
+            ref = _topk_reference(flat, sp, tie)
+            assert torch.equal(masks._topk_keep(flat, sp, tie), ref)
+            assert torch.equal(masks._topk_keep(flat, sp, lambda t=tie: t), ref)
+    with pytest.raises(ValueError, match="NaN"):
+        masks._topk_keep(torch.tensor([0.1, float("nan"), 0.3]), 0.5)
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_kept_units_and_float_masks_follow_the_scores(scope):
+    """kept_units is every layer's unit mask in one vector; the float masks the forward pass uses
+    are converted once per top-k result and follow every change of the scores or the sparsity."""
+    net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    sc = MaskScores(net, 0.5, scope=scope)
+    apply_masks(net, sc)
+    units = sc.unit_masks()
+    assert torch.equal(sc.kept_units(), torch.cat([units[n].reshape(-1) for n in sc.names]))
+    w = weight_parameters(net)["0"]
+    f1 = sc.float_mask("0", w)
+    assert f1.dtype == w.dtype and torch.equal(f1, units["0"].float())
+    assert sc.float_mask("0", w) is f1  # cached
+    x = torch.randn(4, 6)
+    out = net(x)
+    with torch.no_grad():  # reverse layer 0's ranking: its mask must change
+        s0 = sc.score("0")
+        s0.copy_(s0.max() - s0)
+    f2 = sc.float_mask("0", w)
+    assert not torch.equal(f2, f1) and torch.equal(f2, sc.unit_masks()["0"].float())
+    assert not torch.equal(net(x), out)
+    assert torch.equal(net[0](x), F.linear(x, w * f2, net[0].bias))
+    sc.sparsity = 0.8
+    assert torch.equal(sc.float_mask("0", w), sc.unit_masks()["0"].float())
+    assert torch.equal(sc.kept_units(), torch.cat([sc.unit_masks()[n].reshape(-1) for n in sc.names]))
+    # fixed masks: the same views
+    fixed = MaskScores.from_masks(net, sc.binary_masks())
+    assert torch.equal(fixed.kept_units(), sc.kept_units())

@@ -41,8 +41,10 @@ def _img_splits(seed: int = 0, n: int = 240):
 
 
 def _constraint(method=None):
-    """The accuracy-gap constraint; post-processing (fairlearn has no accuracy parity) gets DP."""
-    return constraints.FairnessConstraint("demographic_parity" if method == "postproc" else "accuracy_gap", 0.05)
+    """The accuracy-gap constraint; a method that cannot honour it (post-processing: fairlearn has
+    no accuracy parity) gets the first kind it can."""
+    kinds = pruners.METHODS[method].constraint_kinds if method else None
+    return constraints.FairnessConstraint("accuracy_gap" if kinds is None else sorted(kinds)[0], 0.05)
 
 
 def _pruned_count(result) -> tuple[int, int]:
@@ -50,9 +52,10 @@ def _pruned_count(result) -> tuple[int, int]:
 
 
 FAST = {"finetune_steps": 3, "batch_size": 64}
-#: bifp under the paper protocol (bip's default): these models are untrained (at the majority class), which the
-#: default protocol's accuracy floor refuses before training (tested in test_bilevel)
-OPTS = {"bip": {"steps": 3}, "bifp": {"steps": 3, "protocol": "paper"}, "imp": {"round_steps": 1}}
+#: bi-level methods under the paper protocol (bip's default): these models are untrained (at the majority class),
+#: which the default protocol's accuracy floor refuses before training (tested in test_bilevel)
+OPTS = {"imp": {"round_steps": 1}} | {n: {"steps": 3, **({"protocol": "paper"} if "protocol" in m.options() else {})}
+                                     for n, m in pruners.METHODS.items() if m.bilevel}
 
 
 @pytest.mark.parametrize("method", [m for m in pruners.METHODS if m not in ("fpgm", "fairgrape")])
@@ -475,6 +478,65 @@ def test_postproc_equalises_on_val_and_says_it_needs_the_attribute():
     dp = lambda r: r.metrics["val"]["demographic_parity_difference"]  # noqa: E731
     assert dp(omp) > 0.1 and dp(post) < dp(omp) / 2
     assert post.metrics["val"]["feasibility"]["value"] == pytest.approx(dp(post))
+
+
+def test_bifp_postproc_is_bifps_model_with_group_thresholds_and_needs_the_attribute():
+    """``bifp_postproc``: the very network BiFP returns (same masks, same val loss), then
+    ThresholdOptimizer's group thresholds on val: the val DP moves down from BiFP's, and the
+    result says the classifier needs the sensitive attribute (BiFP's does not)."""
+    g = torch.Generator().manual_seed(0)
+    s = (torch.rand(1200, generator=g) < 0.4).long()
+    x = torch.randn(1200, 8, generator=g)
+    x[:, 0] += 1.2 * s
+    y = (x[:, 0] + 0.3 * torch.randn(1200, generator=g) > 0.6).long()
+    sp, model = data.from_tensors(x, y, s, seed=0), _mlp()
+    train.fit(model, train.make_loader(sp.train, 64, shuffle=True), epochs=5, lr=0.05)
+    c = constraints.FairnessConstraint("demographic_parity", 0.05)
+    kw = dict(sparsity=0.5, seed=0, constraint=c, steps=4, protocol="paper", **FAST)  # no safety split to certify
+    bifp = pruners.prune("bifp", model, sp, **kw)
+    post = pruners.prune("bifp_postproc", model, sp, **kw)
+    assert post.config["needs_sensitive_at_prediction"] is True and "needs_sensitive_at_prediction" not in bifp.config
+    assert all(torch.equal(bifp.masks[n], post.masks[n]) for n in bifp.masks)
+    assert bifp.metrics["val"]["loss"] == post.metrics["val"]["loss"]
+    dp = lambda r: r.metrics["val"]["demographic_parity_difference"]  # noqa: E731
+    assert dp(bifp) > 0.1 and dp(post) < dp(bifp) / 2
+    # its traits say what it needs; its options are BiFP's and fairlearn's, checked by value
+    info = pruners.METHODS["bifp_postproc"]
+    assert info.needs_sensitive_at_prediction and info.uses_tau and info.bilevel
+    assert not pruners.METHODS["bifp"].needs_sensitive_at_prediction
+    assert {"protocol", "grid_size", "objective"} <= set(info.options())
+    with pytest.raises(ValueError, match="cannot honour constraint 'accuracy_gap'"):
+        pruners.prune("bifp_postproc", model, sp, sparsity=0.5, constraint=_constraint(), steps=2, **FAST)
+    with pytest.raises(ValueError, match="needs a fairness constraint.*sensitive attribute at prediction"):
+        pruners.prune("bifp_postproc", model, sp, sparsity=0.5, steps=2, **FAST)
+    with pytest.raises(ValueError, match=r"gamma"):
+        pruners.prune("bifp_postproc", model, sp, sparsity=0.5, constraint=c, gamma=-1.0, **FAST)
+
+
+def test_a_method_registered_from_outside_declares_traits_that_callers_ask():
+    """Traits, not names: a toy method registered from outside with ``needs_constraint`` and
+    ``constraint_kinds`` is refused without a constraint and with another kind, exactly as the
+    built-in ones are; an unknown trait is refused at registration."""
+    with pytest.raises(ValueError, match="unknown trait"):
+        pruners.register("_toy_bad", colour="red")
+    assert "_toy_bad" not in pruners.METHODS
+
+    @pruners.register("_toy_dp_only", fairness_aware=True, needs_constraint=True,
+                      constraint_kinds=("demographic_parity",), uses_tau=True)
+    def _toy(ctx, *, scale: float = 1.0):
+        model = ctx.apply({n: scale * w.abs() for n, w in ctx.weights().items()})
+        return pruners.MethodOutput(model, ctx.finetune(model))
+
+    try:
+        sp = _splits()
+        with pytest.raises(ValueError, match="'_toy_dp_only' needs a fairness constraint"):
+            pruners.prune("_toy_dp_only", _mlp(), sp, sparsity=0.5, **FAST)
+        with pytest.raises(ValueError, match="cannot honour constraint 'accuracy_gap'"):
+            pruners.prune("_toy_dp_only", _mlp(), sp, sparsity=0.5, constraint=_constraint(), **FAST)
+        r = pruners.prune("_toy_dp_only", _mlp(), sp, sparsity=0.5, constraint=_constraint("_toy_dp_only"), **FAST)
+        assert r.metrics["val"]["feasibility"]["metric"] == "demographic_parity"
+    finally:
+        del pruners.METHODS["_toy_dp_only"]
 
 
 def test_bifp_dual_split_train_measures_the_constraint_on_train():

@@ -117,3 +117,74 @@ def test_commit_label_and_seeds():
 def test_stored_missing_config_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         R.stored("nope", configs=tmp_path, results=tmp_path)
+
+
+# --- time to a fair sparse model ------------------------------------------------------------------
+def _ttf_row(variant, seed, budget, acc, value, *, examples=1280, bwd=10, wall=1.0, tau=0.05, test=None):
+    block = lambda a, v: {"accuracy": a, "majority_baseline": 0.75,  # noqa: E731
+                          "feasibility": {"metric": "equalized_odds", "value": v, "tau": tau, "se": 0.01,
+                                          "met": v <= tau}}
+    ta, tv = test if test is not None else (acc, value)
+    return {"kind": "run", "bench": "b", "variant": variant, "seed": seed, "budget": budget,
+            "cost": {"iterations": int(100 * budget), "forward_passes": 10, "backward_passes": bwd,
+                     "examples": examples, "wall_time_s": wall},
+            "batch_size": 128, "check_passes": 16, "check_seconds": 0.5,
+            "val": block(acc, value), "test": block(ta, tv)}
+
+
+def test_time_to_fair_takes_the_first_budget_that_is_fair_and_accurate():
+    rows = [
+        # seed 0: ref fair and accurate at 0.2; other fair at 0.1 but 3 points less accurate, ok at 0.4
+        _ttf_row("ref", 0, 0.1, 0.85, 0.09), _ttf_row("ref", 0, 0.2, 0.85, 0.04, examples=2560, bwd=20, wall=2.0),
+        _ttf_row("other", 0, 0.1, 0.82, 0.01), _ttf_row("other", 0, 0.2, 0.80, 0.02),
+        _ttf_row("other", 0, 0.4, 0.845, 0.05, examples=5120, bwd=40, wall=8.0),
+        # a nearly constant predictor is fair by every metric: it never sets the target
+        _ttf_row("const", 0, 0.1, 0.76, 0.0),
+    ]
+    out = R.time_to_fair(rows, reference="ref")["b"]
+    assert out["target"][0] == pytest.approx(0.85 - 0.01)
+    ref, other, const = (out["methods"][v]["per_seed"][0] for v in ("ref", "other", "const"))
+    assert ref["reached"] and ref["budget"] == 0.2
+    assert ref["passes"] == pytest.approx(2560 / 128 + 20 + 16) and ref["seconds"] == pytest.approx(2.5)
+    assert other["reached"] and other["budget"] == 0.4
+    assert other["passes"] == pytest.approx(5120 / 128 + 40 + 16) and other["library_passes"] == 50
+    assert not const["reached"]
+    r = out["methods"]["other"]["ratio"]
+    assert r["passes"]["gmean"] == pytest.approx(96 / 56) and r["passes"]["n"] == 1
+    assert r["seconds"]["gmean"] == pytest.approx(8.5 / 2.5)
+
+
+def test_time_to_fair_not_reached_costs_the_largest_budget_and_is_left_out_of_ratios():
+    rows = []
+    for seed in (0, 1, 2):
+        rows.append(_ttf_row("ref", seed, 0.1, 0.85, 0.01, wall=1.0 + seed))
+        rows += [_ttf_row("other", seed, 0.1, 0.85, 0.2), _ttf_row("other", seed, 0.2, 0.85, 0.2, wall=3.0,
+                                                                       examples=2560, bwd=20)]
+    rows.append(_ttf_row("other", 0, 0.4, 0.85, 0.03, wall=6.0))
+    rows[-1]["uncounted_passes"] = 16
+    m = R.time_to_fair(rows, reference="ref")["b"]["methods"]["other"]
+    assert m["reached"] == 1 and m["n"] == 3
+    miss = m["per_seed"][1]
+    assert not miss["reached"] and miss["budget"] == 0.2 and miss["seconds"] == pytest.approx(3.5)
+    assert m["per_seed"][0]["passes"] == pytest.approx(1280 / 128 + 10 + 16 + 16)
+    assert m["ratio_seeds"] == [0] and m["ratio"]["seconds"]["gmean"] == pytest.approx(6.5 / 1.5)
+
+
+def test_time_to_fair_reads_the_split_asked_for():
+    rows = [_ttf_row("ref", 0, 0.1, 0.85, 0.2, test=(0.85, 0.01)), _ttf_row("ref", 0, 0.2, 0.85, 0.01, test=(0.85, 0.2))]
+    assert R.time_to_fair(rows, reference="ref")["b"]["methods"]["ref"]["per_seed"][0]["budget"] == 0.2
+    assert R.time_to_fair(rows, split="test", reference="ref")["b"]["methods"]["ref"]["per_seed"][0]["budget"] == 0.1
+    with pytest.raises(ValueError, match="split"):
+        R.time_to_fair(rows, split="train", reference="ref")
+    with pytest.raises(ValueError, match="reference"):
+        R.time_to_fair(rows, reference="bifp_certified")
+
+
+def test_ratio_ci_is_a_t_interval_on_the_log_scale():
+    r = R.ratio_ci([2.0, 0.5])
+    assert r["gmean"] == pytest.approx(1.0) and r["n"] == 2
+    m, lo, hi = mean_ci([math.log(2.0), math.log(0.5)])
+    assert r["lo"] == pytest.approx(math.exp(lo)) and r["hi"] == pytest.approx(math.exp(hi))
+    assert R.ratio_ci([])["gmean"] is None
+    with pytest.raises(ValueError, match="ratios"):
+        R.ratio_ci([1.0, 0.0])

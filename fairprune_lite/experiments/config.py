@@ -32,10 +32,12 @@ from .profiles import PROFILES, Profile, get_profile, lottery_levels
 
 __all__ = ["RunSpec", "SweepConfig", "ConfigError", "check_spec", "load_config", "check_config",
            "expand_config", "sweep_dir", "make_constraint", "run_constraint", "check_constraint_options", "CONFIG_KEYS",
-           "CONSTRAINT_KINDS", "CONSTRAINT_OPTIONS", "FIGURE_KINDS", "SPREADS"]
+           "CONSTRAINT_KINDS", "CONSTRAINT_OPTIONS", "FIGURE_KINDS", "SPREADS", "DEFAULT_TAU", "check_method_options"]
 
 CONSTRAINT_KINDS = ("accuracy_gap", "demographic_parity", "equalized_odds")
-FIGURE_KINDS = ("sparsity", "tradeoff", "cost", "ablation", "interpolation")
+FIGURE_KINDS = ("sparsity", "tradeoff", "cost", "ablation", "interpolation", "frontier")
+#: the tolerance of a run or sweep that names none: the constraint's own default
+DEFAULT_TAU: float = inspect.signature(FairnessConstraint).parameters["tau"].default
 SPREADS = ("ci", "std", "minmax")
 
 #: arguments of :class:`~fairprune_lite.constraints.FairnessConstraint` set elsewhere in a run,
@@ -98,7 +100,7 @@ class RunSpec:
     model: str | None = None
     profile: str | None = None
     constraint: str = "accuracy_gap"
-    tau: float = 0.02
+    tau: float = DEFAULT_TAU
     surrogate: str | None = None
     structured: bool | None = None
     label: str | None = None
@@ -171,18 +173,15 @@ def make_constraint(kind: str, tau: float, *, surrogate: str | None = None, dual
         raise ValueError(f"{where}: {e}") from None
 
 
-#: arguments of :func:`fairprune_lite.pruners.prune` the runner sets itself (never method_kwargs)
-_RUNNER_ARGUMENTS = {"model", "splits", "sparsity", "seed", "constraint", "device", "counter", "progress",
-                     "evaluate_on", "eval_batch_size", "structured"}
-
-
-def check_method_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
-    """A ``ValueError`` naming a ``method_kwargs`` entry that is neither an option of ``method``
-    nor an argument of :func:`~fairprune_lite.pruners.prune` the runner leaves to the spec
-    (e.g. ``scope``, ``finetune_steps``); BiFP / BiP options are checked by value too."""
-    common = {name for name, p in inspect.signature(pruners.prune).parameters.items()
-              if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _RUNNER_ARGUMENTS}
-    pruners.check_method_kwargs(method, kwargs, also=common)
+def check_method_options(method: str, kwargs: Any) -> dict[str, Any]:
+    """``kwargs`` as a dict when every entry is an option of ``method`` or an argument of
+    :func:`~fairprune_lite.pruners.prune` a run leaves to its spec (``scope``,
+    ``finetune_steps``, ...; :func:`~fairprune_lite.pruners.prune_arguments`); a ``ValueError``
+    naming the first that is neither (bi-level options are checked by value too)."""
+    if not isinstance(kwargs, Mapping):
+        raise ValueError("method_kwargs must be a mapping")
+    pruners.check_method_kwargs(method, kwargs, also=pruners.prune_arguments())
+    return dict(kwargs)
 
 
 def run_constraint(spec: RunSpec, profile: Profile) -> FairnessConstraint:
@@ -216,9 +215,7 @@ def check_spec(spec: RunSpec) -> Profile:
                          f"choose one of {', '.join(_models.MODELS)}")
     if spec.structured not in (None, True, False):
         raise ValueError(f"structured must be true, false or unset, got {spec.structured!r}")
-    if not isinstance(spec.method_kwargs, Mapping):
-        raise ValueError("method_kwargs must be a mapping")
-    check_method_kwargs(spec.method, spec.method_kwargs)
+    check_method_options(spec.method, spec.method_kwargs)
     pruners.check_constraint_kind(spec.method, spec.constraint)
     profile = get_profile(spec.profile)
     if spec.settings:
@@ -237,11 +234,6 @@ def check_spec(spec: RunSpec) -> Profile:
 # ---------------------------------------------------------------------------------------------
 # sweep configuration
 # ---------------------------------------------------------------------------------------------
-CONFIG_KEYS = {
-    "name", "figure", "profile", "out", "datasets", "models", "methods", "sparsities", "seeds",
-    "constraint", "taus", "surrogate", "structured", "budgets", "settings", "save_weights", "pairs",
-    "points", "spread", "description", "constraint_options",
-}
 DATASET_KEYS = {"dataset", "target", "sensitive", "model", "label"}
 METHOD_KEYS = {"method", "label", "structured", "taus", "constraint_options"}
 
@@ -272,6 +264,147 @@ class MethodEntry:
         return str(self.label or self.method)
 
 
+# ---- one parser per key: each returns the checked value or raises ValueError naming the key ----
+def _choice(key: str, choices: Iterable[Any]) -> Any:
+    known = list(choices)
+
+    def parse(v: Any) -> Any:
+        if v not in known:
+            raise ValueError(f"{key} must be one of {', '.join(map(str, known))}, got {v!r}")
+        return v
+    return parse
+
+
+def _list_of(key: str, item: Any) -> Any:
+    def parse(v: Any) -> tuple:
+        if not isinstance(v, list):
+            raise ValueError(f"{key!r} must be a list")
+        return tuple(item(x, i) for i, x in enumerate(v))
+    return parse
+
+
+def _tau(v: Any, i: int = 0) -> float:
+    return check_number(v, "taus entry", 0.0, 1.0, high_open=False)
+
+
+def _budget(v: Any, i: int = 0) -> float:
+    check_number(v, "budgets entry", 0.0, 1e6)
+    if v <= 0:
+        raise ValueError(f"budgets entries must be positive, got {v!r}")
+    return float(v)
+
+
+def _dataset_entry(entry: Any, i: int) -> DatasetEntry:
+    if isinstance(entry, str):
+        return DatasetEntry(entry)
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"datasets[{i}] must be a name or a mapping")
+    for k in entry:
+        if k not in DATASET_KEYS:
+            raise ValueError(f"datasets[{i}]: unknown key {k!r}{suggest(k, DATASET_KEYS)}")
+    if "dataset" not in entry:
+        raise ValueError(f"datasets[{i}] needs a 'dataset' key")
+    return DatasetEntry(**{**dict(entry), "dataset": str(entry["dataset"])})
+
+
+def _method_entry(entry: Any, i: int) -> MethodEntry:
+    name = entry.get("method") if isinstance(entry, Mapping) else entry
+    if not isinstance(name, str):
+        raise ValueError(f"methods[{i}] must be a method name or a mapping with 'method'")
+    if name not in pruners.METHODS:
+        raise ValueError(f"methods[{i}]: unknown method {name!r}{suggest(name, pruners.METHODS)}; "
+                         f"choose one of {', '.join(pruners.METHODS)}")
+    entry = dict(entry) if isinstance(entry, Mapping) else {"method": name}
+    try:
+        options = check_method_options(name, {k: v for k, v in entry.items() if k not in METHOD_KEYS})
+        copts = check_constraint_options(entry.get("constraint_options") or {})
+        taus = None
+        if "taus" in entry:
+            if not isinstance(entry["taus"], list) or not entry["taus"]:
+                raise ValueError(f"methods entry {name!r}: taus must be a non-empty list")
+            taus = tuple(_tau(t) for t in entry["taus"])
+        structured = _structured(entry.get("structured"))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"methods[{i}]: {e}") from None
+    return MethodEntry(name, entry.get("label"), structured, taus, options, copts)
+
+
+def _structured(v: Any) -> bool | None:
+    if v not in (None, True, False):
+        raise ValueError(f"structured must be true, false or unset, got {v!r}")
+    return v
+
+
+def _settings(v: Any) -> dict:
+    if not isinstance(v, Mapping):
+        raise ValueError("settings must be a mapping of profile knobs")
+    try:
+        PROFILES["cpu"].replace(**v)
+    except ValueError as e:
+        knobs = PROFILES["cpu"].to_dict()
+        bad = next((k for k in v if k not in knobs), "")
+        raise ValueError(f"settings: {e}{suggest(bad, knobs)}") from None
+    return dict(v)
+
+
+def _profile(v: Any) -> str:
+    if v not in PROFILES:
+        raise ValueError(f"unknown profile {v!r}{suggest(v, PROFILES)}; choose one of {', '.join(PROFILES)}")
+    return str(v)
+
+
+def _positive_int(key: str) -> Any:
+    def parse(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{key} must be a positive integer, got {v!r}")
+        return v
+    return parse
+
+
+def _tau_star(v: Any) -> float:
+    return check_number(v, "tau_star", 0.0, 1.0, high_open=False)
+
+
+def _pair(v: Any, i: int) -> tuple:
+    if not (isinstance(v, list) and len(v) == 2):
+        raise ValueError(f"each pair must be [label_a, label_b] of method labels, got {v!r}")
+    return tuple(v)
+
+
+def _any(v: Any) -> Any:
+    return v
+
+
+#: every key of a sweep configuration: ``(default, parser)``; ``REQUIRED`` marks the required
+#: keys. The parsers run once, here, at the edge; :class:`SweepConfig` holds what they return.
+REQUIRED = object()
+SWEEP_SCHEMA: dict[str, tuple[Any, Any]] = {
+    "name": ("sweep", str),
+    "description": (None, _any),
+    "figure": ("sparsity", _choice("figure", FIGURE_KINDS)),
+    "profile": (None, _profile),
+    "out": (None, _any),
+    "datasets": ((), _list_of("datasets", _dataset_entry)),
+    "models": ((None,), lambda v: _list_of("models", lambda x, i: x)(v) or (None,)),
+    "methods": (REQUIRED, _list_of("methods", _method_entry)),
+    "sparsities": (REQUIRED, lambda v: tuple(parse_sparsities(v))),
+    "seeds": ((0,), lambda v: tuple(parse_seeds(v))),
+    "constraint": ("accuracy_gap", _choice("constraint", CONSTRAINT_KINDS)),
+    "taus": ((DEFAULT_TAU,), _list_of("taus", _tau)),
+    "surrogate": (None, _any),
+    "structured": (None, _structured),
+    "budgets": ((1.0,), _list_of("budgets", _budget)),
+    "settings": ({}, _settings),
+    "save_weights": (False, bool),
+    "constraint_options": ({}, check_constraint_options),
+    "pairs": ((), _list_of("pairs", _pair)),
+    "points": (21, _positive_int("points")),
+    "spread": ("ci", _choice("spread", SPREADS)),
+    "tau_star": (None, _tau_star),
+}
+CONFIG_KEYS = set(SWEEP_SCHEMA)
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     """A checked sweep configuration (built by :meth:`from_mapping`; ``raw`` keeps the mapping)."""
@@ -286,7 +419,7 @@ class SweepConfig:
     datasets: tuple[DatasetEntry, ...] = ()
     models: tuple[str | None, ...] = (None,)
     constraint: str = "accuracy_gap"
-    taus: tuple[float, ...] = (0.02,)
+    taus: tuple[float, ...] = (DEFAULT_TAU,)
     surrogate: str | None = None
     structured: bool | None = None
     budgets: tuple[float, ...] = (1.0,)
@@ -297,130 +430,35 @@ class SweepConfig:
     points: int = 21
     spread: str = "ci"
     description: str | None = None
+    tau_star: float | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], *, where: str = "config") -> SweepConfig:
-        """Check every key and value of ``cfg`` (no data is loaded); :class:`ConfigError` naming
-        the first problem."""
+        """Check every key and value of ``cfg`` (no data is loaded) against :data:`SWEEP_SCHEMA`, then
+        what involves several keys; :class:`ConfigError` naming the first problem."""
         cfg = dict(cfg)
         for k in cfg:
-            if k not in CONFIG_KEYS:
-                raise ConfigError(f"{where}: unknown key {k!r}{suggest(k, CONFIG_KEYS)}; known keys: "
-                                  f"{', '.join(sorted(CONFIG_KEYS))}")
-        fig = cfg.get("figure", "sparsity")
-        if fig not in FIGURE_KINDS:
-            raise ConfigError(f"{where}: figure must be one of {', '.join(FIGURE_KINDS)}, got {fig!r}")
-        for k in ("methods", "sparsities"):
-            if k not in cfg:
+            if k not in SWEEP_SCHEMA:
+                raise ConfigError(f"{where}: unknown key {k!r}{suggest(k, SWEEP_SCHEMA)}; known keys: "
+                                  f"{', '.join(sorted(SWEEP_SCHEMA))}")
+        values: dict[str, Any] = {}
+        for k, (default, parse) in SWEEP_SCHEMA.items():
+            if k not in cfg and default is REQUIRED:
                 raise ConfigError(f"{where}: key {k!r} is required")
-        for k in ("datasets", "models", "methods", "taus", "budgets", "pairs"):
-            if k in cfg and not isinstance(cfg[k], list):
-                raise ConfigError(f"{where}: {k!r} must be a list")
-        datasets = []
-        for i, entry in enumerate(cfg.get("datasets", []) or []):
-            if isinstance(entry, Mapping):
-                for k in entry:
-                    if k not in DATASET_KEYS:
-                        raise ConfigError(f"{where}: datasets[{i}]: unknown key {k!r}{suggest(k, DATASET_KEYS)}")
-                if "dataset" not in entry:
-                    raise ConfigError(f"{where}: datasets[{i}] needs a 'dataset' key")
-                datasets.append(DatasetEntry(**{**dict(entry), "dataset": str(entry["dataset"])}))
-            elif isinstance(entry, str):
-                datasets.append(DatasetEntry(entry))
-            else:
-                raise ConfigError(f"{where}: datasets[{i}] must be a name or a mapping")
-        methods = []
-        for i, entry in enumerate(cfg["methods"]):
-            name = entry.get("method") if isinstance(entry, Mapping) else entry
-            if not isinstance(name, str):
-                raise ConfigError(f"{where}: methods[{i}] must be a method name or a mapping with 'method'")
-            if name not in pruners.METHODS:
-                raise ConfigError(f"{where}: methods[{i}]: unknown method {name!r}{suggest(name, pruners.METHODS)}; "
-                                  f"choose one of {', '.join(pruners.METHODS)}")
-            entry = dict(entry) if isinstance(entry, Mapping) else {"method": name}
-            options = {k: v for k, v in entry.items() if k not in METHOD_KEYS}
             try:
-                pruners.check_method_kwargs(name, options)
+                values[k] = parse(cfg[k]) if k in cfg else default
             except (TypeError, ValueError) as e:
-                raise ConfigError(f"{where}: methods[{i}]: {e}") from None
-            if "taus" in entry and (not isinstance(entry["taus"], list) or not entry["taus"]):
-                raise ConfigError(f"{where}: methods entry {name!r}: taus must be a non-empty list")
-            try:
-                copts = check_constraint_options(entry.get("constraint_options") or {})
-            except ValueError as e:
-                raise ConfigError(f"{where}: methods[{i}]: {e}") from None
-            methods.append(MethodEntry(name, entry.get("label"), entry.get("structured"),
-                                       tuple(entry["taus"]) if "taus" in entry else None, options, copts))
-        constraint = cfg.get("constraint", "accuracy_gap")
-        if constraint not in CONSTRAINT_KINDS:
-            raise ConfigError(f"{where}: constraint must be one of {', '.join(CONSTRAINT_KINDS)}, got {constraint!r}")
+                raise ConfigError(f"{where}: {e}") from None
         try:
-            top_copts = check_constraint_options(cfg.get("constraint_options") or {})
+            _check_together(values)
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
-        for i, m in enumerate(methods):
-            try:
-                pruners.check_constraint_kind(m.method, constraint)
-                # the constraint is built once per method so that its own checks judge the values
-                make_constraint(constraint, 0.02, surrogate=cfg.get("surrogate"),
-                                options=top_copts | m.constraint_options)
-            except ValueError as e:
-                raise ConfigError(f"{where}: methods[{i}] ({m.run_label}): {e}") from None
-        settings = cfg.get("settings", {}) or {}
-        if not isinstance(settings, Mapping):
-            raise ConfigError(f"{where}: settings must be a mapping of profile knobs")
-        try:
-            PROFILES["cpu"].replace(**settings)
-        except ValueError as e:
-            knobs = PROFILES["cpu"].to_dict()
-            bad = next((k for k in settings if k not in knobs), "")
-            raise ConfigError(f"{where}: settings: {e}{suggest(bad, knobs)}") from None
-        spread = cfg.get("spread", "ci")
-        if spread not in SPREADS:
-            raise ConfigError(f"{where}: spread must be one of {', '.join(SPREADS)}, got {spread!r}")
-        if "profile" in cfg and cfg["profile"] not in PROFILES:
-            raise ConfigError(f"{where}: unknown profile {cfg['profile']!r}{suggest(cfg['profile'], PROFILES)}; "
-                              f"choose one of {', '.join(PROFILES)}")
-        if fig == "interpolation":
-            if not cfg.get("pairs"):
-                raise ConfigError(f"{where}: the interpolation figure needs 'pairs' of method labels")
-            if not cfg.get("save_weights"):
-                raise ConfigError(f"{where}: the interpolation figure needs save_weights: true")
-        try:
-            sparsities = parse_sparsities(cfg["sparsities"])
-            seeds = parse_seeds(cfg.get("seeds", [0]))
-            for t in cfg.get("taus", [0.02]):
-                check_number(t, "taus entry", 0.0, 1.0, high_open=False)
-            for m in methods:
-                for t in m.taus or ():
-                    check_number(t, "taus entry", 0.0, 1.0, high_open=False)
-            budgets = []
-            for b in cfg.get("budgets", [1]):
-                check_number(b, "budgets entry", 0.0, 1e6)
-                if b <= 0:
-                    raise ValueError(f"budgets entries must be positive, got {b!r}")
-                budgets.append(float(b))
-        except ValueError as e:
-            raise ConfigError(f"{where}: {e}") from None
-        labels = [m.run_label for m in methods]
-        dup = sorted({lab for lab in labels if labels.count(lab) > 1})
-        if dup:
-            raise ConfigError(f"{where}: method labels must be unique, repeated: {dup} (give each a 'label')")
-        for pair in cfg.get("pairs", []) or []:
-            if not (isinstance(pair, list) and len(pair) == 2 and all(p in labels for p in pair)):
-                raise ConfigError(f"{where}: each pair must be [label_a, label_b] of method labels {labels}, "
-                                  f"got {pair!r}")
-        return cls(
-            name=str(cfg.get("name", "sweep")), methods=tuple(methods), sparsities=tuple(sparsities),
-            seeds=tuple(seeds), figure=fig, profile=cfg.get("profile"), out=cfg.get("out"),
-            datasets=tuple(datasets), models=tuple(cfg.get("models") or [None]), constraint=constraint,
-            taus=tuple(cfg.get("taus", [0.02])), surrogate=cfg.get("surrogate"), structured=cfg.get("structured"),
-            budgets=tuple(budgets), settings=dict(settings), save_weights=bool(cfg.get("save_weights", False)),
-            constraint_options=top_copts,
-            pairs=tuple(tuple(p) for p in cfg.get("pairs", []) or []), points=int(cfg.get("points", 21)),
-            spread=spread, description=cfg.get("description"), raw=cfg,
-        )
+        if values["figure"] == "frontier":  # a method that tau does not move runs once per seed
+            values["methods"] = tuple(
+                m if m.taus is not None or pruners.METHODS[m.method].uses_tau else
+                dataclasses.replace(m, taus=values["taus"][:1]) for m in values["methods"])
+        return cls(**values, raw=cfg)
 
     def specs(self, *, profile: str | None = None) -> list[RunSpec]:
         """The runs of the grid; ``profile`` (the command line's choice) overrides the config's
@@ -446,6 +484,31 @@ class SweepConfig:
                                         save_weights=self.save_weights,
                                         constraint_options=self.constraint_options | m.constraint_options))
         return out
+
+
+def _check_together(v: Mapping[str, Any]) -> None:
+    """What a sweep's keys must satisfy together (each key's own value is checked already)."""
+    methods: tuple[MethodEntry, ...] = v["methods"]
+    for i, m in enumerate(methods):
+        try:
+            pruners.check_constraint_kind(m.method, v["constraint"])
+            # the constraint is built once per method so that its own checks judge the values
+            make_constraint(v["constraint"], DEFAULT_TAU, surrogate=v["surrogate"],
+                            options=v["constraint_options"] | m.constraint_options)
+        except ValueError as e:
+            raise ValueError(f"methods[{i}] ({m.run_label}): {e}") from None
+    labels = [m.run_label for m in methods]
+    dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dup:
+        raise ValueError(f"method labels must be unique, repeated: {dup} (give each a 'label')")
+    if v["figure"] == "interpolation":
+        if not v["pairs"]:
+            raise ValueError("the interpolation figure needs 'pairs' of method labels")
+        if not v["save_weights"]:
+            raise ValueError("the interpolation figure needs save_weights: true")
+    for pair in v["pairs"]:
+        if not all(p in labels for p in pair):
+            raise ValueError(f"each pair must be [label_a, label_b] of method labels {labels}, got {list(pair)!r}")
 
 
 def parse_sparsities(value: Any) -> list[float]:

@@ -27,6 +27,7 @@ import matplotlib.ticker
 import numpy as np
 import torch
 
+from .. import pruners
 from .. import train as _train
 from .config import FIGURE_KINDS, SPREADS, RunSpec, check_config, check_spec, load_config, slug, sweep_dir
 from .results import SPLITS, check_writable, load_results, write_json
@@ -53,13 +54,23 @@ METRIC_NAMES = {"accuracy": "accuracy", "accuracy_gap": "accuracy gap",
                 "equal_opportunity_difference": "equal-opportunity difference"}
 CONSTRAINT_METRICS = {"accuracy_gap": "accuracy_gap", "equalized_odds": "equalized_odds_difference",
                       "demographic_parity": "demographic_parity_difference"}
-FAMILIES = (("fairness-blind pruning", ("random", "omp", "imp", "snip", "fpgm")),
-            ("fairness-aware baselines", ("fairgrape", "fp", "pf", "postproc")),
-            ("bi-level", ("bip", "bifp")))
-"""Rows of the ``sparsity`` kind: methods are grouped by family (unknown methods go last)."""
+FAMILIES = tuple((family, tuple(n for n, m in pruners.METHODS.items() if m.family == family))
+                 for family in pruners.FAMILIES)
+"""Rows of the ``sparsity`` kind: methods are grouped by their ``family`` trait (unknown methods
+go last). Read from the registry when this module is imported; the figures ask the registry."""
 REFERENCE = "#555555"
-UNCONSTRAINED = ("random", "omp", "imp", "snip", "fpgm", "bip")
-"""Methods that ignore the tolerance (their runs still record the sweep's tau)."""
+
+
+def _trait(method: str, name: str, default: Any = None) -> Any:
+    """A trait of ``method`` (:class:`fairprune_lite.pruners.MethodInfo`); ``default`` for a
+    method this process has not registered (results of a method registered elsewhere)."""
+    info = pruners.METHODS.get(method)
+    return default if info is None else getattr(info, name)
+
+
+def uses_tau(method: str) -> bool:
+    """Whether a method's result depends on the constraint's tolerance (unknown methods: yes)."""
+    return bool(_trait(method, "uses_tau", True))
 
 
 def _mean_spread(values: Sequence[float], spread: str, upper: float | None = 1.0) -> tuple[float, float, float]:
@@ -145,7 +156,7 @@ def _reference_label(results: Sequence[Mapping[str, Any]], config: Mapping[str, 
         if ref not in labels:
             raise ValueError(f"reference {ref!r} is not a label of the results ({', '.join(labels)})")
         return ref
-    return next((r["label"] for r in results if r["method"] == "omp"), None)
+    return next((r["label"] for r in results if _trait(r["method"], "reference", False)), None)
 
 
 def method_groups(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any] | None = None,
@@ -165,8 +176,10 @@ def method_groups(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any
     method = {r["label"]: r["method"] for r in results}
     rows: list[tuple[str, list[str]]] = []
     taken: set[str] = {ref} if ref else set()
-    for name, methods in FAMILIES + (("other", None),):
-        fam = [lab for lab in labels if lab not in taken and (methods is None or method[lab] in methods)]
+    family = {lab: str(_trait(method[lab], "family", "other")) for lab in labels}
+    order = list(pruners.FAMILIES) + [f for f in dict.fromkeys(family.values()) if f not in pruners.FAMILIES]
+    for name in order:
+        fam = [lab for lab in labels if lab not in taken and family[lab] == name]
         taken.update(fam)
         for i in range(0, len(fam), per_panel):
             rows.append((name, fam[i:i + per_panel]))
@@ -349,14 +362,15 @@ def _fig_tradeoff(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     colors = _colors(labels)
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 4.4), layout="constrained")
     ys_all: list[float] = []
-    constrained = sorted({r["tau"] for r in results if r["method"] not in UNCONSTRAINED})
+    constrained = sorted({r["tau"] for r in results if uses_tau(r["method"])})
     markers = dict(zip(constrained, "os^Dvp"))
     for label in labels:
         rs = [r for r in results if r["label"] == label]
         xs_t, xst = _series(rs, "tau", lambda r: r["test"][metric], spread)
         _, yst = _series(rs, "tau", lambda r: r["test"]["accuracy"], spread)
-        free = rs[0]["method"] in UNCONSTRAINED
-        ax.plot(xst[:, 0], yst[:, 0], "-", color=colors[label], lw=1.4, label=label + (" (unconstrained)" if free else ""))
+        free = not uses_tau(rs[0]["method"])
+        why = " (unconstrained)" if not _trait(rs[0]["method"], "fairness_aware", False) else " (no tau)"
+        ax.plot(xst[:, 0], yst[:, 0], "-", color=colors[label], lw=1.4, label=label + (why if free else ""))
         for t, x, y in zip(xs_t, xst, yst):
             ax.errorbar([x[0]], [y[0]], xerr=[[x[0] - x[1]], [x[2] - x[0]]], yerr=[[y[0] - y[1]], [y[2] - y[0]]],
                         fmt="*" if free else markers.get(t, "o"), color=colors[label], ms=9 if free else 6,
@@ -583,6 +597,53 @@ def _fig_interpolation(results: list, spread: str, plt: Any, cfg: Mapping[str, A
 FIGURES: dict[str, Callable[..., Any]] = {}
 
 
+def _fig_frontier(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] | None = None) -> Any:
+    """Test accuracy against the test metric: one line per method whose result depends on tau
+    (a point per tau), one point for each other method, the dense model, the majority class and,
+    with ``tau_star`` in the config, that tolerance (:mod:`~fairprune_lite.experiments.frontier`).
+    Bars: 95% t-intervals over seeds (the metric's clipped at 0)."""
+    from .frontier import frontier_points
+
+    if spread != "ci":
+        raise ValueError(f"the frontier figure draws 95% t-intervals: spread must be 'ci', got {spread!r}")
+    cfg = cfg or {}
+    front = frontier_points(results)
+    metric = front["metric"]
+    labels = _labels_in_order(results)
+    colors = _colors(labels)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 5.4), layout="constrained")
+    ys_all: list[float] = []
+    for label in labels:
+        pts = [p for p in front["points"] if p["label"] == label]
+        swept = pts[0]["uses_tau"]
+        xs, ys = [p["value"] for p in pts], [p["accuracy"] for p in pts]
+        xci = [0.0 if np.isnan(p["value_ci"]) else p["value_ci"] for p in pts]
+        yci = [0.0 if np.isnan(p["accuracy_ci"]) else p["accuracy_ci"] for p in pts]
+        note = (" (tau swept)" if swept and len(pts) > 1 else "") + \
+            (" (needs s at prediction)" if pts[0]["needs_sensitive_at_prediction"] else "")
+        ax.errorbar(xs, ys, xerr=[[min(c, x) for c, x in zip(xci, xs)], xci], yerr=yci,
+                    fmt="o-" if swept else "s", color=colors[label], ms=5 if swept else 7, capsize=2.5,
+                    elinewidth=1.0, lw=1.3, label=label + note)
+        ys_all += ys
+    d = front["dense"]
+    ax.plot([d["value"]], [d["accuracy"]], "k*", ms=11, label="dense model")
+    ys_all.append(d["accuracy"])
+    if cfg.get("tau_star") is not None:
+        ax.axvline(float(cfg["tau_star"]), color="0.35", ls=(0, (4, 2)), lw=1.0,
+                   label=f"\u03c4* = {float(cfg['tau_star']):g} (summary)")
+    _draw_majority(ax, front["majority"], float(np.nanmin(ys_all)), float(np.nanmax(ys_all)))
+    ax.set_xlim(left=0.0)
+    _points(ax, "x")
+    _points(ax, "y")
+    ax.set_xlabel(f"test {METRIC_NAMES[metric]} (points)")
+    ax.set_ylabel("test accuracy (%)")
+    sp = sorted({r["sparsity_target"] for r in results})
+    ax.set_title(f"sparsity {', '.join(f'{100 * s:g}%' for s in sp)}: up and to the left is better")
+    handles, texts = ax.get_legend_handles_labels()
+    fig.legend(handles, texts, loc="outside upper center", ncol=2, frameon=False, fontsize=9)
+    return fig
+
+
 def register_figure(kind: str, draw: Callable[[list, str, Any, Mapping[str, Any]], Any]) -> None:
     """Add a figure kind: ``draw(results, spread, plt, config) -> matplotlib figure``."""
     FIGURES[kind] = draw
@@ -593,6 +654,7 @@ register_figure("tradeoff", _fig_tradeoff)
 register_figure("cost", _fig_cost)
 register_figure("ablation", _fig_ablation)
 register_figure("interpolation", _fig_interpolation)
+register_figure("frontier", _fig_frontier)
 SPREAD_TEXT = {"ci": "bars/bands: 95% t-interval of the mean over seeds, clipped to the metric's range",
                "std": "bars/bands: 1 std over seeds", "minmax": "bars/bands: min-max over seeds"}
 CAPTION_PT = 9.0

@@ -10,6 +10,8 @@ of everything in an experiment; every result records its profile's knobs.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 import math
 import os
 import sys
@@ -19,10 +21,50 @@ from typing import Any
 
 import torch
 
+from .. import bilevel, pruners
 from .. import models as _models
-from .. import pruners
+from .. import train as _train
+from ..constraints import FairnessConstraint
 
-__all__ = ["Profile", "PROFILES", "get_profile", "lottery_levels", "quiet_default", "progress_default"]
+__all__ = ["Profile", "PROFILES", "get_profile", "lottery_levels", "quiet_default", "progress_default",
+           "check_bifp_overrides", "BIFP_SET_ELSEWHERE"]
+
+
+def _signature_default(fn: Any, name: str) -> Any:
+    """The default of keyword ``name`` of ``fn``: a profile's knob that mirrors a library argument
+    takes its default from there (one home per default)."""
+    return inspect.signature(fn).parameters[name].default
+
+
+#: fields of :class:`~fairprune_lite.bilevel.BiFPConfig` a profile's ``bifp_paper`` may not set,
+#: and where they are set instead
+BIFP_SET_ELSEWHERE = {
+    "protocol": "the method option protocol (a spec's method_kwargs)",
+    "steps": "the profile knob bifp_steps (scaled by the run's budget)",
+    "epochs": "the profile knob bifp_steps (scaled by the run's budget)",
+    "batch_size": "the profile knob batch_size",
+}
+
+
+def check_bifp_overrides(overrides: Any, *, where: str = "bifp_paper") -> dict[str, Any]:
+    """``overrides`` as a dict when it is a mapping of :class:`~fairprune_lite.bilevel.BiFPConfig`
+    fields whose values the paper protocol accepts (:meth:`BiFPConfig.check`); a ``ValueError``
+    naming ``where`` and the bad entry (with the nearest field name) otherwise."""
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"{where} must be a mapping of BiFPConfig fields to values, got {overrides!r}")
+    names = [f.name for f in dataclasses.fields(bilevel.BiFPConfig)]
+    for k in overrides:
+        if k in BIFP_SET_ELSEWHERE:
+            raise ValueError(f"{where}: {k!r} is not set here: use {BIFP_SET_ELSEWHERE[k]}")
+        if k not in names:
+            close = difflib.get_close_matches(str(k), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{where}: BiFPConfig has no field {k!r}{hint}")
+    try:
+        bilevel.PROTOCOLS["paper"].replace(**dict(overrides)).check()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
+    return dict(overrides)
 
 
 def quiet_default() -> bool:
@@ -54,6 +96,16 @@ class Profile:
     Dense pretraining runs ``pretrain_epochs`` epochs, or more when that gives fewer than
     ``pretrain_min_steps`` SGD steps (a small dataset would otherwise get almost no training):
     see :meth:`pretrain_epochs_for`.
+
+    The solver's and the constraint's settings live in their own classes, not here: a profile
+    holds only what it sizes. ``bifp_steps`` is the length of the bi-level methods' pruning stage
+    under every protocol (scaled by a run's budget, like ``finetune_steps``); ``bifp_paper`` holds
+    :class:`~fairprune_lite.bilevel.BiFPConfig` overrides that apply only when a run's protocol
+    resolves to ``"paper"`` (another named protocol keeps its own settings); ``dual_lr`` is the
+    constraint's dual step. Their defaults are read from :class:`BiFPConfig` /
+    :class:`~fairprune_lite.constraints.FairnessConstraint` / :func:`fairprune_lite.train.evaluate`.
+    ``bifp_alpha`` / ``bifp_beta`` / ``bifp_gamma`` are read-only: the paper protocol's step
+    sizes with the profile's ``bifp_paper`` applied.
     """
 
     name: str
@@ -65,27 +117,55 @@ class Profile:
     models: dict = field(default_factory=dict)
     widths: dict = field(default_factory=dict)
     batch_size: int = 128
-    eval_batch_size: int = 1024
+    eval_batch_size: int = _signature_default(_train.evaluate, "batch_size")
     pretrain_epochs: int = 5
     pretrain_min_steps: int = 0
     pretrain_lr: float = 0.05
     pretrain_weight_decay: float = 5e-4
     finetune_steps: int = 100
     finetune_lr: float = 0.01
-    bifp_steps: int = 100
-    bifp_alpha: float = 0.01
-    bifp_beta: float = 0.1
-    bifp_gamma: float = 1.0
-    dual_lr: float = 0.05
+    bifp_steps: int = _signature_default(bilevel.BiFPConfig, "steps")
+    dual_lr: float = _signature_default(FairnessConstraint, "dual_lr")
     threads: int | None = None
+    bifp_paper: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.bifp_paper = check_bifp_overrides(self.bifp_paper)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def bifp_config(self, protocol: str) -> bilevel.BiFPConfig:
+        """The :class:`~fairprune_lite.bilevel.BiFPConfig` this profile runs under ``protocol``
+        (before a run's own options): the protocol's settings, ``steps = bifp_steps``, and
+        ``bifp_paper`` when ``protocol == "paper"``."""
+        return bilevel.DEFAULTS.replace(protocol=protocol, steps=self.bifp_steps,
+                                        **self.bifp_overrides(protocol))
+
+    def bifp_overrides(self, protocol: str) -> dict[str, Any]:
+        """The BiFPConfig overrides this profile adds under ``protocol`` (besides the steps):
+        ``bifp_paper`` for the paper protocol, none for another (it keeps its own settings)."""
+        return dict(self.bifp_paper) if protocol == "paper" else {}
+
+    # read-only views of the paper protocol's step sizes (the book prints them)
+    @property
+    def bifp_alpha(self) -> float:
+        return self.bifp_config("paper").alpha
+
+    @property
+    def bifp_beta(self) -> float:
+        return self.bifp_config("paper").beta
+
+    @property
+    def bifp_gamma(self) -> float:
+        return self.bifp_config("paper").gamma
 
     def replace(self, **overrides: Any) -> Profile:
         """A copy with some knobs changed; unknown knob names raise ``ValueError``."""
         names = {f.name for f in dataclasses.fields(self)}
         for k in overrides:
+            if k in _RETIRED:
+                raise ValueError(f"profile setting {k!r} no longer exists: {_RETIRED[k]}")
             if k not in names or k == "name":
                 raise ValueError(f"unknown profile setting {k!r}; known: {', '.join(sorted(names - {'name'}))}")
         base = self.to_dict()
@@ -119,6 +199,11 @@ class Profile:
         if d.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {d!r} requested but CUDA is not available")
         return d
+
+
+#: settings profiles had until the solver's defaults moved to one home, and what replaces them
+_RETIRED = {f"bifp_{k}": f"the paper protocol's {k} is BiFPConfig's; override it with bifp_paper: {{{k}: ...}} "
+            f"(or the method option {k})" for k in ("alpha", "beta", "gamma")}
 
 
 # pretrain_min_steps: the cpu profile gives Adult and the Fashion benchmark (8000 training

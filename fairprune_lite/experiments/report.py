@@ -12,6 +12,7 @@ two methods is paired by seed (:func:`.stats.compare`), and it is called *resolv
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ SHORT_NAME = {"accuracy_gap": "accuracy gap", "equalized_odds_difference": "EO d
 SHORT_METRIC = {"accuracy_gap": "gap", "equalized_odds_difference": "EO", "accuracy": "acc."}
 
 __all__ = ["stored", "commit_label", "seeds", "ci", "dense_values", "table", "paired", "vs_dense", "verdict",
-           "diff", "diff_row", "tests_frame", "styled", "live_caption", "SHORT_NAME", "SHORT_METRIC"]
+           "diff", "diff_row", "tests_frame", "styled", "live_caption", "time_to_fair", "ratio_ci",
+           "SHORT_NAME", "SHORT_METRIC"]
 
 
 def stored(name: str, *, configs: str | Path, results: str | Path) -> tuple[dict, list[dict], list[str]]:
@@ -188,3 +190,101 @@ def live_caption(results: Sequence[Mapping[str, Any]]) -> str:
     version = results[0]["provenance"].get("version")
     return (f"live illustration computed while this page was built (profile {profiles}, fairprune-lite "
             f"{version}, {len(results)} runs, seeds {seeds(results)}); not a stored result")
+
+
+# ---------------------------------------------------------------------------------------------
+# time to a fair sparse model (benchmarks/time_to_fair.py, ch. 9's Fig. 6)
+# ---------------------------------------------------------------------------------------------
+def ratio_ci(ratios: Iterable[float]) -> dict[str, Any]:
+    """The geometric mean of positive ``ratios`` with the 95% t-interval of the mean of their
+    logarithms, mapped back (``{"gmean", "lo", "hi", "n"}``; ``None`` values when there is none).
+    A ratio of costs is summarised on the log scale: 2x and 0.5x average to 1x."""
+    r = [float(x) for x in ratios]
+    if any(not x > 0 or not math.isfinite(x) for x in r):
+        raise ValueError(f"ratios: every ratio must be a positive finite number, got {r}")
+    if not r:
+        return {"gmean": None, "lo": None, "hi": None, "n": 0}
+    m, lo, hi = mean_ci([math.log(x) for x in r])
+    return {"gmean": math.exp(m), "lo": math.exp(lo), "hi": math.exp(hi), "n": len(r)}
+
+
+def _fair(r: Mapping[str, Any], split: str, floor: float) -> bool:
+    f = r[split]["feasibility"]
+    return (f["value"] is not None and f["value"] <= f["tau"]
+            and r[split]["accuracy"] >= r[split]["majority_baseline"] + floor)
+
+
+def _cost(r: Mapping[str, Any]) -> dict[str, Any]:
+    """One run's cost in batch-sized passes and seconds, with the check's evaluation."""
+    c = r["cost"]
+    return {"budget": r["budget"], "iterations": int(c["iterations"]),
+            "passes": (c["examples"] / r["batch_size"] + c["backward_passes"] + r["check_passes"]
+                       + r.get("uncounted_passes", 0)),
+            "library_passes": int(c["forward_passes"] + c["backward_passes"]),
+            "seconds": float(c["wall_time_s"]) + float(r["check_seconds"]),
+            "accuracy": r["val"]["accuracy"], "value": r["val"]["feasibility"]["value"],
+            "test_accuracy": r["test"]["accuracy"], "test_value": r["test"]["feasibility"]["value"]}
+
+
+def time_to_fair(rows: Sequence[Mapping[str, Any]], *, split: str = "val", reference: str = "bifp_certified",
+                 slack: float = 0.01, floor: float = 0.02) -> dict[str, Any]:
+    """What each method costs until it returns a fair sparse model, per benchmark and seed, and
+    its ratio to ``reference`` (the rows of ``benchmarks/time_to_fair.py``: one per run, with
+    ``bench``, ``variant``, ``seed``, ``budget``, ``cost``, ``batch_size``, ``check_passes``,
+    ``check_seconds`` and the ``val`` / ``test`` metric blocks with their ``feasibility``).
+
+    The rule: a run is *fair* when its constrained metric on ``split`` is within tau and its
+    ``split`` accuracy is at least ``floor`` above the majority class (a constant predictor is
+    fair by every metric). Per benchmark and seed the target accuracy is the best accuracy of any
+    fair run of any method and budget, minus ``slack``; a method *reaches* it at the smallest
+    budget whose run is fair and at least that accurate, and costs that run: ``passes`` in
+    batches of the run's ``batch_size`` (examples through forward passes / batch size, plus
+    backward passes, plus the check's evaluation passes: the library counts a pass over 1,024
+    evaluation rows as one, so its raw count, ``library_passes``, understates evaluation-heavy
+    methods), ``seconds`` (the method's training wall time plus the check's), ``iterations``. A method that never
+    reaches it is "not reached" at the cost of its largest budget. Ratios (method / reference,
+    seeds where both reached) are summarised by :func:`ratio_ci`.
+
+    Returns ``{bench: {"tau", "metric", "seeds", "target": {seed: acc | None},
+    "methods": {variant: {"per_seed": {seed: {"reached", **cost}}, "reached", "n",
+    "ratio": {"passes" | "seconds" | "iterations": ratio_ci(...)}}}}}``.
+    """
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    runs = [r for r in rows if r.get("kind", "run") == "run"]
+    if not runs:
+        raise ValueError("rows: no run to read")
+    out: dict[str, Any] = {}
+    for bench in dict.fromkeys(r["bench"] for r in runs):
+        rb = [r for r in runs if r["bench"] == bench]
+        seeds_b = sorted({r["seed"] for r in rb})
+        variants = list(dict.fromkeys(r["variant"] for r in rb))
+        if reference not in variants:
+            raise ValueError(f"reference: {reference!r} has no run on {bench!r}; variants {variants}")
+        target: dict[int, float | None] = {}
+        for s in seeds_b:
+            ok = [r[split]["accuracy"] for r in rb if r["seed"] == s and _fair(r, split, floor)]
+            target[s] = max(ok) - slack if ok else None
+        methods: dict[str, Any] = {}
+        for v in variants:
+            per: dict[int, Any] = {}
+            for s in seeds_b:
+                rs = sorted((r for r in rb if r["variant"] == v and r["seed"] == s), key=lambda r: r["budget"])
+                if not rs:
+                    continue
+                t = target[s]
+                hit = next((r for r in rs if t is not None and _fair(r, split, floor)
+                            and r[split]["accuracy"] >= t - 1e-12), None)
+                per[s] = {"reached": hit is not None, **_cost(hit if hit is not None else rs[-1]),
+                          "budgets": [r["budget"] for r in rs]}
+            methods[v] = {"per_seed": per, "reached": sum(p["reached"] for p in per.values()), "n": len(per)}
+        ref = methods[reference]["per_seed"]
+        for m in methods.values():
+            both = [s for s, p in m["per_seed"].items() if p["reached"] and s in ref and ref[s]["reached"]]
+            m["ratio"] = {k: ratio_ci([m["per_seed"][s][k] / ref[s][k] for s in both])
+                          for k in ("passes", "seconds", "iterations")}
+            m["ratio_seeds"] = both
+        first = rb[0][split]["feasibility"]
+        out[bench] = {"tau": first["tau"], "metric": first["metric"], "seeds": seeds_b, "target": target,
+                      "methods": methods}
+    return out

@@ -248,18 +248,23 @@ def _scaled(n: int, budget: float) -> int:
 
 def _method_arguments(spec: RunSpec, profile: Profile) -> dict[str, Any]:
     """The pruning-stage arguments the profile sets for ``spec.method`` (keyword arguments of
-    :func:`fairprune_lite.pruners.prune`), before the spec's own ``method_kwargs``."""
+    :func:`fairprune_lite.pruners.prune`), before the spec's own ``method_kwargs``.
+
+    A bi-level method (the ``bilevel`` trait) gets ``steps`` (``bifp_steps`` scaled by the
+    budget) under every protocol, and the profile's ``bifp_paper`` overrides only when its
+    protocol resolves to ``"paper"`` (named in ``method_kwargs``, or the library default's):
+    another named protocol keeps its own settings."""
+    info = pruners.METHODS[spec.method]
     args: dict[str, Any] = {
         "finetune_steps": _scaled(profile.finetune_steps, spec.budget),
         "batch_size": profile.batch_size,
         "lr": profile.finetune_lr,
     }
-    if spec.method in ("bifp", "bip"):
+    if info.bilevel:
         args["steps"] = _scaled(profile.bifp_steps, spec.budget)
-        # the profile's step sizes are the paper protocol's; a named protocol brings its own (passing
-        # the profile's copies would silently override them)
-        if spec.method_kwargs.get("protocol", pruners.bilevel_base(spec.method).protocol) == "paper":
-            args.update(alpha=profile.bifp_alpha, beta=profile.bifp_beta, gamma=profile.bifp_gamma)
+        own = set(info.options())
+        protocol = pruners.bilevel_protocol(spec.method, spec.method_kwargs)
+        args.update({k: v for k, v in profile.bifp_overrides(protocol).items() if k in own})
     return args
 
 

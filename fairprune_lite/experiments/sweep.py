@@ -33,8 +33,9 @@ from typing import Any
 import torch
 
 from .. import train as _train
+from ..bilevel import PROTOCOLS
 from .config import RunSpec, SweepConfig, check_config, check_spec, load_config, sweep_dir
-from .profiles import log, progress_default, quiet_default
+from .profiles import Profile, log, progress_default, quiet_default
 from .provenance import check_clean
 from .results import ResultError, check_writable, load_result, write_json
 from .run import build_model, default_cache_dir, dense_key, load_splits, pretrain, run
@@ -185,25 +186,26 @@ def _executor(jobs: Any, executor: str, address: str | None, gpu: bool) -> Calla
 # ---------------------------------------------------------------------------------------------
 # the sweep
 # ---------------------------------------------------------------------------------------------
-def _preflight_data(specs: Sequence[RunSpec], root: Any = None) -> None:
+def _preflight_data(specs: Sequence[RunSpec], profiles: Mapping[str, Profile], root: Any = None) -> None:
     """Load every distinct dataset of a sweep once (catches unknown attributes / missing files
-    before any training)."""
+    before any training); ``profiles``: run id -> the spec's checked profile."""
     seen = set()
     for spec in specs:
         key = (spec.dataset, spec.target, spec.sensitive, spec.profile, json.dumps(spec.settings, sort_keys=True))
         if key in seen:
             continue
         seen.add(key)
-        load_splits(spec, check_spec(spec), root=root)
+        load_splits(spec, profiles[spec.run_id()], root=root)
 
 
-def _same_profile(old: Mapping[str, Any], spec: RunSpec) -> bool:
-    """Whether a stored result was made with the profile knobs ``spec`` runs with now. Knobs added
-    to :class:`Profile` after the result was written count as equal when the result shows their
+def _same_profile(old: Mapping[str, Any], spec: RunSpec, profile: Profile | None = None) -> bool:
+    """Whether a stored result was made with the profile knobs ``spec`` runs with now
+    (``profile``: the spec's checked profile, else checked here). Knobs added to
+    :class:`Profile` after the result was written count as equal when the result shows their
     effect was nil (``pretrain_min_steps``: the same number of pretraining epochs)."""
-    profile = check_spec(spec)
+    profile = check_spec(spec) if profile is None else profile
     current = _train.to_jsonable(profile.to_dict())
-    stored = old.get("profile_settings") or {}
+    stored = _current_form(old.get("profile_settings") or {})
     if any(current.get(k) != v for k, v in stored.items()) or any(k not in current for k in stored):
         return False
     missing = set(current) - set(stored)
@@ -214,6 +216,19 @@ def _same_profile(old: Mapping[str, Any], spec: RunSpec) -> bool:
         epochs = (old.get("pretrain_cost") or {}).get("epochs")
         return n_train is not None and epochs == profile.pretrain_epochs_for(n_train)
     return True
+
+
+def _current_form(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored profile settings in today's form. Until session 5 a profile repeated the paper
+    protocol's step sizes (``bifp_alpha`` / ``bifp_beta`` / ``bifp_gamma``); the runner passed
+    them to paper-protocol runs only, where they equal the protocol's own, so the same values
+    read as no ``bifp_paper`` override (other values, as the overrides they were)."""
+    out = dict(stored)
+    legacy = {k[len("bifp_"):]: out.pop(k) for k in ("bifp_alpha", "bifp_beta", "bifp_gamma") if k in out}
+    if legacy and "bifp_paper" not in out:
+        paper = PROTOCOLS["paper"]
+        out["bifp_paper"] = {k: v for k, v in legacy.items() if v != getattr(paper, k)}
+    return out
 
 
 def failed_runs(folder: str | os.PathLike) -> dict[str, str]:
@@ -251,15 +266,14 @@ def sweep(config: str | os.PathLike | Mapping[str, Any] | SweepConfig, *, out: s
             raw = {"name": "sweep", **dict(raw)}
     cfg = check_config(raw)
     specs = cfg.specs(profile=profile)
-    for spec in specs:
-        check_spec(spec)
+    profiles = {s.run_id(): check_spec(s) for s in specs}  # every spec checked once, here
     target = sweep_dir(cfg, out)
     dirty = check_clean(target, allow_dirty)
-    devices = {check_spec(s).resolve_device(device) for s in specs}
+    devices = {profiles[s.run_id()].resolve_device(device) for s in specs}
     run_map = _executor(jobs, executor, address, gpu=any(d.startswith("cuda") for d in devices)) \
         if not dry_run else None
     folder = check_writable(target)
-    _preflight_data(specs, root)
+    _preflight_data(specs, profiles, root)
     write_json(folder / "sweep.json", {"config": cfg.raw, "profile": specs[0].profile if specs else profile,
                                        "runs": [s.run_id() for s in specs]})
     todo, corrupt, stale, done_before = [], [], [], 0
@@ -273,7 +287,7 @@ def sweep(config: str | os.PathLike | Mapping[str, Any] | SweepConfig, *, out: s
                 log(f"corrupt result, recomputing: {e}", False)
                 os.replace(p, p.with_name(p.name + ".corrupt"))
             else:
-                if _same_profile(old, spec):
+                if _same_profile(old, spec, profiles[spec.run_id()]):
                     done_before += 1
                     continue
                 stale.append(str(p))
@@ -296,7 +310,7 @@ def sweep(config: str | os.PathLike | Mapping[str, Any] | SweepConfig, *, out: s
         threads = max(1, (os.cpu_count() or 1) // jobs)
         keys: dict[str, RunSpec] = {}
         for s in todo:  # one pretraining task per distinct dense model
-            prof = check_spec(s)
+            prof = profiles[s.run_id()]
             splits = load_splits(s, prof, root=root)
             _, name, width = build_model(s, prof, splits)
             keys.setdefault(dense_key(s, prof, name, width, splits), s)
