@@ -29,7 +29,9 @@ import torch
 
 from .. import pruners
 from .. import train as _train
+from ..fairness import METRIC_OF_KIND
 from .config import FIGURE_KINDS, SPREADS, RunSpec, check_config, check_spec, load_config, slug, sweep_dir
+from .frontier import constrained_metric
 from .results import SPLITS, check_writable, load_results, write_json
 from .run import build_model, load_splits
 from .stats import mean_ci
@@ -52,8 +54,7 @@ METRIC_NAMES = {"accuracy": "accuracy", "accuracy_gap": "accuracy gap",
                 "equalized_odds_difference": "equalized-odds difference",
                 "demographic_parity_difference": "demographic-parity difference",
                 "equal_opportunity_difference": "equal-opportunity difference"}
-CONSTRAINT_METRICS = {"accuracy_gap": "accuracy_gap", "equalized_odds": "equalized_odds_difference",
-                      "demographic_parity": "demographic_parity_difference"}
+CONSTRAINT_METRICS = METRIC_OF_KIND
 FAMILIES = tuple((family, tuple(n for n, m in pruners.METHODS.items() if m.family == family))
                  for family in pruners.FAMILIES)
 """Rows of the ``sparsity`` kind: methods are grouped by their ``family`` trait (unknown methods
@@ -134,19 +135,6 @@ def _panel_title(key: tuple) -> str:
     ds, tgt, model = key
     tgt_s = "" if tgt is None else f" / {str(tgt).split(' (')[0]}"
     return f"{ds}{tgt_s} / {model}"
-
-
-def constrained_metric(results: Sequence[Mapping[str, Any]]) -> str:
-    """The result metric the runs were constrained on (``accuracy_gap`` for an accuracy-gap
-    constraint, ``equalized_odds_difference`` for equalized odds, ...); ``ValueError`` when the
-    runs mix constraints (one figure plots one metric)."""
-    kinds = {r.get("constraint") or "accuracy_gap" for r in results}
-    if len(kinds) != 1:
-        raise ValueError(f"results mix constraints {sorted(kinds)}; draw each constraint separately")
-    kind = kinds.pop()
-    if kind not in CONSTRAINT_METRICS:
-        raise ValueError(f"unknown constraint {kind!r}; known: {', '.join(CONSTRAINT_METRICS)}")
-    return CONSTRAINT_METRICS[kind]
 
 
 def _reference_label(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> str | None:

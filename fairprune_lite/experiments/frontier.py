@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import pruners
+from ..fairness import METRIC_OF_KIND
 from .config import CONSTRAINT_KINDS, check_number, suggest
 from .stats import mean_ci
 
@@ -31,9 +32,8 @@ __all__ = ["DEFAULT_METHODS", "DEFAULT_TAUS", "frontier_config", "frontier_point
 DEFAULT_METHODS = ("bifp", "pf", "fp", "postproc")
 #: the tolerances a frontier sweeps by default
 DEFAULT_TAUS = (0.02, 0.05, 0.1, 0.15)
-#: constraint kind -> the result metric a frontier plots against accuracy
-METRICS = {"accuracy_gap": "accuracy_gap", "equalized_odds": "equalized_odds_difference",
-           "demographic_parity": "demographic_parity_difference"}
+#: constraint kind -> the result metric a frontier plots against accuracy (the library's one map)
+METRICS = METRIC_OF_KIND
 
 
 def _reference_methods() -> list[str]:
@@ -91,10 +91,13 @@ def frontier_config(*, dataset: str, sparsity: float, constraint: str = "equaliz
     return cfg
 
 
-def _metric(results: Sequence[Mapping[str, Any]]) -> str:
+def constrained_metric(results: Sequence[Mapping[str, Any]]) -> str:
+    """The result metric the runs were constrained on (``accuracy_gap`` for an accuracy-gap
+    constraint, ``equalized_odds_difference`` for equalized odds, ...); ``ValueError`` when the
+    runs mix constraints (one figure or frontier plots one metric)."""
     kinds = {r.get("constraint") or "accuracy_gap" for r in results}
     if len(kinds) != 1:
-        raise ValueError(f"results mix constraints {sorted(kinds)}; a frontier plots one metric")
+        raise ValueError(f"results mix constraints {sorted(kinds)}; draw or summarise each constraint separately")
     kind = kinds.pop()
     if kind not in METRICS:
         raise ValueError(f"unknown constraint {kind!r}; known: {', '.join(METRICS)}")
@@ -120,7 +123,7 @@ def frontier_points(results: Sequence[Mapping[str, Any]], *, metric: str | None 
     class's accuracy (mean over seeds)."""
     if not results:
         raise ValueError("no results to summarise")
-    metric = metric or _metric(results)
+    metric = metric or constrained_metric(results)
     groups: dict[tuple[str, Any], list[Mapping[str, Any]]] = {}
     for r in results:
         info = pruners.METHODS.get(r["method"])
