@@ -185,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{p.name:<40} {'inputs changed' if stale[p] else 'current'}")
         return 0
     rows = []
+    source = _source()  # the tree the run starts from: --inplace write-backs (and the record) dirty it later
     for ch in paths:
         if args.changed and not stale[ch]:
             print(f"{ch.name:<40} unchanged inputs, not executed", flush=True)
             continue
-        before, source = _peak_child_rss_mb(), _source()  # the tree as executed, before any write-back
+        before = _peak_child_rss_mb()
         row = execute(ch, inplace=args.inplace, timeout=args.timeout, key=keys[ch])
         row["peak_rss_mb_upper_bound"] = round(max(before, _peak_child_rss_mb()), 1)
         row.update(_when(), commit=source)

@@ -56,6 +56,7 @@ Two forms, selected by ``mode``:
 
 from __future__ import annotations
 
+import abc
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -300,7 +301,7 @@ class SurrogateEstimate:
 # ---------------------------------------------------------------------------------------------
 # multipliers and their update rules
 # ---------------------------------------------------------------------------------------------
-class Multiplier:
+class Multiplier(abc.ABC):
     """Multipliers ``lambda_i >= 0`` (float64, CPU), one per one-sided constraint, optionally
     capped at ``max_value``; :meth:`step` moves them by the violation (the gradient of the
     Lagrangian in ``lambda``) and returns a copy of the new values."""
@@ -329,8 +330,9 @@ class Multiplier:
             new.clamp_(max=self.max_value)
         return new
 
+    @abc.abstractmethod
     def step(self, violation: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Move the multipliers by ``violation`` (one entry per constraint); the new values."""
 
     def load(self, value: Tensor) -> None:
         """Set the multipliers (projected onto ``>= 0``), e.g. from a checkpoint."""
