@@ -870,7 +870,9 @@ def _bilevel(ctx: Context, fn: Callable, method: str, options: dict[str, Any]) -
     res = fn(ctx.model, getattr(ctx.splits, cfg.prune_split), sparsity=ctx.sparsity,
              config=cfg.replace(batch_size=ctx.batch_size), structured=ctx.structured, scope=ctx.scope,
              layers=list(ctx.layers()), seed=ctx.seed, device=ctx.device, counter=ctx.counter, progress=ctx.progress,
-             data_split=data, **extra)
+             data_split=data, **extra, **{k: options[k] for k in ("safety", "delta") if k in options})
+    # (the safety test's settings are passed again by name: a safety split too small for them is
+    # then an error, not a warning as when they come from the protocol)
     return MethodOutput(res.model, res.history, {"data": data}, result=res)
 
 

@@ -572,3 +572,11 @@ def test_near_majority_flags_a_nearly_constant_model_on_every_split():
     assert near_majority({"accuracy": 0.775, "majority_baseline": 0.764})
     assert not near_majority({"accuracy": 0.80, "majority_baseline": 0.764})
     assert near_majority({"accuracy": 0.50, "majority_baseline": 0.565})  # below the majority class
+
+
+def test_a_named_safety_split_too_small_is_an_error_through_prune():
+    """``safety=`` named as a method option (even at the protocol's own value) asks for the safety
+    test: a split too small for it fails before training, as when named to the solver."""
+    with pytest.raises(ValueError, match=r"safety=0.25: the safety split has \d+ rows"):
+        pruners.prune("bifp", _mlp(), _splits(), sparsity=0.5, constraint=_constraint("bifp"), safety=0.25,
+                      **FAST)
