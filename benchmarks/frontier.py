@@ -63,8 +63,10 @@ def results(path: Path) -> list[dict]:
         if not line.strip():
             continue
         r = json.loads(line)
-        prov = {"git_commit": header.get("commit"), "date": header.get("date", ""), "device_name": header.get("cpu"),
-                "version": header.get("version"), "git_dirty": header.get("dirty")}
+        # provenance lines in either format: the early one (commit, cpu) or the library's record
+        prov = {"git_commit": header.get("commit") or header.get("git_commit"), "date": header.get("date", ""),
+                "device_name": header.get("cpu") or header.get("device_name"),
+                "version": header.get("version", "(not recorded)"), "git_dirty": header.get("git_dirty")}
         out.append({**r, "label": r["method"], "constraint": BENCH["constraint"], "sparsity_target": r["sparsity"],
                     "profile": "cpu", "provenance": prov})
     return out
@@ -110,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         sm.BENCH["adult_tau"] = dict(BENCH, tau=tau)
         r = sm.run_one("adult_tau", variant, seed, method=method, kwargs=dict(kw))
         r["tau"] = tau
-        r["test"]["equalized_odds_difference"] = r["test"]["equalized_odds_difference"]
         r["dense"] = {k: {"accuracy": v["accuracy"], "equalized_odds_difference": v["equalized_odds_difference"]}
                       for k, v in r["dense"].items()}
         with a.out.open("a") as fh:
