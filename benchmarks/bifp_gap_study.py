@@ -44,6 +44,7 @@ from fairprune_lite.constraints import FairnessConstraint
 from fairprune_lite.data import load_dataset
 from fairprune_lite.masks import MaskScores, apply_masks, remove_masks
 from fairprune_lite.models import make_model
+from fairprune_lite.result import to_jsonable
 
 METRICS = ("accuracy", "accuracy_gap", "equalized_odds_difference", "demographic_parity_difference",
            "majority_baseline")
@@ -231,7 +232,7 @@ def main():
                 print(f"seed {seed} {ds} done at {time.perf_counter() - t0:.0f}s", flush=True)
                 partial = Path(args.out).with_suffix(".partial.json")  # survives an interrupted study
                 partial.parent.mkdir(parents=True, exist_ok=True)
-                partial.write_text(json.dumps(train.to_jsonable({"args": vars(args), "rows": rows})))
+                partial.write_text(json.dumps(to_jsonable({"args": vars(args), "rows": rows})))
     summary = summarise(rows)
     cost = cost_study(args) if (args.cost or args.cost_only) else None
     try:
@@ -241,7 +242,7 @@ def main():
     result = {"args": vars(args), "commit": commit, "torch": torch.__version__, "platform": platform.platform(),
               "total_wall_s": time.perf_counter() - t0, "rows": rows, "summary": summary, "cost": cost}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(train.to_jsonable(result), indent=1))
+    Path(args.out).write_text(json.dumps(to_jsonable(result), indent=1))
     if summary:
         print(table(summary))
     if cost:

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import solver_measure as sm  # noqa: E402
 
 from fairprune_lite import experiments as ex  # noqa: E402
-from fairprune_lite import train  # noqa: E402
 from fairprune_lite.experiments import frontier  # noqa: E402
+from fairprune_lite.result import to_jsonable  # noqa: E402
 
 TAUS = (0.02, 0.05, 0.1, 0.15)
 BENCH = dict(dataset="adult", sparsity=0.9, constraint="equalized_odds")
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         r["dense"] = {k: {"accuracy": v["accuracy"], "equalized_odds_difference": v["equalized_odds_difference"]}
                       for k, v in r["dense"].items()}
         with a.out.open("a") as fh:
-            fh.write(json.dumps(train.to_jsonable(r)) + "\n")
+            fh.write(json.dumps(to_jsonable(r)) + "\n")
         print(f"{variant} seed {seed}: test acc {r['test']['accuracy']:.4f} EO {r['test']['equalized_odds_difference']:.4f}",
               flush=True)
     return 0

@@ -4,7 +4,7 @@ A fake CelebA in the real layout (``fairprune_lite.data.fixtures``, cartoon face
 pixels) is decoded once into the loader's uint8 cache (64 x 64); then, in one process, on one
 thread unless ``--threads`` says otherwise:
 
-* ``per_item``: what ``train.BatchLoader`` does for a dataset whose images are not one tensor
+* ``per_item``: what ``loading.BatchLoader`` does for a dataset whose images are not one tensor
   (every image read and converted alone, then stacked) - the input path before batched reads;
 * ``batch``: ``FairDataset.batch`` - one gather from the memory-mapped cache, one conversion
   of the block (the path after);
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     order = torch.randperm(len(cached), generator=torch.Generator().manual_seed(0))
     batches = [order[i:i + args.batch] for i in range(0, len(order) - args.batch + 1, args.batch)]
 
-    def per_item(idx, ds=cached):  # train.BatchLoader's path for datasets without a tensor x
+    def per_item(idx, ds=cached):  # loading.BatchLoader's path for datasets without a tensor x
         items = [ds[int(i)] for i in idx]
         return tuple(torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(3))
 

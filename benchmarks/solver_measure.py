@@ -28,6 +28,7 @@ import torch
 from fairprune_lite import experiments as ex
 from fairprune_lite import pruners, train
 from fairprune_lite.experiments import config as _config
+from fairprune_lite.result import to_jsonable
 
 _run_mod = importlib.import_module("fairprune_lite.experiments.run")  # the module (ex.run is the function)
 
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 def record(out: Path, r: dict, label: str) -> None:
     """Append one run to the JSON-lines file ``out`` and print its test line."""
     with out.open("a") as fh:
-        fh.write(json.dumps(train.to_jsonable(r)) + "\n")
+        fh.write(json.dumps(to_jsonable(r)) + "\n")
     print(f"{label}: test acc {r['test']['accuracy']:.4f} "
           f"{r['test']['feasibility']['metric']} {r['test']['feasibility']['value']:.4f} ({r['wall_s']:.0f}s)",
           flush=True)

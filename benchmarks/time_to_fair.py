@@ -73,6 +73,7 @@ import solver_measure as sm  # noqa: E402
 from fairprune_lite import experiments as ex  # noqa: E402
 from fairprune_lite import train  # noqa: E402
 from fairprune_lite.experiments import report  # noqa: E402
+from fairprune_lite.result import to_jsonable  # noqa: E402
 
 #: variant -> (method, options); the protocols are named explicitly, whatever the default is
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         if (bench, seed) not in pre_done:
             pre_done[bench, seed] = pretraining(bench, seed)
             with a.out.open("a") as fh:
-                fh.write(json.dumps(train.to_jsonable(pre_done[bench, seed])) + "\n")
+                fh.write(json.dumps(to_jsonable(pre_done[bench, seed])) + "\n")
         if (bench, seed, variant, budget) in done:
             continue
         method, opts = VARIANTS[variant]

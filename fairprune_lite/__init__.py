@@ -1,7 +1,7 @@
 """fairprune-lite: fairness-constrained pruning (BiFP) as a small PyTorch library.
 
 Modules, one per concept (see CONTRIBUTING.md): ``fairness``, ``masks``, ``data``, ``models``,
-``train``, ``constraints``, ``bilevel``, ``pruners``, ``experiments``. The names below are the
+``loading``, ``progress``, ``train``, ``result``, ``export``, ``constraints``, ``certify``, ``bilevel``, ``pruners``, ``experiments``. The names below are the
 public API in brief (each also lives in its module); ``experiments`` (the runner, sweeps,
 figures) is imported on its own: ``from fairprune_lite import experiments``.
 """
@@ -20,7 +20,8 @@ from .fairness import (
 from .masks import MaskScores, apply_masks, remove_masks, sparsity_report
 from .models import make_model
 from .pruners import METHODS, prune
-from .train import PruneResult, evaluate, fit, set_seed
+from .result import PruneResult
+from .train import evaluate, fit, set_seed
 
 __all__ = [
     "__version__",

@@ -1,8 +1,12 @@
-"""The one training / evaluation loop of the library, pass counting, NaN guard, ``PruneResult``.
+"""The one training / evaluation loop of the library: seeding, pass counting, the optimiser
+factory, the NaN guard, :func:`fit`, :func:`predict` and :func:`evaluate`.
 
 Every method (baselines and BiFP) trains through :func:`fit` or the same building blocks
-(:func:`make_loader`, :func:`make_optimizer`, :func:`check_finite`, :class:`PassCounter`), and is
-evaluated by :func:`evaluate`, so cost and metrics are counted the same way everywhere.
+(:func:`~fairprune_lite.loading.make_loader`, :func:`make_optimizer`, :func:`check_finite`,
+:class:`PassCounter`), and is evaluated by :func:`evaluate`, so cost and metrics are counted the
+same way everywhere. Batches come from :mod:`fairprune_lite.loading`, progress bars from
+:mod:`fairprune_lite.progress`, and what a method returns (:class:`PruneResult`) from
+:mod:`fairprune_lite.result`; those names stay importable from here.
 
 Conventions (see ``CONTRIBUTING.md``): a batch is ``(x, y, s)``; a model outputs one logit per
 example, shape ``[B]``; the task loss is ``binary_cross_entropy_with_logits(logit, y.float())``.
@@ -25,44 +29,78 @@ bit for bit.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 import os
 import random
-import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
-if TYPE_CHECKING:  # imported lazily at run time (constraints imports fairness)
-    from .constraints import FairnessConstraint
+from . import fairness
+from .loading import BatchLoader, _batches, _to, cycle, make_loader, model_device, subset
+from .progress import progress_bar, progress_enabled
+from .result import PruneResult, to_jsonable
 
 __all__ = [
     "set_seed",
     "PassCounter",
-    "BatchLoader",
-    "make_loader",
-    "subset",
     "make_optimizer",
     "task_loss",
     "check_finite",
-    "model_device",
     "fit",
     "predict",
     "evaluate",
+    "EVAL_BATCH_SIZE",
+    "ConstraintLike",
+    # re-exported from their homes (loading, progress, result), for code written against train
+    "BatchLoader",
+    "make_loader",
+    "subset",
+    "cycle",
+    "model_device",
     "progress_enabled",
     "PruneResult",
     "to_jsonable",
 ]
+
+#: the batch size of evaluation passes (no gradients: memory allows larger batches than training)
+EVAL_BATCH_SIZE = 1024
+
+#: the former private name of :func:`fairprune_lite.progress.progress_bar` (bilevel imports it)
+_progress = progress_bar
+
+
+@runtime_checkable
+class ConstraintLike(Protocol):
+    """What :func:`fit` and :func:`evaluate` need of a constraint
+    (:class:`fairprune_lite.constraints.FairnessConstraint` is one): its loss term, its
+    multiplier update after a step, its state for the history, a device move, and its
+    feasibility on held-out logits."""
+
+    def term(self, logits: Tensor, y: Tensor, s: Tensor) -> Tensor: ...
+
+    def update(self, logits: Tensor, y: Tensor, s: Tensor) -> Any: ...
+
+    def last_state(self) -> dict[str, Any]: ...
+
+    def to(self, device: torch.device | str) -> Any: ...
+
+    def feasibility(self, logits: Tensor, y: Tensor, s: Tensor) -> dict[str, Any]: ...
+
+
+def _check_constraint(constraint: Any) -> ConstraintLike | None:
+    if constraint is not None and not isinstance(constraint, ConstraintLike):
+        raise ValueError(f"constraint must be a FairnessConstraint (or have its term, update, last_state, to and "
+                         f"feasibility) or None, got {type(constraint).__name__}")
+    return constraint
+
 
 _OPTIMIZERS = ("sgd", "adam")
 
@@ -129,115 +167,6 @@ class PassCounter:
             "examples": self.examples,
             "wall_time_s": self.wall_time_s,
         }
-
-
-# ---------------------------------------------------------------------------------------------
-# data
-# ---------------------------------------------------------------------------------------------
-class BatchLoader:
-    """Deterministic batches of ``(x, y, s)`` from a dataset, no worker processes.
-
-    In-memory datasets (``dataset.x`` a tensor, as :class:`~fairprune_lite.data.FairDataset`
-    holds tabular and cached image data) are sliced directly, which is far faster than
-    collating single items; any other map-style dataset is indexed item by item and stacked.
-    With ``shuffle=True`` the order comes from a private generator seeded with ``seed``: the
-    k-th pass over a loader is the same for every loader built with the same arguments, and the
-    global RNG is neither used nor advanced.
-    """
-
-    def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,
-                 drop_last: bool = False) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-            raise ValueError(f"dataset must be a map-style dataset of (x, y, s), got {type(dataset).__name__}")
-        if len(dataset) == 0:
-            raise ValueError("dataset is empty")
-        self.dataset = dataset
-        self.batch_size = int(batch_size)
-        self.shuffle = bool(shuffle)
-        self.seed = int(seed)
-        self.drop_last = bool(drop_last)
-        self._gen = torch.Generator().manual_seed(self.seed)
-        if self.drop_last and len(dataset) < self.batch_size:
-            raise ValueError(f"drop_last=True with batch_size={batch_size} > dataset size {len(dataset)} gives no batch")
-
-    def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        n = len(self.dataset)
-        order = torch.randperm(n, generator=self._gen) if self.shuffle else torch.arange(n)
-        ds: Any = self.dataset  # a FairDataset, an image cache or any map-style dataset
-        fast = isinstance(getattr(ds, "x", None), Tensor) and isinstance(getattr(ds, "y", None), Tensor) \
-            and isinstance(getattr(ds, "s", None), Tensor)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            if fast:
-                yield ds.x[idx], ds.y[idx], ds.s[idx]
-            elif callable(getattr(ds, "batch", None)):  # image caches read a batch in one gather
-                yield ds.batch(idx)
-            else:
-                items = [ds[int(i)] for i in idx]
-                yield tuple(torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(3))  # type: ignore[misc]
-
-
-class _Part(Dataset):
-    """Examples ``idx`` of an in-memory dataset, as tensors ``x, y, s`` (the loader's fast path)."""
-
-    def __init__(self, base: Any, idx: Tensor) -> None:
-        self.x, self.y, self.s = base.x[idx], base.y[idx], base.s[idx]
-        self.name = f"{getattr(base, 'name', 'data')}[{len(idx)}]"
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
-        return self.x[i], self.y[i], self.s[i]
-
-
-def subset(dataset: Any, idx: Tensor) -> Dataset:
-    """The examples ``idx`` of ``dataset``: tensors when it holds ``x``, ``y``, ``s`` tensors
-    (fast batching), else a ``torch.utils.data.Subset``."""
-    if all(isinstance(getattr(dataset, k, None), Tensor) for k in ("x", "y", "s")):
-        return _Part(dataset, idx)
-    return torch.utils.data.Subset(dataset, [int(i) for i in idx])
-
-
-def make_loader(dataset: Dataset, batch_size: int = 128, *, shuffle: bool, seed: int = 0,
-                drop_last: bool = False) -> BatchLoader:
-    """A deterministic :class:`BatchLoader` over ``dataset`` (see there)."""
-    return BatchLoader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
-
-
-def _batches(data: Any, batch_size: int) -> Iterable:
-    """Batches from a dataset (sequential, unshuffled) or from a loader / iterable of batches."""
-    if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")
-                                     and hasattr(data, "y") and hasattr(data, "s")):
-        return BatchLoader(data, batch_size, shuffle=False)
-    if isinstance(data, (tuple, list)) and len(data) == 3 and all(isinstance(t, Tensor) for t in data):
-        return [tuple(data)]
-    if hasattr(data, "__iter__"):
-        return data
-    raise ValueError(f"data must be a dataset of (x, y, s), a loader, or an (x, y, s) tuple; got {type(data).__name__}")
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter or buffer (CPU for a model without either)."""
-    for t in model.parameters():
-        return t.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
-
-
-def _to(batch: Any, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    if not isinstance(batch, (tuple, list)) or len(batch) != 3:
-        raise ValueError(f"a batch must be (x, y, s), got {type(batch).__name__} of length "
-                         f"{len(batch) if hasattr(batch, '__len__') else '?'}")
-    x, y, s = batch
-    return x.to(device, non_blocking=True), y.to(device, non_blocking=True), s.to(device, non_blocking=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,39 +284,6 @@ def _steps_from(epochs: int | None, steps: int | None, n_batches: int) -> int:
     return int(steps)
 
 
-def cycle(loader: Iterable) -> Iterator:
-    """Endless batches: the loader's passes one after the other (each pass re-shuffled)."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("loader yields no batches")
-
-
-def progress_enabled(requested: bool) -> bool:
-    """Whether to draw a progress bar: requested, stderr is a terminal, and ``FAIRPRUNE_QUIET``
-    is not set. Piped or logged output gets no bar (a bar redrawn into a file is a flood of
-    ``fit: 0%|`` lines)."""
-    if not requested:
-        return False
-    if os.environ.get("FAIRPRUNE_QUIET", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    try:
-        return bool(sys.stderr is not None and sys.stderr.isatty())
-    except (AttributeError, ValueError):  # a replaced or closed stream
-        return False
-
-
-def _progress(total: int, enabled: bool, desc: str):
-    if not progress_enabled(enabled):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # training
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +297,7 @@ def fit(
     optimizer: str = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 0.0,
-    constraint: FairnessConstraint | None = None,
+    constraint: ConstraintLike | None = None,
     params: Iterable[Tensor] | None = None,
     counter: PassCounter | None = None,
     progress: bool = False,
@@ -430,11 +326,8 @@ def fit(
     if device is not None:
         model.to(device)
     dev = model_device(model)
+    constraint = _check_constraint(constraint)
     if constraint is not None:
-        from .constraints import FairnessConstraint
-
-        if not isinstance(constraint, FairnessConstraint):
-            raise ValueError(f"constraint must be a FairnessConstraint or None, got {type(constraint).__name__}")
         constraint.to(dev)
     try:
         n_batches = len(loader)  # type: ignore[arg-type]
@@ -449,7 +342,7 @@ def fit(
     history: list[dict[str, Any]] = []
     was_training = model.training
     model.train()
-    bar = _progress(total, progress, "fit")
+    bar = progress_bar(total, progress, "fit")
     batches = cycle(loader)
     try:
         for step in range(total):
@@ -493,7 +386,7 @@ def fit(
 # evaluation
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict(model: nn.Module, data: Any, *, device: torch.device | str | None = None, batch_size: int = 1024,
+def predict(model: nn.Module, data: Any, *, device: torch.device | str | None = None, batch_size: int = EVAL_BATCH_SIZE,
             counter: PassCounter | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """``(logits, y, s)`` on CPU for a dataset, a loader or one ``(x, y, s)`` tuple, in ``eval()`` mode."""
     if not isinstance(model, nn.Module):
@@ -528,8 +421,8 @@ def evaluate(
     *,
     device: torch.device | str | None = None,
     dense_model: nn.Module | Tensor | np.ndarray | None = None,
-    batch_size: int = 1024,
-    constraint: FairnessConstraint | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+    constraint: ConstraintLike | None = None,
     postprocess: Any = None,
 ) -> dict[str, Any]:
     """Fairness report on ``data`` plus the mean task ``loss`` and the number of examples ``n``.
@@ -545,8 +438,6 @@ def evaluate(
     (a post-processing classifier, which reads the sensitive attribute) replaces the 0/1
     predictions ``logits > 0``; ``loss`` stays that of the model's logits.
     """
-    from . import fairness
-
     logits, y, s = predict(model, data, device=device, batch_size=batch_size)
     pred = (logits > 0).long() if postprocess is None else torch.as_tensor(postprocess(logits, s)).long().flatten()
     if pred.shape != y.shape:
@@ -568,96 +459,7 @@ def evaluate(
                 raise ValueError("dense_model predictions must be 0/1 labels")
         report["degradation"] = float(fairness.degradation(y, dense_pred, pred))
         report["degradation_gap"] = float(fairness.degradation_gap(y, dense_pred, pred, sensitive_features=s))
+    constraint = _check_constraint(constraint)
     if constraint is not None:
-        from .constraints import FairnessConstraint
-
-        if not isinstance(constraint, FairnessConstraint):
-            raise ValueError(f"constraint must be a FairnessConstraint or None, got {type(constraint).__name__}")
         report["feasibility"] = constraint.feasibility(logits if postprocess is None else pred.float() * 2 - 1, y, s)
     return report
-
-
-# ---------------------------------------------------------------------------------------------
-# results
-# ---------------------------------------------------------------------------------------------
-def to_jsonable(obj: Any) -> Any:
-    """Recursively convert tensors / numpy values / dataclasses / tuples to JSON types.
-
-    Scalar tensors and numpy scalars become Python numbers, other tensors and arrays nested
-    lists, tuple keys strings; modules are replaced by their class name.
-    """
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, Tensor):
-        obj = obj.detach().cpu()
-        return obj.item() if obj.numel() == 1 and obj.dim() == 0 else obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, torch.device):
-        return str(obj)
-    if isinstance(obj, nn.Module):
-        return type(obj).__name__
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, Mapping):
-        return {(k if isinstance(k, str) else str(k)): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [to_jsonable(v) for v in obj]
-    if hasattr(obj, "state_dict") and callable(obj.state_dict):
-        return to_jsonable(obj.state_dict())
-    return repr(obj)
-
-
-@dataclass
-class PruneResult:
-    """What every pruning method returns.
-
-    Attributes:
-        method: registry name (``"bifp"``, ``"snip"``, ...).
-        sparsity_target: requested sparsity in ``[0, 1)``.
-        masks: ``{layer name: weight-shaped {0, 1} float tensor}``, the final masks.
-        model: the pruned (and fine-tuned) model; not serialised by :meth:`to_dict`.
-        metrics: ``{split: evaluate(...) dict}``, e.g. ``{"val": ..., "test": ...}``.
-        cost: ``{"iterations", "forward_passes", "backward_passes", "examples",
-            "wall_time_s", "data": "train" | "val"}`` (which split the pruning used).
-        history: per-step dicts (losses, surrogate values, multipliers, sparsity, ...).
-        config: the arguments the method ran with (JSON types).
-        scores: the final continuous mask scores ``{layer: tensor}`` of score-based methods
-            (BiFP / BiP), else None; not serialised by :meth:`to_dict`.
-    """
-
-    method: str
-    sparsity_target: float
-    masks: dict[str, Tensor]
-    model: nn.Module | None = None
-    metrics: dict[str, dict] = field(default_factory=dict)
-    cost: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    scores: dict[str, Tensor] | None = None
-
-    def sparsity(self) -> float:
-        """Achieved overall sparsity of :attr:`masks` (fraction of zeros)."""
-        total = sum(m.numel() for m in self.masks.values())
-        zeros = sum(int((m == 0).sum()) for m in self.masks.values())
-        return zeros / total if total else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable summary: no tensors, no model; masks as per-layer sparsity counts."""
-        layers = {n: {"pruned": int((m == 0).sum()), "total": int(m.numel())} for n, m in self.masks.items()}
-        return to_jsonable({
-            "method": self.method,
-            "sparsity_target": float(self.sparsity_target),
-            "sparsity": self.sparsity(),
-            "masks": layers,
-            "metrics": self.metrics,
-            "cost": self.cost,
-            "history": self.history,
-            "config": self.config,
-        })
-
-    def copy_model(self) -> nn.Module | None:
-        """A deep copy of :attr:`model` (handy before further fine-tuning)."""
-        return None if self.model is None else copy.deepcopy(self.model)

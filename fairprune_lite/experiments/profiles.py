@@ -25,6 +25,7 @@ from .. import bilevel, pruners
 from .. import models as _models
 from .. import train as _train
 from ..constraints import FairnessConstraint
+from ..progress import quiet_from_env, stderr_is_terminal
 
 __all__ = ["Profile", "PROFILES", "get_profile", "lottery_levels", "quiet_default", "progress_default",
            "check_bifp_overrides", "BIFP_SET_ELSEWHERE"]
@@ -68,13 +69,13 @@ def check_bifp_overrides(overrides: Any, *, where: str = "bifp_paper") -> dict[s
 
 
 def quiet_default() -> bool:
-    """Quiet mode from ``FAIRPRUNE_QUIET`` (``1``/``true``/``yes``)."""
-    return os.environ.get("FAIRPRUNE_QUIET", "").strip().lower() in ("1", "true", "yes", "on")
+    """Quiet mode from ``FAIRPRUNE_QUIET`` (``1``/``true``/``yes``/``on``)."""
+    return quiet_from_env()
 
 
 def progress_default(quiet: bool) -> bool:
     """Progress bars only on a terminal: piped or logged output gets none."""
-    return not quiet and sys.stderr.isatty()
+    return not quiet and stderr_is_terminal()
 
 
 def log(msg: str, quiet: bool) -> None:
@@ -117,7 +118,7 @@ class Profile:
     models: dict = field(default_factory=dict)
     widths: dict = field(default_factory=dict)
     batch_size: int = 128
-    eval_batch_size: int = _signature_default(_train.evaluate, "batch_size")
+    eval_batch_size: int = _train.EVAL_BATCH_SIZE
     pretrain_epochs: int = 5
     pretrain_min_steps: int = 0
     pretrain_lr: float = 0.05

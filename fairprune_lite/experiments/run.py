@@ -40,6 +40,7 @@ from .. import models as _models
 from .. import pruners
 from .. import train as _train
 from ..data import stratified_subsample
+from ..result import to_jsonable
 from .config import RunSpec, check_spec, run_constraint, slug
 from .profiles import Profile, log
 from .provenance import provenance
@@ -347,7 +348,7 @@ def _run(spec: RunSpec, profile: Profile, dev: str, *, out: Any, cache_dir: Any,
         wall_time_s=time.perf_counter() - t0, layers=d.get("masks", {}), method_config=d.get("config", {}),
         history=_thin(d.get("history", [])), weights=None, warnings=warnings, provenance=provenance(dev),
     )
-    res = finite(_train.to_jsonable(result.to_dict()))
+    res = finite(to_jsonable(result.to_dict()))
     if out is not None:
         out = Path(out)
         if spec.save_weights:

@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from .. import train as _train
 from ..bilevel import PROTOCOLS
+from ..result import to_jsonable
 from .config import RunSpec, SweepConfig, check_config, check_spec, load_config, sweep_dir
 from .profiles import Profile, log, progress_default, quiet_default
 from .provenance import check_clean
@@ -204,7 +204,7 @@ def _same_profile(old: Mapping[str, Any], spec: RunSpec, profile: Profile | None
     :class:`Profile` after the result was written count as equal when the result shows their
     effect was nil (``pretrain_min_steps``: the same number of pretraining epochs)."""
     profile = check_spec(spec) if profile is None else profile
-    current = _train.to_jsonable(profile.to_dict())
+    current = to_jsonable(profile.to_dict())
     stored = _current_form(old.get("profile_settings") or {})
     if any(current.get(k) != v for k, v in stored.items()) or any(k not in current for k in stored):
         return False
