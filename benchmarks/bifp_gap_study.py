@@ -102,8 +102,7 @@ def pretrain(splits, arch, epochs, seed, lr=1e-3, batch_size=128):
     train.set_seed(seed)
     shape = splits.train.input_shape
     model = make_model(arch, in_shape=shape, seed=seed)
-    train.fit(model, train.make_loader(splits.train, batch_size, shuffle=True, seed=seed), epochs=epochs, lr=lr,
-              optimizer="adam")
+    train.pretrain(model, splits.train, epochs=epochs, lr=lr, optimizer="adam", batch_size=batch_size, seed=seed)
     model.eval()
     return model
 

@@ -87,6 +87,7 @@ def _new_name(path: Path, pin: dict[str, object]) -> str:
 def apply(results: Path, stage: Path, todo: list[Path], pin: dict[str, object]) -> None:
     """Move the staged runs over the stored ones (removing those they replace) and rewrite each
     touched folder's ``sweep.json`` from its ``configs/<name>.yaml`` with the new run ids."""
+    from fairprune_lite.atomic import atomic_write_text
     from fairprune_lite.experiments import config as cfgmod
 
     renamed: dict[str, dict[str, str]] = {}
@@ -110,9 +111,7 @@ def apply(results: Path, stage: Path, todo: list[Path], pin: dict[str, object]) 
         new_cfg = cfgmod.load_config(yaml_path)
         doc["config"] = json.loads(json.dumps(new_cfg, default=str))
         doc["runs"] = [names.get(r, r) for r in doc["runs"]]
-        tmp = sw.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        os.replace(tmp, sw)
+        atomic_write_text(sw, json.dumps(doc, indent=1) + "\n")
         print(f"{folder}: {len(names)} runs replaced, sweep.json rewritten from {yaml_path.name}")
 
 

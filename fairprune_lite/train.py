@@ -33,7 +33,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast, runtime_checkable
 
@@ -57,6 +57,8 @@ __all__ = [
     "fit",
     "predict",
     "evaluate",
+    "pretrain",
+    "PRETRAIN_SCHEDULES",
     "EVAL_BATCH_SIZE",
     "ConstraintLike",
     # re-exported from their homes (loading, progress, result), for code written against train
@@ -380,6 +382,63 @@ def fit(
             bar.close()
         model.train(was_training)
     return history
+
+
+#: learning-rate schedules of :func:`pretrain`
+PRETRAIN_SCHEDULES = ("constant", "cosine")
+
+
+def pretrain(
+    model: nn.Module,
+    data: Any,
+    *,
+    epochs: int,
+    lr: float,
+    optimizer: str = "sgd",
+    weight_decay: float = 0.0,
+    batch_size: int = 128,
+    seed: int = 0,
+    schedule: str = "constant",
+    reseed: bool = False,
+    start_epoch: int = 0,
+    on_epoch: Callable[[int, dict[str, float | int]], None] | None = None,
+    progress: bool = False,
+) -> dict[str, float | int]:
+    """Dense pretraining of ``model`` on the dataset ``data``: the one recipe, two schedules.
+
+    ``schedule="constant"``: one :func:`fit` of ``epochs`` epochs at ``lr`` over one shuffled
+    loader seeded ``seed`` (one optimizer throughout). ``schedule="cosine"``: epoch ``e`` (from
+    ``start_epoch``, to resume from a checkpoint) is one :func:`fit` of one epoch at
+    ``lr * 0.5 * (1 + cos(pi * e / epochs))`` (one value per epoch) over a loader seeded
+    ``seed + e``, with a fresh optimizer. ``reseed=True`` calls :func:`set_seed` with the loader's
+    seed before each fit. ``on_epoch(e, cost)`` is called after each fit (once, with
+    ``e = epochs - 1``, for the constant schedule) with that fit's cost
+    (:meth:`PassCounter.as_dict`), e.g. to write a checkpoint. Returns the summed cost.
+    """
+    if schedule not in PRETRAIN_SCHEDULES:
+        raise ValueError(f"schedule must be one of {PRETRAIN_SCHEDULES}, got {schedule!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not 0 <= start_epoch <= epochs or (schedule == "constant" and start_epoch):
+        raise ValueError(f"start_epoch must be in [0, epochs] (0 for the constant schedule), got {start_epoch!r}")
+    if schedule == "constant":
+        rounds = [(epochs - 1, epochs, lr, seed)] if epochs else []
+    else:
+        rounds = [(e, 1, lr * 0.5 * (1.0 + math.cos(math.pi * e / max(1, epochs))), seed + e)
+                  for e in range(start_epoch, epochs)]
+    total: dict[str, float | int] = {}
+    for e, n_epochs, lr_e, loader_seed in rounds:
+        loader = make_loader(data, batch_size, shuffle=True, seed=loader_seed)
+        counter = PassCounter()
+        if reseed:
+            set_seed(loader_seed)
+        fit(model, loader, epochs=n_epochs, lr=lr_e, optimizer=optimizer, weight_decay=weight_decay,
+            counter=counter, progress=progress)
+        cost = counter.as_dict()
+        total = {k: total.get(k, 0) + v for k, v in cost.items()}
+        if on_epoch is not None:
+            on_epoch(e, cost)
+    return total
 
 
 # ---------------------------------------------------------------------------------------------

@@ -174,3 +174,35 @@ def test_progress_bar_only_on_a_terminal(monkeypatch, tty, quiet, bar):
     ds = toy()
     train.fit(Lin(), train.make_loader(ds, 32, shuffle=True), steps=3, lr=0.1, progress=True)
     assert any("fit" in t for t in stream.text) is bar
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_pretrain_schedules_and_resume():
+    """constant: one fit over one loader; cosine: one fit an epoch at the epoch's rate, resumable."""
+    ds = toy()
+    train.set_seed(0)
+    a, b = Lin(), Lin()
+    b.load_state_dict(a.state_dict())
+    cost = train.pretrain(a, ds, epochs=2, lr=0.1, batch_size=32, seed=5)
+    train.fit(b, train.make_loader(ds, 32, shuffle=True, seed=5), epochs=2, lr=0.1)
+    assert torch.equal(_weights(a), _weights(b)) and cost["iterations"] == 2 * 7
+    c, d = Lin(), Lin()
+    d.load_state_dict(c.state_dict())
+    seen = []
+    train.pretrain(c, ds, epochs=3, lr=0.1, batch_size=32, seed=9, schedule="cosine", reseed=True,
+                   on_epoch=lambda e, cost: seen.append((e, cost["iterations"])))
+    for e in range(3):
+        train.set_seed(9 + e)
+        train.fit(d, train.make_loader(ds, 32, shuffle=True, seed=9 + e), epochs=1,
+                  lr=0.1 * 0.5 * (1.0 + math.cos(math.pi * e / 3)))
+    assert torch.equal(_weights(c), _weights(d)) and seen == [(0, 7), (1, 7), (2, 7)]
+    e2 = Lin()
+    e2.load_state_dict(d.state_dict())  # resuming at the last epoch changes nothing already done
+    assert train.pretrain(e2, ds, epochs=3, lr=0.1, seed=9, schedule="cosine", start_epoch=3) == {}
+    with pytest.raises(ValueError, match="schedule"):
+        train.pretrain(Lin(), ds, epochs=1, lr=0.1, schedule="step")
+    with pytest.raises(ValueError, match="start_epoch"):
+        train.pretrain(Lin(), ds, epochs=2, lr=0.1, start_epoch=1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..atomic import atomic_write, atomic_write_text
 from .core import SPLIT_NAMES, FairDataset, Splits, _check_fraction, _random_split, random_subsample
 
 __all__ = [
@@ -107,23 +107,17 @@ def _image_cache(paths: list[Path], keys: list[str], size: int, crop: int | None
                 return np.load(cache_file, mmap_mode="r")
         except (ValueError, OSError):
             pass
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(cache_file.stem + ".partial.npy")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
-    try:
+
+    def build(tmp: str) -> None:  # no half-built cache is left behind (atomic_write removes tmp)
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
         for i, p in enumerate(paths):
             arr[i] = _pil_load(p, size, crop)
         arr.flush()
-    except BaseException:
         del arr
-        tmp.unlink(missing_ok=True)  # no half-built cache is left behind
-        raise
-    del arr
-    side.unlink(missing_ok=True)  # an old sidecar must never describe the new array
-    os.replace(tmp, cache_file)
-    side_tmp = side.with_name(side.name + ".part")
-    side_tmp.write_text(json.dumps(spec))
-    os.replace(side_tmp, side)
+        side.unlink(missing_ok=True)  # an old sidecar must never describe the new array
+
+    atomic_write(cache_file, build)
+    atomic_write_text(side, json.dumps(spec))
     return np.load(cache_file, mmap_mode="r")
 
 

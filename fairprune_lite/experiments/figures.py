@@ -14,6 +14,7 @@ of two solutions; the curve is cached next to the results).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -29,6 +30,7 @@ import torch
 
 from .. import pruners
 from .. import train as _train
+from ..atomic import atomic_write
 from ..fairness import METRIC_OF_KIND
 from .config import FIGURE_KINDS, SPREADS, RunSpec, check_config, check_spec, load_config, slug, sweep_dir
 from .frontier import constrained_metric
@@ -698,10 +700,8 @@ def figure(kind: str, results: Sequence[Mapping[str, Any]] | str | os.PathLike, 
             folder = check_writable(out)
             stem = name or kind
             for ext in ("png", "svg"):
-                path = folder / f"{stem}.{ext}"
-                tmp = folder / f".{stem}.tmp.{ext}"
-                fig.savefig(tmp, dpi=150, format=ext, metadata={"Date": None} if ext == "svg" else None)
-                os.replace(tmp, path)
+                atomic_write(folder / f"{stem}.{ext}", functools.partial(
+                    fig.savefig, dpi=150, format=ext, metadata={"Date": None} if ext == "svg" else None))
     return fig
 
 

@@ -1,5 +1,5 @@
 """The result of one run: ONE schema (:class:`Result`) that the runner writes, :func:`validate_result`
-reads and ``verify`` compares; atomic storage (temporary file, then ``os.replace``).
+reads and ``verify`` compares; atomic storage (:mod:`fairprune_lite.atomic`).
 
 Each field of :class:`Result` says its JSON type, whether it is required, and whether ``verify``
 recomputes it (``verify=True``: measured sparsity, the metrics of ``val`` / ``test`` / ``dense``,
@@ -13,13 +13,13 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import atomic_write, atomic_write_bytes
 from .config import RunSpec
 
 __all__ = ["Result", "ResultError", "SCHEMA", "SPLITS", "validate_result", "load_result", "load_results",
@@ -202,41 +202,14 @@ def load_results(folder: str | os.PathLike) -> tuple[list[dict[str, Any]], list[
 # ---------------------------------------------------------------------------------------------
 # atomic storage
 # ---------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then ``os.replace`` it onto
-    ``path``: a reader sees the old file or the complete new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-    _atomic_write(path, write)
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as JSON atomically (temporary file in the same folder, then ``os.replace``)."""
-    _atomic_write_bytes(Path(path), (json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n").encode())
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
     """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def check_writable(folder: str | os.PathLike) -> Path:

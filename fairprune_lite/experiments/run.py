@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -171,15 +170,8 @@ def pretrain(spec: RunSpec, profile: Profile, splits: Any, *, cache_dir: str | o
                 model.to(device)
                 start, cached = 0, False
     epochs = profile.pretrain_epochs_for(len(splits.train))
-    for epoch in range(start, epochs):
-        lr = profile.pretrain_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
-        loader = _train.make_loader(splits.train, profile.batch_size, shuffle=True,
-                                    seed=spec.seed * 100_003 + epoch)
-        counter = _train.PassCounter()
-        _train.set_seed(spec.seed * 100_003 + epoch)
-        _train.fit(model, loader, epochs=1, lr=lr, weight_decay=profile.pretrain_weight_decay,
-                   counter=counter, progress=progress)
-        c = counter.as_dict()
+
+    def checkpoint(epoch: int, c: dict[str, float | int]) -> None:
         for k in cost_acc:
             cost_acc[k] += c[k]
         if path is not None:
@@ -187,6 +179,11 @@ def pretrain(spec: RunSpec, profile: Profile, splits: Any, *, cache_dir: str | o
                                      "epoch": epoch + 1, "cost": dict(cost_acc),
                                      "meta": {"model": name, "width": width, "seed": spec.seed,
                                               "profile": profile.name}})
+
+    _train.pretrain(model, splits.train, epochs=epochs, lr=profile.pretrain_lr,
+                    weight_decay=profile.pretrain_weight_decay, batch_size=profile.batch_size,
+                    seed=spec.seed * 100_003, schedule="cosine", reseed=True, start_epoch=min(start, epochs),
+                    on_epoch=checkpoint, progress=progress)
     model.eval()
     return model, dict(cost_acc) | {"cached": cached, "epochs": epochs, "model": name, "width": width}
 
