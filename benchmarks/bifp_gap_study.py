@@ -42,6 +42,7 @@ import torch
 from fairprune_lite import bilevel, train
 from fairprune_lite.constraints import FairnessConstraint
 from fairprune_lite.data import load_dataset
+from fairprune_lite.fairness import METRIC_OF_KIND
 from fairprune_lite.masks import MaskScores, apply_masks, remove_masks
 from fairprune_lite.models import make_model
 from fairprune_lite.result import to_jsonable
@@ -94,8 +95,7 @@ def run_setting(name, splits, dense, *, sparsity, kind, tau, args, seed, batch_s
 
 
 def _gap_key(kind):
-    return {"accuracy_gap": "accuracy_gap", "equalized_odds": "equalized_odds_difference",
-            "demographic_parity": "demographic_parity_difference"}[kind]
+    return METRIC_OF_KIND[kind]
 
 
 def pretrain(splits, arch, epochs, seed, lr=1e-3, batch_size=128):

@@ -161,11 +161,9 @@ def table(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    sm.runs_file_arguments(ap, "benchmarks/results/default_choice.jsonl")
     ap.add_argument("--data", type=Path, default=Path("/tmp/fairprune_default_choice"),
                     help="folder for the generated data (outside the repository)")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/default_choice.jsonl"))
-    ap.add_argument("--table", type=Path, default=None)
     ap.add_argument("--only", nargs="*", default=None, help="benches to run (default: all)")
     a = ap.parse_args(argv)
     if a.table:

@@ -168,13 +168,19 @@ def table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def runs_file_arguments(ap: argparse.ArgumentParser, out: str) -> None:
+    """The options of a script that appends runs to a JSON-lines file and tables it: ``--seeds``,
+    ``--out`` (default ``out``) and ``--table`` (print the summary of a results file)."""
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--out", type=Path, default=Path(out))
+    ap.add_argument("--table", type=Path, default=None, help="print the summary of this results file")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--group", choices=sorted(GROUPS) + ["structured", "structured_layer", "structured_bifp", "structured_bip"],
                     default=None)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/solver_runs.jsonl"))
-    ap.add_argument("--table", type=Path, default=None)
+    runs_file_arguments(ap, "benchmarks/results/solver_runs.jsonl")
     a = ap.parse_args(argv)
     if a.table:
         print(table(a.table))

@@ -90,9 +90,7 @@ def table(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/solver_v3.jsonl"))
-    ap.add_argument("--table", type=Path, default=None)
+    sm.runs_file_arguments(ap, "benchmarks/results/solver_v3.jsonl")
     ap.add_argument("--only", nargs="*", default=None, help="benches to run (default: all)")
     ap.add_argument("--structured", type=lambda v: v == "yes", default=None, help="yes/no: only (un)structured jobs")
     a = ap.parse_args(argv)

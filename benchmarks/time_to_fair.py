@@ -175,12 +175,10 @@ def markdown(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    sm.runs_file_arguments(ap, "benchmarks/results/time_to_fair.jsonl")
     ap.add_argument("--benches", nargs="+", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--budgets", type=float, nargs="+", default=None,
                     help="one ladder for every benchmark (default: LADDERS)")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/time_to_fair.jsonl"))
-    ap.add_argument("--table", type=Path, default=None, help="print the summary of this results file")
     ap.add_argument("--md", type=Path, default=None, help="with --table: also write it here")
     a = ap.parse_args(argv)
     if a.table:

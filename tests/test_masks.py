@@ -457,14 +457,20 @@ def _param_count(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def test_to_smaller_without_bn():
-    pytest.importorskip("torch_pruning", reason="the [export] extra")
-    model = cnn(seed=6)
+def _masked_and_smaller(model):
+    """Half of each layer's channels masked on ``model`` (in place); the tracing input, the masked
+    model's output on it, and the physically smaller model."""
     sc = MaskScores(model, 0.5, structured=True, scope="layer")
     apply_masks(model, sc)
     x = torch.randn(3, 3, 8, 8)
     ref = model(x).detach()
-    small = to_smaller(model, sc, x)
+    return x, ref, to_smaller(model, sc, x)
+
+
+def test_to_smaller_without_bn():
+    pytest.importorskip("torch_pruning", reason="the [export] extra")
+    model = cnn(seed=6)
+    x, ref, small = _masked_and_smaller(model)
     assert small[0].out_channels == 3 and small[2].out_channels == 4 and small[6].out_features == 3
     assert small[2].in_channels == 3 and small[6].in_features == 4 and small[8].in_features == 3
     assert _param_count(small) < _param_count(to_dense(model))
@@ -481,11 +487,7 @@ def test_to_smaller_with_bn_zero_shift_removes_channels():
             bn.weight.uniform_(0.5, 1.5)
             bn.running_var.uniform_(0.5, 2.0)
             bn.bias.zero_()
-    sc = MaskScores(model, 0.5, structured=True, scope="layer")
-    apply_masks(model, sc)
-    x = torch.randn(3, 3, 8, 8)
-    ref = model(x).detach()
-    small = to_smaller(model, sc, x)
+    x, ref, small = _masked_and_smaller(model)
     assert small[0].out_channels == 3 and small[1].num_features == 3 and small[3].out_channels == 4
     assert torch.allclose(small(x), ref, atol=1e-5)
 

@@ -428,6 +428,39 @@ def _resolve_sources(spec: DatasetSpec, rf: RemoteFile, chosen: Sequence[str]) -
     return out
 
 
+def _dataset_and_sources(dataset: str | DatasetSpec,
+                         source: str | Sequence[str] | None) -> tuple[DatasetSpec, list[str]]:
+    """The dataset's spec and the sources to try in order (all known ones by default); a
+    ``ValueError`` naming an unknown dataset or source."""
+    if isinstance(dataset, str):
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r} to fetch; known: {', '.join(DATASETS)}")
+        spec = DATASETS[dataset]
+    else:
+        spec = dataset
+    chosen = list(spec.sources) if source is None else [source] if isinstance(source, str) else list(source)
+    for s in chosen:
+        if not s.startswith(("http://", "https://")) and s not in spec.sources:
+            raise ValueError(f"unknown source {s!r} for {spec.name}; known sources: {', '.join(spec.sources)} "
+                             "(or a URL under which every file is served by its name)")
+    if not chosen:
+        raise ValueError("no source given")
+    return spec, chosen
+
+
+def _writable_root(root: str | Path) -> Path:
+    """``root`` (``~`` expanded), created if needed and proven writable; a ``ValueError`` naming it otherwise."""
+    root = Path(root).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".fairprune_write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"data root {root} is not a writable folder ({e.strerror or e})") from None
+    return root
+
+
 def fetch(
     dataset: str | DatasetSpec,
     root: str | Path,
@@ -447,29 +480,10 @@ def fetch(
     Returns file name -> the source that delivered it. Raises ValueError for bad arguments or an
     unwritable root, :class:`FetchError` when every source of a file failed."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if isinstance(dataset, str):
-        if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r} to fetch; known: {', '.join(DATASETS)}")
-        spec = DATASETS[dataset]
-    else:
-        spec = dataset
-    chosen = list(spec.sources) if source is None else [source] if isinstance(source, str) else list(source)
-    for s in chosen:
-        if not s.startswith(("http://", "https://")) and s not in spec.sources:
-            raise ValueError(f"unknown source {s!r} for {spec.name}; known sources: {', '.join(spec.sources)} "
-                             "(or a URL under which every file is served by its name)")
-    if not chosen:
-        raise ValueError("no source given")
+    spec, chosen = _dataset_and_sources(dataset, source)
     if float(timeout) <= 0 or int(attempts) < 1:
         raise ValueError(f"timeout must be > 0 and attempts >= 1, got {timeout} and {attempts}")
-    root = Path(root).expanduser()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / ".fairprune_write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"data root {root} is not a writable folder ({e.strerror or e})") from None
+    root = _writable_root(root)
     files = [rf for rf in spec.files if rf.required or optional]
     done: dict[str, str] = {}
     failed: list[str] = []

@@ -28,13 +28,13 @@ from .. import data as _data
 from .. import models as _models
 from .. import pruners
 from ..constraints import FairnessConstraint
+from ..fairness import CONSTRAINT_KINDS
 from .profiles import PROFILES, Profile, get_profile, lottery_levels
 
 __all__ = ["RunSpec", "SweepConfig", "ConfigError", "check_spec", "load_config", "check_config",
            "expand_config", "sweep_dir", "make_constraint", "run_constraint", "check_constraint_options", "CONFIG_KEYS",
            "CONSTRAINT_KINDS", "CONSTRAINT_OPTIONS", "FIGURE_KINDS", "SPREADS", "DEFAULT_TAU", "check_method_options"]
 
-CONSTRAINT_KINDS = ("accuracy_gap", "demographic_parity", "equalized_odds")
 FIGURE_KINDS = ("sparsity", "tradeoff", "cost", "ablation", "interpolation", "frontier")
 #: the tolerance of a run or sweep that names none: the constraint's own default
 DEFAULT_TAU: float = inspect.signature(FairnessConstraint).parameters["tau"].default

@@ -248,6 +248,62 @@ def _dodge(xs: Sequence[float], decades: float) -> np.ndarray:
     return 1.0 - (1.0 - np.asarray(xs, dtype=float)) * 10.0 ** (-decades)
 
 
+def _sparsity_panel(ax: Any, rs: list, m: str, group: Sequence[str], ref: str | None, colors: Mapping[str, Any],
+                    spread: str, decades: float, hlines: Sequence[tuple[float, dict[str, Any]]]) -> tuple[list, list]:
+    """One panel of the sparsity figure: the reference method as a band (when not in ``group``),
+    each method of ``group`` as means with intervals (dodged), then the horizontal reference
+    lines ``(value, style)``. Returns what the axis must show (means and lines) and every
+    interval as ``(ax, x, low, high, color)``."""
+    means: list = []
+    points: list = []
+    _kept_scale(ax)
+    if ref is not None and ref not in group:
+        xs, st = _series([r for r in rs if r["label"] == ref], "sparsity_target", _test_value(m), spread)
+        if xs:
+            ax.fill_between(xs, st[:, 1], st[:, 2], color=REFERENCE, alpha=0.2, lw=0)
+            ax.plot(xs, st[:, 0], "s-", color=REFERENCE, ms=3.5, lw=1.2)
+            means += list(st[:, 0])
+    for n, label in enumerate(group):
+        xs, st = _series([r for r in rs if r["label"] == label], "sparsity_target", _test_value(m), spread)
+        if not xs:
+            continue
+        x = _dodge(xs, (n - (len(group) - 1) / 2) * 0.03 * decades)
+        ax.errorbar(x, st[:, 0], yerr=[st[:, 0] - st[:, 1], st[:, 2] - st[:, 0]], fmt="o-",
+                    color=colors[label], ms=4.5, capsize=2.5, lw=1.4, elinewidth=1.1)
+        means += list(st[:, 0])
+        points += [(ax, xi, lo, hi, colors[label]) for xi, lo, hi in zip(x, st[:, 1], st[:, 2])]
+    for value, style in hlines:
+        ax.axhline(value, **style)
+        means.append(value)
+    _points(ax)
+    return means, points
+
+
+def _column_limits(accuracy: bool, means: list, points: list) -> tuple[float, float]:
+    """The y range of a column: every mean and reference line shows; an interval reaching far
+    beyond is cut at the edge (one collapsed seed must not flatten every panel)."""
+    if accuracy:
+        lo = max(0.0, min(means) - 0.03)
+        hi = min(1.0, max([max(means) + 0.02] + [p[3] + 0.01 for p in points]))
+        lo = min(lo, min(p[2] for p in points) - 0.01) if points and min(p[2] for p in points) > lo - 0.1 else lo
+        return max(0.0, lo), min(1.0, hi)
+    lo, hi = 0.0, max(means) * 1.25 + 1e-3
+    if points and max(p[3] for p in points) <= hi * 1.2:
+        hi = max(hi, max(p[3] for p in points) * 1.04)
+    return lo, hi
+
+
+def _mark_cut_intervals(points: list, lo: float, hi: float) -> None:
+    """Write the end of every interval cut at the axis edge there (an arrow and its value)."""
+    for ax, x, plo, phi, color in points:
+        if phi > hi + 1e-9:
+            ax.annotate(f"\u2191{100 * phi:.0f}", (x, hi), xytext=(0, -2), textcoords="offset points",
+                        ha="center", va="top", fontsize=9, color=color, annotation_clip=False)
+        if plo < lo - 1e-9:
+            ax.annotate(f"\u2193{100 * plo:.0f}", (x, lo), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=9, color=color, annotation_clip=False)
+
+
 def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] | None = None) -> Any:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -272,62 +328,23 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
         for i, (family, group) in enumerate(rows):
             for k, m in enumerate(("accuracy", metric)):
                 col = 2 * j + k
-                ax = axes[i][col]
-                _kept_scale(ax)
-                if ref is not None and ref not in group:
-                    xs, st = _series([r for r in rs if r["label"] == ref], "sparsity_target",
-                                     _test_value(m), spread)
-                    if xs:
-                        ax.fill_between(xs, st[:, 1], st[:, 2], color=REFERENCE, alpha=0.2, lw=0)
-                        ax.plot(xs, st[:, 0], "s-", color=REFERENCE, ms=3.5, lw=1.2)
-                        means[col] += list(st[:, 0])
-                for n, label in enumerate(group):
-                    xs, st = _series([r for r in rs if r["label"] == label], "sparsity_target",
-                                     _test_value(m), spread)
-                    if not xs:
-                        continue
-                    x = _dodge(xs, (n - (len(group) - 1) / 2) * 0.03 * decades)
-                    ax.errorbar(x, st[:, 0], yerr=[st[:, 0] - st[:, 1], st[:, 2] - st[:, 0]], fmt="o-",
-                                color=colors[label], ms=4.5, capsize=2.5, lw=1.4, elinewidth=1.1)
-                    means[col] += list(st[:, 0])
-                    points[col] += [(ax, xi, lo, hi, colors[label]) for xi, lo, hi in zip(x, st[:, 1], st[:, 2])]
-                dense = _mean_spread([r["dense"]["test"][m] for r in rs], spread)[0]
-                ax.axhline(dense, color="k", ls="--", lw=1.0)
-                means[col].append(dense)
+                hlines = [(_mean_spread([r["dense"]["test"][m] for r in rs], spread)[0], dict(color="k", ls="--", lw=1.0))]
                 if k == 0 and maj is not None:
-                    ax.axhline(maj, color="k", ls=":", lw=1.3)
-                    means[col].append(maj)
+                    hlines.append((maj, dict(color="k", ls=":", lw=1.3)))
                 if k == 1 and tau is not None:
-                    ax.axhline(tau, color="C3", ls=(0, (4, 2)), lw=1.1)
-                    means[col].append(tau)
-                _points(ax)
+                    hlines.append((tau, dict(color="C3", ls=(0, (4, 2)), lw=1.1)))
+                mm, pp = _sparsity_panel(axes[i][col], rs, m, group, ref, colors, spread, decades, hlines)
+                means[col] += mm
+                points[col] += pp
                 if i == 0:
                     what = "test accuracy (%)" if k == 0 else f"test {SHORT.get(m, m)} (points)"
-                    ax.set_title(what if len(datasets) == 1 else f"{_panel_title(key)}\n{what}")
+                    axes[i][col].set_title(what if len(datasets) == 1 else f"{_panel_title(key)}\n{what}")
             handles = [Line2D([], [], color=colors[lab], marker="o", lw=1.4, ms=4.5) for lab in group]
             axes[i][-1].legend(handles, group, loc="center left", bbox_to_anchor=(1.03, 0.5), frameon=False,
                                title=family or None, title_fontsize=10, alignment="left")
     for col in range(ncols):
-        # the axis shows every mean and reference line; an interval reaching beyond it is cut at
-        # the edge and its end written there (one collapsed seed must not flatten every panel)
-        if col % 2 == 0:
-            lo = max(0.0, min(means[col]) - 0.03)
-            hi = min(1.0, max([max(means[col]) + 0.02] + [p[3] + 0.01 for p in points[col]]))
-            lo = min(lo, min(p[2] for p in points[col]) - 0.01) if points[col] and \
-                min(p[2] for p in points[col]) > lo - 0.1 else lo
-        else:
-            lo, hi = 0.0, max(means[col]) * 1.25 + 1e-3
-            if points[col] and max(p[3] for p in points[col]) <= hi * 1.2:
-                hi = max(hi, max(p[3] for p in points[col]) * 1.04)
-        axes[0][col].set_ylim(max(0.0, lo), min(1.0, hi) if col % 2 == 0 else hi)
-        lo, hi = axes[0][col].get_ylim()
-        for ax, x, plo, phi, color in points[col]:
-            if phi > hi + 1e-9:
-                ax.annotate(f"\u2191{100 * phi:.0f}", (x, hi), xytext=(0, -2), textcoords="offset points",
-                            ha="center", va="top", fontsize=9, color=color, annotation_clip=False)
-            if plo < lo - 1e-9:
-                ax.annotate(f"\u2193{100 * plo:.0f}", (x, lo), xytext=(0, 2), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=9, color=color, annotation_clip=False)
+        axes[0][col].set_ylim(*_column_limits(col % 2 == 0, means[col], points[col]))
+        _mark_cut_intervals(points[col], *axes[0][col].get_ylim())
     for ax in axes[-1]:
         ax.set_xlabel("sparsity (log-spaced)")
     axes[0][0].set_xticks(sps_all, [f"{100 * s:g}%" for s in sps_all])

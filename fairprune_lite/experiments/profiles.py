@@ -207,40 +207,25 @@ _RETIRED = {f"bifp_{k}": f"the paper protocol's {k} is BiFPConfig's; override it
             f"(or the method option {k})" for k in ("alpha", "beta", "gamma")}
 
 
+def _cpu_sized(name: str, **knobs: Any) -> Profile:
+    """A profile for CPUs: every dataset gets a small model (the MLP, or the small CNN on 32-pixel
+    face images) and torch one thread; ``knobs`` set the rest."""
+    return Profile(name=name, models={"adult": "mlp", "fashion": "cnn", "celeba": "cnn", "lfw": "cnn"},
+                   dataset_options={"celeba": {"image_size": 32}, "lfw": {"image_size": 32}}, threads=1, **knobs)
+
+
 # pretrain_min_steps: the cpu profile gives Adult and the Fashion benchmark (8000 training
 # examples, 63 steps per epoch, 4 epochs = 252 steps) exactly the pretraining they always had;
 # a 1,000-row table (about 600 training rows, 5 steps per epoch) gets 40 epochs instead of 4.
 # smoke: 1000 training examples, 16 steps per epoch x 5 = 80 steps, also unchanged.
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile(
-        name="smoke",
-        limits={"train": 1000, "val": 300, "test": 300},
-        models={"adult": "mlp", "fashion": "cnn", "celeba": "cnn", "lfw": "cnn"},
-        widths={"mlp": 16, "cnn": 4},
-        dataset_options={"celeba": {"image_size": 32}, "lfw": {"image_size": 32}},
-        batch_size=64,
-        pretrain_epochs=5,
-        pretrain_min_steps=80,
-        pretrain_lr=0.1,
-        finetune_steps=8,
-        bifp_steps=8,
-        threads=1,
-    ),
-    "cpu": Profile(
-        name="cpu",
-        limits={"train": 8000, "val": 2000, "test": 4000},
-        models={"adult": "mlp", "fashion": "cnn", "celeba": "cnn", "lfw": "cnn"},
-        widths={"mlp": 64, "cnn": 16},
-        dataset_options={"celeba": {"image_size": 32}, "lfw": {"image_size": 32}},
-        batch_size=128,
-        pretrain_epochs=4,
-        pretrain_min_steps=200,
-        pretrain_lr=0.05,
-        finetune_steps=100,
-        bifp_steps=100,
-        dual_lr=0.5,  # 100 steps: the multipliers must be able to move within them (book ch. 8)
-        threads=1,
-    ),
+    "smoke": _cpu_sized("smoke", limits={"train": 1000, "val": 300, "test": 300}, widths={"mlp": 16, "cnn": 4},
+                        batch_size=64, pretrain_epochs=5, pretrain_min_steps=80, pretrain_lr=0.1,
+                        finetune_steps=8, bifp_steps=8),
+    # dual_lr: 100 steps: the multipliers must be able to move within them (book ch. 8)
+    "cpu": _cpu_sized("cpu", limits={"train": 8000, "val": 2000, "test": 4000}, widths={"mlp": 64, "cnn": 16},
+                      batch_size=128, pretrain_epochs=4, pretrain_min_steps=200, pretrain_lr=0.05,
+                      finetune_steps=100, bifp_steps=100, dual_lr=0.5),
     "gpu": Profile(
         name="gpu",
         default_dataset="celeba",

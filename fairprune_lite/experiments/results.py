@@ -110,29 +110,11 @@ def validate_result(res: Any, *, where: str = "result") -> dict[str, Any]:
     """Check a result dict against :class:`Result`; raise :class:`ResultError` naming what is wrong."""
     if not isinstance(res, dict):
         raise ResultError(f"{where}: not a JSON object")
-    for name, f in FIELDS.items():
-        if name not in res:
-            if f.metadata["required"]:
-                raise ResultError(f"{where}: missing key {name!r}")
-            continue
-        if not _is(res[name], f.metadata["type"]):
-            raise ResultError(f"{where}: {name!r} must be {_typename(f.metadata['type'])}, "
-                              f"got {type(res[name]).__name__}")
+    _check_fields(res, where)
     if res["schema"] != SCHEMA:
         raise ResultError(f"{where}: unknown schema {res['schema']!r} (expected {SCHEMA!r})")
     for split in SPLITS:
-        m = res[split]
-        for k in METRIC_KEYS:
-            v = m.get(k)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ResultError(f"{where}: {split}.{k} missing or not a number")
-        for k in ("accuracy", "accuracy_gap"):
-            if not 0.0 <= m[k] <= 1.0:
-                raise ResultError(f"{where}: {split}.{k} = {m[k]} outside [0, 1]")
-        if "feasibility" in m:
-            _check_feasibility(m["feasibility"], f"{where}: {split}.feasibility")
-        if split not in res["dense"] or "accuracy" not in res["dense"][split]:
-            raise ResultError(f"{where}: dense.{split}.accuracy missing")
+        _check_split(res, split, where)
     for k in COST_KEYS:
         v = res["cost"].get(k)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
@@ -148,6 +130,35 @@ def validate_result(res: Any, *, where: str = "result") -> dict[str, Any]:
     if spec.run_id() != res["run_id"]:
         raise ResultError(f"{where}: run_id does not match its spec")
     return res
+
+
+def _check_fields(res: dict[str, Any], where: str) -> None:
+    """Every required field of :class:`Result` present, every present field of its type."""
+    for name, f in FIELDS.items():
+        if name not in res:
+            if f.metadata["required"]:
+                raise ResultError(f"{where}: missing key {name!r}")
+            continue
+        if not _is(res[name], f.metadata["type"]):
+            raise ResultError(f"{where}: {name!r} must be {_typename(f.metadata['type'])}, "
+                              f"got {type(res[name]).__name__}")
+
+
+def _check_split(res: dict[str, Any], split: str, where: str) -> None:
+    """A split's metrics: every :data:`METRIC_KEYS` a number, accuracy and its gap in [0, 1], a
+    well-formed feasibility block, and the dense model's accuracy on the split."""
+    m = res[split]
+    for k in METRIC_KEYS:
+        v = m.get(k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ResultError(f"{where}: {split}.{k} missing or not a number")
+    for k in ("accuracy", "accuracy_gap"):
+        if not 0.0 <= m[k] <= 1.0:
+            raise ResultError(f"{where}: {split}.{k} = {m[k]} outside [0, 1]")
+    if "feasibility" in m:
+        _check_feasibility(m["feasibility"], f"{where}: {split}.feasibility")
+    if split not in res["dense"] or "accuracy" not in res["dense"][split]:
+        raise ResultError(f"{where}: dense.{split}.accuracy missing")
 
 
 def _check_feasibility(fz: Any, where: str) -> None:

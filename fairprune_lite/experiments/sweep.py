@@ -257,14 +257,7 @@ def sweep(config: str | os.PathLike | Mapping[str, Any] | SweepConfig, *, out: s
     """
     quiet = quiet_default() if quiet is None else quiet
     progress = progress_default(quiet) if progress is None else progress
-    raw: Any
-    if isinstance(config, (str, os.PathLike)):
-        raw = load_config(config)
-    else:
-        raw = config
-        if isinstance(raw, Mapping):
-            raw = {"name": "sweep", **dict(raw)}
-    cfg = check_config(raw)
+    cfg = _as_config(config)
     specs = cfg.specs(profile=profile)
     profiles = {s.run_id(): check_spec(s) for s in specs}  # every spec checked once, here
     target = sweep_dir(cfg, out)
@@ -276,7 +269,60 @@ def sweep(config: str | os.PathLike | Mapping[str, Any] | SweepConfig, *, out: s
     _preflight_data(specs, profiles, root)
     write_json(folder / "sweep.json", {"config": cfg.raw, "profile": specs[0].profile if specs else profile,
                                        "runs": [s.run_id() for s in specs]})
-    todo, corrupt, stale, done_before = [], [], [], 0
+    todo, corrupt, stale, done_before = _still_to_run(specs, profiles, folder)
+    retry = set(failed_runs(folder)) & {s.run_id() for s in todo}
+    log(f"sweep {cfg.name}: {len(specs)} runs, {done_before} done, {len(todo)} to run "
+        f"({len(retry)} failed before) -> {folder}", quiet)
+    summary: dict[str, Any] = {"folder": str(folder), "total": len(specs), "done_before": done_before,
+                               "ran": [], "corrupt": corrupt, "stale": stale, "failed": [], "dirty": dirty}
+    if dry_run:
+        summary["todo"] = [s.run_id() for s in todo]
+        return summary
+    assert run_map is not None  # set above unless dry_run
+    t0 = time.perf_counter()
+    cache = str(default_cache_dir(Path(out or cfg.out or "runs")))
+    threads = None
+    if run_map is not _serial:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        _pretrain_in_parallel(todo, profiles, run_map, cache, device, root, threads)
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm  # on use: importing it in a kernel without ipywidgets warns
+
+        bar = tqdm(total=len(todo), desc=f"sweep {cfg.name}")
+    try:
+        for rec in run_map(run_task, [(s.to_dict(), str(folder), cache, device, root, threads) for s in todo]):
+            _record(summary, rec, quiet=quiet or bar is not None)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary["wall_time_s"] = time.perf_counter() - t0
+    return summary
+
+
+def _as_config(config: str | os.PathLike | Mapping[str, Any] | SweepConfig) -> SweepConfig:
+    """A sweep configuration from a file, a mapping (named ``"sweep"`` unless it says) or as is, checked."""
+    raw: Any
+    if isinstance(config, (str, os.PathLike)):
+        raw = load_config(config)
+    else:
+        raw = config
+        if isinstance(raw, Mapping):
+            raw = {"name": "sweep", **dict(raw)}
+    return check_config(raw)
+
+
+def _still_to_run(specs: Sequence[RunSpec], profiles: Mapping[str, Profile],
+                  folder: Path) -> tuple[list[RunSpec], list[tuple[str, str]], list[str], int]:
+    """``(todo, corrupt, stale, done_before)``: a run is done when its stored result validates and
+    was made with the same profile; a corrupt or stale result is moved aside (``.corrupt`` /
+    ``.stale``) and its run redone."""
+    todo: list[RunSpec] = []
+    corrupt: list[tuple[str, str]] = []
+    stale: list[str] = []
+    done_before = 0
     for spec in specs:
         p = folder / f"{spec.run_id()}.json"
         if p.exists():
@@ -294,51 +340,33 @@ def sweep(config: str | os.PathLike | Mapping[str, Any] | SweepConfig, *, out: s
                 log(f"stale result (profile {spec.profile!r} has changed since), recomputing: {p}", False)
                 os.replace(p, p.with_name(p.name + ".stale"))
         todo.append(spec)
-    retry = set(failed_runs(folder)) & {s.run_id() for s in todo}
-    log(f"sweep {cfg.name}: {len(specs)} runs, {done_before} done, {len(todo)} to run "
-        f"({len(retry)} failed before) -> {folder}", quiet)
-    summary: dict[str, Any] = {"folder": str(folder), "total": len(specs), "done_before": done_before,
-                               "ran": [], "corrupt": corrupt, "stale": stale, "failed": [], "dirty": dirty}
-    if dry_run:
-        summary["todo"] = [s.run_id() for s in todo]
-        return summary
-    assert run_map is not None  # set above unless dry_run
-    t0 = time.perf_counter()
-    cache = str(default_cache_dir(Path(out or cfg.out or "runs")))
-    threads = None
-    if run_map is not _serial:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        keys: dict[str, RunSpec] = {}
-        for s in todo:  # one pretraining task per distinct dense model
-            prof = profiles[s.run_id()]
-            splits = load_splits(s, prof, root=root)
-            _, name, width = build_model(s, prof, splits)
-            keys.setdefault(dense_key(s, prof, name, width, splits), s)
-        if keys:
-            for _ in run_map(pretrain_task, [(s.to_dict(), cache, device, root, threads) for s in keys.values()]):
-                pass
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm  # on use: importing it in a kernel without ipywidgets warns
+    return todo, corrupt, stale, done_before
 
-        bar = tqdm(total=len(todo), desc=f"sweep {cfg.name}")
-    try:
-        for rec in run_map(run_task, [(s.to_dict(), str(folder), cache, device, root, threads) for s in todo]):
-            if rec["ok"]:
-                summary["ran"].append(rec["run_id"])
-                log(f"  {rec['run_id']}: {rec['line']}", quiet or bar is not None)
-                for w in rec["warnings"]:
-                    log(f"WARNING [{rec['run_id']}]: {w}", False)
-            else:
-                summary["failed"].append((rec["run_id"], rec["error"]))
-                log(f"  FAILED {rec['run_id']}: {rec['error']}", False)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    summary["wall_time_s"] = time.perf_counter() - t0
-    return summary
+
+def _pretrain_in_parallel(todo: Sequence[RunSpec], profiles: Mapping[str, Profile], run_map: Callable,
+                          cache: str, device: str | None, root: Any, threads: int) -> None:
+    """One pretraining task per distinct dense model of ``todo``, before the runs that share it."""
+    keys: dict[str, RunSpec] = {}
+    for s in todo:
+        prof = profiles[s.run_id()]
+        splits = load_splits(s, prof, root=root)
+        _, name, width = build_model(s, prof, splits)
+        keys.setdefault(dense_key(s, prof, name, width, splits), s)
+    if keys:
+        for _ in run_map(pretrain_task, [(s.to_dict(), cache, device, root, threads) for s in keys.values()]):
+            pass
+
+
+def _record(summary: dict[str, Any], rec: Mapping[str, Any], *, quiet: bool) -> None:
+    """Add one finished task's record to the sweep's summary and log it (failures and warnings always)."""
+    if rec["ok"]:
+        summary["ran"].append(rec["run_id"])
+        log(f"  {rec['run_id']}: {rec['line']}", quiet)
+        for w in rec["warnings"]:
+            log(f"WARNING [{rec['run_id']}]: {w}", False)
+    else:
+        summary["failed"].append((rec["run_id"], rec["error"]))
+        log(f"  FAILED {rec['run_id']}: {rec['error']}", False)
 
 
 def sweep_results(cfg: Mapping[str, Any] | SweepConfig, *, out: Any = None,

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..fairness import METRIC_OF_KIND
 from .config import RunSpec
 from .profiles import log, quiet_default
 from .provenance import BOOK_RESULTS
@@ -63,8 +64,7 @@ def load_tolerances(path: str | os.PathLike | None = None) -> dict[str, Any] | N
 
 
 #: a ``feasibility`` block's ``metric`` -> the result key whose measured tolerance its numbers get
-FEASIBILITY_KEYS = {"accuracy_gap": "accuracy_gap", "demographic_parity": "demographic_parity_difference",
-                    "equalized_odds": "equalized_odds_difference"}
+FEASIBILITY_KEYS = METRIC_OF_KIND
 
 
 def tolerance_key(path: str) -> str:
@@ -74,6 +74,91 @@ def tolerance_key(path: str) -> str:
     return parts[-1] if parts else path
 
 
+def _family_tolerances(stored: Mapping[str, Any], tolerances: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """The measured tolerances for ``stored``'s model family, the method's own entries (tighter
+    where they exist) over the family's; None when the family has none."""
+    family = str(stored.get("model"))
+    fams = (tolerances or {}).get("families", {})
+    if family not in fams:
+        return None
+    method_tol = (tolerances or {}).get("methods", {}).get(family, {}).get(str(stored.get("method")), {})
+    return {**fams[family], **method_tol}
+
+
+class _Comparison:
+    """One walk over the verified fields of a stored and a recomputed result: the mismatches, and
+    the largest difference of a number that was allowed to differ (``worst``, at ``worst_at``)."""
+
+    def __init__(self, *, exact: bool, atol: float, family: str, tol: Mapping[str, float]) -> None:
+        self.exact, self.atol, self.family, self.tol = exact, atol, family, tol
+        self.mismatches: list[str] = []
+        self.worst = 0.0
+        self.worst_at: str | None = None
+
+    def _differ(self, path: str, a: Any, b: Any, why: str = "") -> None:
+        self.mismatches.append(f"{path}: stored {a!r} != recomputed {b!r}{why}")
+
+    def walk(self, a: Any, b: Any, path: str, key: str | None = None) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            self._walk_dict(a, b, path)
+        elif isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                self.mismatches.append(f"{path}: length {len(a)} != {len(b)}")
+                return
+            for i, (x, y) in enumerate(zip(a, b)):
+                self.walk(x, y, f"{path}.{i}")
+        else:
+            self._leaf(a, b, path, key)
+
+    def _walk_dict(self, a: dict, b: dict, path: str) -> None:
+        # across machines a feasibility block's value and se get the tolerance of the metric it
+        # reports (``fkey``)
+        feas = not self.exact and path.endswith(".feasibility")
+        fkey = FEASIBILITY_KEYS.get(str(a.get("metric"))) if feas else None
+        for k in sorted(set(a) | set(b), key=str):
+            if k in IGNORED or k not in a:  # not compared; or a key the schema gained after storing
+                continue
+            if k not in b:
+                self.mismatches.append(f"{path}.{k}: stored but not recomputed")
+            elif not (k == "met" and self._met_may_differ(a, b, fkey)):
+                self.walk(a[k], b[k], f"{path}.{k}", fkey if k in ("value", "se") else None)
+
+    def _met_may_differ(self, a: dict, b: dict, fkey: str | None) -> bool:
+        """Across machines ``met`` may differ where the stored value is within its metric's
+        tolerance of tau."""
+        return (fkey is not None and fkey in self.tol and a["met"] != b["met"]
+                and abs(float(a["value"]) - float(a["tau"])) <= self.tol[fkey])
+
+    def _leaf(self, a: Any, b: Any, path: str, key: str | None) -> None:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
+            if a != b:
+                self._differ(path, a, b)
+            return
+        diff = abs(float(a) - float(b))
+        if math.isnan(diff) or self.exact:
+            if math.isnan(diff) or diff > self.atol:
+                self._differ(path, a, b)
+            return
+        self._within_tolerance(a, b, diff, path, key or tolerance_key(path))
+
+    def _within_tolerance(self, a: float, b: float, diff: float, path: str, key: str) -> None:
+        top = path.split(".")[0]
+        both_int = isinstance(a, int) and isinstance(b, int)
+        if top in ALWAYS_EXACT_TOP or (top == "cost" and both_int):
+            if diff != 0:
+                self._differ(path, a, b, " (always exact)")
+            return
+        tol = self.tol.get(key)
+        if tol is None:
+            if diff != 0:
+                self._differ(path, a, b, ": " + ("integer, exact" if both_int
+                                                 else f"no measured tolerance for {path} ({self.family})"))
+        elif diff > tol:
+            self._differ(path, a, b, f" (|diff| {diff:.3g} > tolerance {tol:g} for {key!r}, {self.family})")
+        elif diff > self.worst:
+            self.worst, self.worst_at = diff, path
+
+
 def compare_results(stored: Mapping[str, Any], new: Mapping[str, Any], *, exact: bool,
                     tolerances: Mapping[str, Any] | None = None, atol: float = 0.0) -> dict[str, Any]:
     """Compare the verified fields (:data:`~fairprune_lite.experiments.results.VERIFIED`) of two
@@ -81,82 +166,17 @@ def compare_results(stored: Mapping[str, Any], new: Mapping[str, Any], *, exact:
     ``{"mismatches": [...], "max_diff": float, "at": path or None}`` (the largest difference of
     a number that was allowed to differ)."""
     family = str(stored.get("model"))
-    fam_tol: dict[str, float] = {}  # exact comparisons use none
-    out: list[str] = []
+    fam_tol: dict[str, float] | None = {}  # exact comparisons use none
     if not exact:
-        fams = (tolerances or {}).get("families", {})
-        if family not in fams:
+        fam_tol = _family_tolerances(stored, tolerances)
+        if fam_tol is None:
             where = "TOLERANCES.json" if tolerances is not None else "no tolerances file"
-            out.append(f"no measured tolerances for family {family!r} ({where}); cannot compare across machines")
-            return {"mismatches": out, "max_diff": 0.0, "at": None, "impossible": True}
-        # the method's own measured entry is tighter where it exists; the family's covers the rest
-        method_tol = (tolerances or {}).get("methods", {}).get(family, {}).get(str(stored.get("method")), {})
-        fam_tol = {**fams[family], **method_tol}
-    worst: dict[str, Any] = {"d": 0.0, "at": None}
-
-    def leaf(a: Any, b: Any, path: str, key: str | None = None) -> None:
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
-        if not numeric:
-            if a != b:
-                out.append(f"{path}: stored {a!r} != recomputed {b!r}")
-            return
-        diff = abs(float(a) - float(b))
-        if math.isnan(diff):
-            out.append(f"{path}: stored {a!r} != recomputed {b!r}")
-            return
-        if exact:
-            if diff > atol:
-                out.append(f"{path}: stored {a!r} != recomputed {b!r}")
-            return
-        top = path.split(".")[0]
-        both_int = isinstance(a, int) and isinstance(b, int)
-        if top in ALWAYS_EXACT_TOP or (top == "cost" and both_int):
-            if diff != 0:
-                out.append(f"{path}: stored {a!r} != recomputed {b!r} (always exact)")
-            return
-        key = key or tolerance_key(path)
-        tol = fam_tol.get(key)
-        if tol is None:
-            if diff != 0:
-                out.append(f"{path}: stored {a!r} != recomputed {b!r}: "
-                           + ("integer, exact" if both_int else f"no measured tolerance for {path} ({family})"))
-            return
-        if diff > tol:
-            out.append(f"{path}: stored {a!r} != recomputed {b!r} (|diff| {diff:.3g} > tolerance {tol:g} "
-                       f"for {key!r}, {family})")
-        elif diff > worst["d"]:
-            worst.update(d=diff, at=path)
-
-    def walk(a: Any, b: Any, path: str, key: str | None = None) -> None:
-        if isinstance(a, dict) and isinstance(b, dict):
-            # across machines a feasibility block's value and se get the tolerance of the metric
-            # it reports, and ``met`` may differ where the stored value is within it of tau
-            feas = not exact and path.endswith(".feasibility")
-            fkey = FEASIBILITY_KEYS.get(str(a.get("metric"))) if feas else None
-            for k in sorted(set(a) | set(b), key=str):
-                if k in IGNORED:
-                    continue
-                if k not in a:  # a key the schema gained after the result was stored
-                    continue
-                if k not in b:
-                    out.append(f"{path}.{k}: stored but not recomputed")
-                    continue
-                if (k == "met" and fkey is not None and fkey in fam_tol and a[k] != b[k]
-                        and abs(float(a["value"]) - float(a["tau"])) <= fam_tol[fkey]):
-                    continue
-                walk(a[k], b[k], f"{path}.{k}", fkey if k in ("value", "se") else None)
-        elif isinstance(a, list) and isinstance(b, list):
-            if len(a) != len(b):
-                out.append(f"{path}: length {len(a)} != {len(b)}")
-                return
-            for i, (x, y) in enumerate(zip(a, b)):
-                walk(x, y, f"{path}.{i}")
-        else:
-            leaf(a, b, path, key)
-
+            return {"mismatches": [f"no measured tolerances for family {family!r} ({where}); cannot compare across "
+                                   "machines"], "max_diff": 0.0, "at": None, "impossible": True}
+    cmp = _Comparison(exact=exact, atol=atol, family=family, tol=fam_tol or {})
     for k in VERIFIED:
-        walk(stored.get(k), new.get(k), k)
-    return {"mismatches": out, "max_diff": worst["d"], "at": worst["at"], "impossible": False}
+        cmp.walk(stored.get(k), new.get(k), k)
+    return {"mismatches": cmp.mismatches, "max_diff": cmp.worst, "at": cmp.worst_at, "impossible": False}
 
 
 def verify(results_dir: str | os.PathLike, n: int = 3, seed: int = 0, *, atol: float = 0.0,
