@@ -9,6 +9,7 @@ that no longer occurs fails too, so the list only shrinks.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,27 @@ def test_the_reader_sees_imports():
     """The parser itself: a relative, an absolute and a function-local import are all found."""
     found = {t for t, _ in _imports(PKG / "experiments" / "run.py")}
     assert {"data", "models", "pruners", "train", "masks"} <= found
+
+
+def _table() -> dict[str, set[str]]:
+    """CONTRIBUTING.md's layer table: ``{module: the modules of ours it says it imports}``."""
+    text = (PKG.parent / "CONTRIBUTING.md").read_text()
+    rows: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        m = re.match(r"\| `([\w_]+)(?:\.py|/)` \|.*\| ([^|]*) \|$", line)
+        if m:
+            said = {re.match(r"[\w_]+", p.strip(" `")).group(0) for p in m.group(2).split(",")}
+            rows[m.group(1)] = said - {"none"}
+    return rows
+
+
+def test_contributing_table_says_what_is_imported():
+    """Every module has a row in CONTRIBUTING.md's table, and its column "imports of ours" is what
+    the code imports (the exceptions above included)."""
+    table = _table()
+    assert sorted(set(LAYERS) - set(table)) == [] and sorted(set(table) - set(LAYERS)) == []
+    actual: dict[str, set[str]] = {m: set() for m in LAYERS}
+    for me, target, _ in _edges():
+        actual[me].add(target)
+    assert {m: sorted(t) for m, t in table.items() if t != actual[m]} == \
+        {m: sorted(actual[m]) for m, t in table.items() if t != actual[m]}
