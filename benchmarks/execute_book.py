@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from fairprune_lite.atomic import atomic_write, atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "benchmarks" / "results" / "book_cost.json"
 #: what a chapter's outputs may depend on besides its own code cells (globs under the repository
@@ -124,9 +126,8 @@ def execute(path: Path, *, inplace: bool, timeout: int, key: str | None = None) 
     if inplace:
         if key is not None:
             nb.metadata.setdefault(KEY[0], {})[KEY[1]] = key
-        tmp = path.with_suffix(".ipynb.tmp")
-        nbformat.write(nb, tmp)
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written chapter
+        # atomic: a crash never leaves a half-written chapter
+        atomic_write(path, lambda tmp: nbformat.write(nb, tmp))
         # the machine whose numbers the chapters now print: their claim checks assert there
         # (experiments.check_claims) and only report elsewhere
         from fairprune_lite.experiments import kernel_fingerprint
@@ -170,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         record["test_suite"] = run_tests(args.timeout) | {
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average_1_5_15": list(os.getloadavg())}
         print(f"{'unit tests':<40} {record['test_suite']['wall_time_s']:8.1f} s  {record['test_suite']['summary']}")
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, args.out)
+        atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
         return 0
     paths = [p.resolve() for p in args.chapters] or chapters()
     digest = inputs_digest()
@@ -206,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'unit tests':<40} {record['test_suite']['wall_time_s']:8.1f} s  {record['test_suite']['summary']}")
     if rows or args.tests:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, args.out)
+        atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
     return 1 if any("error" in r for r in rows) else 0
 
 

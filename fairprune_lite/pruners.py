@@ -71,7 +71,9 @@ from torch.nn.utils import parametrize
 from . import bilevel, masks
 from ._optional import require
 from .constraints import FairnessConstraint
-from .train import PassCounter, PruneResult, evaluate, fit, make_loader, model_device, predict, set_seed, task_loss
+from .loading import make_loader, model_device
+from .result import PruneResult
+from .train import EVAL_BATCH_SIZE, PassCounter, evaluate, fit, predict, set_seed, task_loss
 
 __all__ = ["METHODS", "MethodInfo", "MethodOutput", "Context", "register", "prune", "lottery_sparsities",
            "check_method_kwargs", "check_constraint_kind", "near_majority", "NEAR_MAJORITY", "snip_importance",
@@ -383,9 +385,6 @@ class Context:
 # ---------------------------------------------------------------------------------------------
 # the one entry point
 # ---------------------------------------------------------------------------------------------
-#: the evaluation batch size when none is given: :func:`fairprune_lite.train.evaluate`'s
-EVAL_BATCH_SIZE: int = inspect.signature(evaluate).parameters["batch_size"].default
-
 #: integer arguments of :func:`prune` and their smallest allowed value
 _COUNTS = {"finetune_steps": 0, "batch_size": 1, "eval_batch_size": 1, "finetune_epochs": 0}
 _SCOPES = ("global", "layer")
