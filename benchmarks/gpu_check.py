@@ -177,8 +177,8 @@ def _durations(marks: list, per_step: int, skip: int, events: bool) -> list[floa
     starts = marks[::per_step]
     if events:
         torch.cuda.synchronize()
-        return [a.elapsed_time(b) / 1e3 for a, b in zip(starts[skip:-1], starts[skip + 1:])]
-    return [b - a for a, b in zip(starts[skip:-1], starts[skip + 1:])]
+        return [a.elapsed_time(b) / 1e3 for a, b in zip(starts[skip:-1], starts[skip + 1:], strict=True)]
+    return [b - a for a, b in zip(starts[skip:-1], starts[skip + 1:], strict=True)]
 
 
 def summarize(times: list[float], batch: int) -> dict[str, Any]:

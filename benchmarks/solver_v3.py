@@ -73,10 +73,12 @@ def table(path: Path) -> str:
     for k in keys:
         rs = [r for r in rows if (r["bench"], r["sparsity"], r["variant"]) == k]
         churn = [((r.get("solver") or {}).get("mask_churn") or {}).get("overall") for r in rs]
-        certs = [(r.get("solver") or {}).get("certificate") for r in rs]
-        certs = [c for c in certs if c]
+        # each run with its own certificate (None when it has none), paired before filtering so a
+        # run without one cannot shift the pairing of the others
+        run_certs = [(r, (r.get("solver") or {}).get("certificate")) for r in rs]
+        certs = [c for _, c in run_certs if c]
         near = sum(r["test"]["accuracy"] < r["test"]["majority_baseline"] + 0.02 for r in rs)
-        miss = sum(r["test"]["feasibility"]["value"] > c["bound"] for r, c in zip(rs, certs)) if certs else None
+        miss = sum(r["test"]["feasibility"]["value"] > c["bound"] for r, c in run_certs if c) if certs else None
         out.append(
             f"| {k[0]} | {k[1]} | {k[2]} | {len(rs)} | {sm.mean_se([r['val']['accuracy'] for r in rs])} | "
             f"{sm.mean_se([r['test']['accuracy'] for r in rs])} | {rs[0]['test']['majority_baseline']:.3f} | "

@@ -181,7 +181,7 @@ def _dead_out_channels(module: nn.Module, idxs: list[int]) -> set[int]:
             if name in _ZERO_PRESERVING:
                 return set(idxs)
         return set()  # anything else (outputs, unknown ops, norms of other kinds): keep
-    return {i for i, d in zip(idxs, dead.tolist()) if d}
+    return {i for i, d in zip(idxs, dead.tolist(), strict=True) if d}
 
 
 def to_smaller(
@@ -239,7 +239,7 @@ def to_smaller(
                     continue
                 target = dep.target.module
                 dead = _dead_out_channels(target, list(item.idxs))
-                ok &= {r for i, r in zip(item.idxs, item.root_idxs) if i in dead}
+                ok &= {r for i, r in zip(item.idxs, item.root_idxs, strict=True) if i in dead}
             if ok == set(cand):
                 if not dg.check_pruning_group(group):
                     raise ValueError(f"removing the masked channels of layer {n!r} would leave a layer empty")

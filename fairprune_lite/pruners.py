@@ -543,7 +543,7 @@ def _grads(model: nn.Module, layers: Mapping[str, nn.Module], batches: Iterable,
         g = torch.autograd.grad(loss, list(weights.values()), allow_unused=True)
         if counter is not None:
             counter.backward()
-        for n, gi in zip(weights, g):
+        for n, gi in zip(weights, g, strict=True):
             if gi is not None:
                 total[n] += gi.detach()
     return total

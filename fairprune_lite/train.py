@@ -225,7 +225,7 @@ class _LeanSGD(torch.optim.SGD):
                 grads = list(torch._foreach_add(grads, params, alpha=wd))
             if mom != 0:
                 bufs, old, old_grads = [], [], []
-                for p, gr in zip(params, grads):
+                for p, gr in zip(params, grads, strict=True):
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
                     if buf is None:  # the first step: the buffer is the gradient

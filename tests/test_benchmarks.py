@@ -170,3 +170,26 @@ def test_solver_measure_runs_one_variant(tmp_path, monkeypatch):
     assert row["constraint_options"] == {"margin": 1.645}
     assert row["val"]["feasibility"]["metric"] == "equalized_odds"
     assert 0 <= row["test"]["accuracy"] <= 1 and row["empty_layers"] == []
+
+
+def test_solver_v3_table_pairs_each_run_with_its_own_certificate(tmp_path, monkeypatch):
+    """Coverage counts a run as above its bound only against that run's certificate: a run
+    without one (listed first here) must not shift the pairing of the others."""
+    monkeypatch.setattr(sys, "path", [str(ROOT / "benchmarks"), *sys.path])
+    spec = importlib.util.spec_from_file_location("bench_solver_v3", ROOT / "benchmarks" / "solver_v3.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(seed, value, cert):
+        split = {"accuracy": 0.8, "majority_baseline": 0.7, "feasibility": {"value": value}}
+        return {"bench": "b", "variant": "v", "seed": seed, "sparsity": 0.9, "val": split, "test": split,
+                "solver": {"certificate": cert}}
+
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text("".join(json.dumps(r) + "\n" for r in (
+        row(0, 0.5, None),  # uncertified, far above the other run's bound
+        row(1, 0.05, {"bound": 0.1, "certified": True}),  # below its own bound
+        row(2, 0.15, {"bound": 0.2, "certified": False}),  # below its own bound
+    )))
+    last = mod.table(runs).splitlines()[-1].strip("| ").split(" | ")
+    assert last[-2:] == ["1/2", "0/2"]  # certified 1 of 2 certificates; no test value above its bound

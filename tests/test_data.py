@@ -476,7 +476,7 @@ def test_celeba_cache_matches_decoding(tmp_path):
     cache_file = root / "celeba" / "fairprune_cache" / "celeba_16_178.npy"
     assert cache_file.is_file()
     stamp = cache_file.stat().st_mtime_ns
-    for a, b in zip(lazy, cached):
+    for a, b in zip(lazy, cached, strict=True):
         assert torch.equal(torch.stack([a[i][0] for i in range(len(a))]), torch.stack([b[i][0] for i in range(len(b))]))
         assert torch.equal(a.y, b.y) and torch.equal(a.s, b.s)
     load_dataset("celeba", root=root, image_size=16, verify="off", cache=True)
@@ -525,7 +525,7 @@ def test_lfw_fixture_loads(tmp_path):
     assert "Wavy Hair" in sp.meta["target"]
     people = [{Path(p).parent.name for p in ds.x.paths} for ds in sp]
     assert not (people[0] & people[1]) and not (people[0] & people[2]) and not (people[1] & people[2])
-    wavy = {Path(p).parent.name: int(yv) for ds in sp for p, yv in zip(ds.x.paths, ds.y)}
+    wavy = {Path(p).parent.name: int(yv) for ds in sp for p, yv in zip(ds.x.paths, ds.y, strict=True)}
     assert all(v == (ord(name.split("_")[1]) - 65) % 2 for name, v in wavy.items())
     again = load_dataset("lfw", root=root, image_size=16, crop=30)
     assert torch.equal(again.test.y, sp.test.y) and again.test.x.paths == sp.test.x.paths
@@ -534,7 +534,7 @@ def test_lfw_fixture_loads(tmp_path):
     rows = [ln.split("\t") for ln in (root / "lfw_attributes.txt").read_text().splitlines()[2:]]
     big = {(r[0].replace(" ", "_"), int(r[1])): int(float(r[2 + LFW_ATTRS.index("Big Nose")]) > 0) for r in rows}
     for ds in nose:
-        for path, yv in zip(ds.x.paths, ds.y.tolist()):
+        for path, yv in zip(ds.x.paths, ds.y.tolist(), strict=True):
             assert big[(Path(path).parent.name, int(Path(path).stem[-4:]))] == yv
     cached = load_dataset("lfw", root=root, image_size=16, crop=30, cache=True)
     assert torch.equal(cached.val[1][0], sp.val[1][0])

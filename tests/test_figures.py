@@ -98,7 +98,7 @@ def test_sparsity_kind_is_small_multiples_with_the_reference_in_every_row():
         for ax in row:  # OMP's band and line (grey squares) are in every panel
             assert any(line.get_color() == F.REFERENCE and line.get_marker() == "s" for line in ax.get_lines())
     # each row's legend names exactly that row's methods
-    for (family, labels), row in zip(rows, axes):
+    for (family, labels), row in zip(rows, axes, strict=True):
         leg = row[-1].get_legend()
         assert leg.get_title().get_text() == family
         assert [t.get_text() for t in leg.get_texts()] == labels

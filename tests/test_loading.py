@@ -17,7 +17,7 @@ def test_loader_is_deterministic_covers_all_and_does_not_touch_global_rng():
     e1 = [b[1].clone() for b in l1]
     assert torch.equal(torch.get_rng_state(), state)
     e2 = [b[1].clone() for b in l2]
-    assert all(torch.equal(a, b) for a, b in zip(e1, e2))
+    assert all(torch.equal(a, b) for a, b in zip(e1, e2, strict=True))
     # every example exactly once per pass: x rows are distinct, so compare sorted first columns
     xs = torch.cat([b[0][:, 0] for b in loading.make_loader(ds, 10, shuffle=True, seed=1)])
     assert torch.equal(xs.sort().values, ds.x[:, 0].sort().values)

@@ -104,7 +104,7 @@ def test_every_method_is_deterministic_under_its_seed(method):
     b = pruners.prune(method, model, sp, seed=1, **kw)
     assert a.metrics == b.metrics
     assert a.masks.keys() == b.masks.keys() and all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks)
-    for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+    for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True):
         assert torch.equal(p, q)
 
 
@@ -137,7 +137,7 @@ def test_omp_equals_torch_global_unstructured(sparsity):
     params = [(m, "weight") for m in ref if isinstance(m, nn.Linear)]
     tprune.global_unstructured(params, pruning_method=tprune.L1Unstructured, amount=sparsity)
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    for (m, _), n in zip(params, names):
+    for (m, _), n in zip(params, names, strict=True):
         assert torch.equal(r.masks[n], m.weight_mask), n
 
 
@@ -214,7 +214,7 @@ def test_imp_without_retraining_equals_one_shot_and_rewind_is_applied():
     init = pruners.prune("imp", model, sp, sparsity=0.5, finetune_steps=3, batch_size=64, rewind="init")
     assert init.config["rewind"] == "init"
     assert any(not torch.equal(a, b)
-               for a, b in zip(none.model.state_dict().values(), init.model.state_dict().values()))
+               for a, b in zip(none.model.state_dict().values(), init.model.state_dict().values(), strict=True))
     with pytest.raises(ValueError, match="rewind"):
         pruners.prune("imp", model, sp, sparsity=0.5, rewind="later")
 
@@ -226,10 +226,10 @@ def test_imp_rewinding_to_an_early_iterate():
     early0 = pruners.prune("imp", model, sp, rewind="early", rewind_step=0, **kw)
     early2 = pruners.prune("imp", model, sp, rewind="early", rewind_step=2, **kw)
     # the iterate after 0 steps is the dense model itself: the same run as rewinding to init
-    for p, q in zip(init.model.state_dict().values(), early0.model.state_dict().values()):
+    for p, q in zip(init.model.state_dict().values(), early0.model.state_dict().values(), strict=True):
         assert torch.equal(p, q)
     assert any(not torch.equal(p, q) for p, q in zip(init.model.state_dict().values(),
-                                                      early2.model.state_dict().values()))
+                                                      early2.model.state_dict().values(), strict=True))
     assert early2.cost["iterations"] == init.cost["iterations"] == 3 * len(init.history)
 
 
@@ -298,7 +298,8 @@ def test_fairgrape_importance_on_a_masked_model_uses_masked_gradients():
         grads = {n: torch.zeros_like(m.weight) for n, m in ref.named_modules() if n in layers}
         for x, y, s in batches:
             loss = nn.functional.binary_cross_entropy_with_logits(ref(x)[s == g], y[s == g].float())
-            for n, gi in zip(grads, torch.autograd.grad(loss, [dict(ref.named_modules())[n].weight for n in grads])):
+            gs = torch.autograd.grad(loss, [dict(ref.named_modules())[n].weight for n in grads])
+            for n, gi in zip(grads, gs, strict=True):
                 grads[n] += gi
         for n in grads:
             w = dict(ref.named_modules())[n].weight.detach()
@@ -338,7 +339,7 @@ def test_fairgrape_importance_matches_hand_computation_and_keeps_shares():
             keep = s == g
             loss = nn.functional.binary_cross_entropy_with_logits(ref(x)[keep], y[keep].float())
             gs = torch.autograd.grad(loss, [dict(ref.named_modules())[n].weight for n in grads])
-            for n, gi in zip(grads, gs):
+            for n, gi in zip(grads, gs, strict=True):
                 grads[n] += gi
         for n in grads:
             w = dict(ref.named_modules())[n].weight.detach()
@@ -396,7 +397,7 @@ def test_result_metrics_and_determinism():
         assert torch.equal(a.masks[n], b.masks[n])
     # the caller's dense model is untouched
     ref = _mlp()
-    for p, q in zip(model.parameters(), ref.parameters()):
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
         assert torch.equal(p, q)
 
 

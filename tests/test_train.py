@@ -52,7 +52,7 @@ def test_fit_learns_counts_and_is_deterministic():
         hist = train.fit(model, train.make_loader(ds, 32, shuffle=True, seed=0), epochs=3, lr=0.1, counter=c)
         runs.append((model, hist, c))
     (m1, h1, c1), (m2, h2, _) = runs
-    for a, b in zip(m1.parameters(), m2.parameters()):
+    for a, b in zip(m1.parameters(), m2.parameters(), strict=True):
         assert torch.equal(a, b)
     assert [r["loss"] for r in h1] == [r["loss"] for r in h2]
     n_batches = math.ceil(200 / 32)
@@ -99,7 +99,7 @@ def test_fit_on_masked_model_trains_weights_not_scores_and_keeps_mask():
     before = [p.detach().clone() for _, p in ms.items()]
     masks0 = ms.binary_masks()
     train.fit(model, train.make_loader(ds, 32, shuffle=True), epochs=2, lr=0.1)
-    assert all(torch.equal(a, p) for a, (_, p) in zip(before, ms.items()))
+    assert all(torch.equal(a, p) for a, (_, p) in zip(before, ms.items(), strict=True))
     assert all(torch.equal(masks0[n], m) for n, m in ms.binary_masks().items())
     assert sparsity_report(model)["overall"] == pytest.approx(0.5, abs=1 / 48)
     bn = model.net[1]

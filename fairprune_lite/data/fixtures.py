@@ -80,9 +80,9 @@ def make_fake_celeba(
             rows.append(attrs)
             parts.append(part)
     header = [str(len(files)), " ".join(names)]
-    body = [f + " " + " ".join(f"{v:2d}" for v in r) for f, r in zip(files, rows)]
+    body = [f + " " + " ".join(f"{v:2d}" for v in r) for f, r in zip(files, rows, strict=True)]
     (folder / "list_attr_celeba.txt").write_text("\n".join(header + body) + "\n")
-    (folder / "list_eval_partition.txt").write_text("".join(f"{f} {p}\n" for f, p in zip(files, parts)))
+    (folder / "list_eval_partition.txt").write_text("".join(f"{f} {p}\n" for f, p in zip(files, parts, strict=True)))
     if identity:
         (folder / "identity_CelebA.txt").write_text("".join(f"{f} {i % 3 + 1}\n" for i, f in enumerate(files)))
     return Path(root)

@@ -271,7 +271,7 @@ def _sparsity_panel(ax: Any, rs: list, m: str, group: Sequence[str], ref: str | 
         ax.errorbar(x, st[:, 0], yerr=[st[:, 0] - st[:, 1], st[:, 2] - st[:, 0]], fmt="o-",
                     color=colors[label], ms=4.5, capsize=2.5, lw=1.4, elinewidth=1.1)
         means += list(st[:, 0])
-        points += [(ax, xi, lo, hi, colors[label]) for xi, lo, hi in zip(x, st[:, 1], st[:, 2])]
+        points += [(ax, xi, lo, hi, colors[label]) for xi, lo, hi in zip(x, st[:, 1], st[:, 2], strict=True)]
     for value, style in hlines:
         ax.axhline(value, **style)
         means.append(value)
@@ -370,7 +370,8 @@ def _fig_tradeoff(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 4.4), layout="constrained")
     ys_all: list[float] = []
     constrained = sorted({r["tau"] for r in results if uses_tau(r["method"])})
-    markers = dict(zip(constrained, "os^Dvp"))
+    # strict=False: six markers; a tau beyond the sixth gets the default "o" (markers.get below)
+    markers = dict(zip(constrained, "os^Dvp", strict=False))
     for label in labels:
         rs = [r for r in results if r["label"] == label]
         xs_t, xst = _series(rs, "tau", lambda r: r["test"][metric], spread)
@@ -378,7 +379,7 @@ def _fig_tradeoff(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
         free = not uses_tau(rs[0]["method"])
         why = " (unconstrained)" if not _trait(rs[0]["method"], "fairness_aware", False) else " (no tau)"
         ax.plot(xst[:, 0], yst[:, 0], "-", color=colors[label], lw=1.4, label=label + (why if free else ""))
-        for t, x, y in zip(xs_t, xst, yst):
+        for t, x, y in zip(xs_t, xst, yst, strict=True):
             ax.errorbar([x[0]], [y[0]], xerr=[[x[0] - x[1]], [x[2] - x[0]]], yerr=[[y[0] - y[1]], [y[2] - y[0]]],
                         fmt="*" if free else markers.get(t, "o"), color=colors[label], ms=9 if free else 6,
                         capsize=2.5, elinewidth=1.1)
@@ -475,7 +476,7 @@ def _fig_ablation(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     tau = _single(r.get("tau") for r in results)
     fig, axes = plt.subplots(1, 2, figsize=(COLUMN_WIDTH_IN, 3.8), layout="constrained")
     width = 0.8 / len(sps)
-    for ax, m in zip(axes, ("accuracy", metric)):
+    for ax, m in zip(axes, ("accuracy", metric), strict=True):
         top = 0.0
         for i, label in enumerate(labels):
             for k, sp in enumerate(sps):
@@ -508,7 +509,7 @@ def _fig_ablation(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
             ax.set_xlabel("bars per method: sparsity " + ", ".join(f"{100 * s:g}%" for s in sps) + " (darker = higher)")
     handles, names = [], []
     for ax in axes:
-        for h, n in zip(*ax.get_legend_handles_labels()):
+        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
             if n not in names:
                 handles.append(h)
                 names.append(n)
@@ -628,7 +629,7 @@ def _fig_frontier(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
         yci = [0.0 if np.isnan(p["accuracy_ci"]) else p["accuracy_ci"] for p in pts]
         note = (" (tau swept)" if swept and len(pts) > 1 else "") + \
             (" (needs s at prediction)" if pts[0]["needs_sensitive_at_prediction"] else "")
-        ax.errorbar(xs, ys, xerr=[[min(c, x) for c, x in zip(xci, xs)], xci], yerr=yci,
+        ax.errorbar(xs, ys, xerr=[[min(c, x) for c, x in zip(xci, xs, strict=True)], xci], yerr=yci,
                     fmt="o-" if swept else "s", color=colors[label], ms=5 if swept else 7, capsize=2.5,
                     elinewidth=1.0, lw=1.3, label=label + note)
         ys_all += ys

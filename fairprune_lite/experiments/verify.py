@@ -105,7 +105,7 @@ class _Comparison:
             if len(a) != len(b):
                 self.mismatches.append(f"{path}: length {len(a)} != {len(b)}")
                 return
-            for i, (x, y) in enumerate(zip(a, b)):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 self.walk(x, y, f"{path}.{i}")
         else:
             self._leaf(a, b, path, key)
