@@ -45,7 +45,7 @@ with warnings.catch_warnings():
     from .experiments.run import load_splits as _load_splits
     from .experiments.run import pretrain as _runner_pretrain
 
-__all__ = ["REPOSITORY", "BRANCH", "RUNTIMES", "install_cell_source", "write_install_cell", "setup",
+__all__ = ["REPOSITORY", "BRANCH", "RUNTIMES", "install_cell_source", "write_install_cell", "setup", "fit_legends",
            "FIGURE_STYLE", "min_text_px", "glue", "unfair_problem", "ex_pretrain", "pretrain",
            "exercises", "chapter_paths", "runner_splits", "pretrain_cnn", "INSTALL_TAG", "prose_numbers", "unbacked_numbers",
            "swapped_feature_problem", "pretrain_mlp", "use_book_style", "CHAPTER_NAME", "stored_runs"]
@@ -188,17 +188,48 @@ def setup(runtime: str = "cpu", *, chapter: str | None = None, seed: int = 0, qu
 def min_text_px(fig: Any, *, column_px: float = 358.0) -> float:
     """The smallest text height, in CSS pixels, of ``fig`` shown in a column ``column_px`` wide
     (a 390 px phone): font size in points times dpi/72, times the shrink factor
-    ``min(1, column_px / figure width in pixels)``. The book asks for 9 px or more."""
+    ``min(1, column_px / image width in pixels)``. The image is what a notebook shows: the inline
+    backend saves the tight bounding box, so a legend or title wider than the figure widens the
+    image and shrinks all of its text on a phone. The book asks for 9 px or more."""
     if column_px <= 0:
         raise ValueError(f"column_px must be positive, got {column_px!r}")
     fig.canvas.draw()  # tick labels exist only once drawn
-    width_px = fig.get_figwidth() * fig.dpi
+    tight_in = fig.get_tightbbox(fig.canvas.get_renderer()).width
+    width_px = max(fig.get_figwidth(), tight_in) * fig.dpi
     scale = min(1.0, column_px / width_px)
     sizes = [t.get_fontsize() for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
              if t.get_text().strip() and t.get_visible()]
     if not sizes:
         return float("inf")
     return min(sizes) * fig.dpi / 72.0 * scale
+
+
+def fit_legends(fig: Any) -> int:
+    """Redraw every figure legend of ``fig`` that is wider than the figure with the most columns
+    with which it fits (one at least), above the axes ("outside upper center" under a constrained
+    layout, where the figure kinds of :mod:`fairprune_lite.experiments` put their legends): the
+    inline image is the tight bounding box, so a legend that sticks out widens it and shrinks
+    every text of the figure on a phone. Returns how many legends were redrawn."""
+    changed = 0
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    loc = "outside upper center" if type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine" else "upper center"
+    for leg in list(fig.legends):
+        if leg.get_window_extent(renderer).width <= fig.bbox.width or len(leg.get_texts()) < 2:
+            continue
+        handles, labels = list(leg.legend_handles), [t.get_text() for t in leg.get_texts()]
+        title = leg.get_title()
+        style = {"frameon": leg.get_frame_on(), "fontsize": leg.get_texts()[0].get_fontsize(),
+                 "title": title.get_text() or None, "title_fontsize": title.get_fontsize()}
+        leg.remove()
+        for ncols in range(len(labels) - 1, 0, -1):
+            new = fig.legend(handles, labels, loc=loc, ncols=ncols, **style)
+            fig.canvas.draw()
+            if new.get_window_extent(renderer).width <= fig.bbox.width or ncols == 1:
+                break
+            new.remove()
+        changed += 1
+    return changed
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:

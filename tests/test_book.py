@@ -150,6 +150,27 @@ def test_min_text_px_at_phone_width():
         book.min_text_px(None, column_px=0)
 
 
+def test_min_text_px_counts_a_legend_wider_than_the_figure():
+    # the inline backend shows the tight bounding box: a figure legend with a long title widens
+    # the image, and on a phone every text of it shrinks with it
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context(book.FIGURE_STYLE):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], label="a")
+        narrow = book.min_text_px(fig)
+        fig.legend(loc="outside upper center", title="a title far wider than the figure itself " * 3,
+                   fontsize=30, title_fontsize=30)  # no smaller text than before: only the width changes
+        wide = book.min_text_px(fig)
+        tight_in = fig.get_tightbbox(fig.canvas.get_renderer()).width
+        plt.close(fig)
+    assert tight_in > book.FIGURE_STYLE["figure.figsize"][0]
+    assert wide == pytest.approx(narrow * book.FIGURE_STYLE["figure.figsize"][0] / tight_in)
+
+
 # --- toy problems and dense models -----------------------------------------------------------------
 def test_unfair_problem_is_seeded_and_group_dependent():
     a, b = book.unfair_problem(), book.unfair_problem()
@@ -380,3 +401,25 @@ def test_merge_keeps_the_rows_of_chapters_not_run_again():
     assert [r["chapter"] for r in rec["chapters"]] == [c.name for c in CHAPTERS]
     assert rec["chapters"][1] == new and rec["chapters"][0]["date"].startswith("2026-01-01")
     assert rec["total_wall_time_s"] == pytest.approx(len(CHAPTERS) - 1 + 3.0) and rec["date"] == new["date"]
+
+
+def test_fit_legends_wraps_a_legend_wider_than_the_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context(book.FIGURE_STYLE):
+        fig, ax = plt.subplots(layout="constrained")
+        for k in range(8):
+            ax.plot([0, k], label=f"a long method name {k}")
+        leg = fig.legend(loc="outside upper center", ncols=8)
+        fig.canvas.draw()
+        assert leg.get_window_extent().width > fig.bbox.width   # one row of 8 does not fit
+        assert book.fit_legends(fig) == 1
+        (new,) = fig.legends                                       # redrawn, not added
+        assert new.get_window_extent(fig.canvas.get_renderer()).width <= fig.bbox.width
+        assert [t.get_text() for t in new.get_texts()] == [f"a long method name {k}" for k in range(8)]
+        assert book.fit_legends(fig) == 0                          # nothing left to change
+        assert book.min_text_px(fig) >= 9
+        plt.close(fig)
