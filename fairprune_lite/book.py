@@ -275,21 +275,17 @@ def pretrain_cnn(splits: Any, seed: int = 0, *, epochs: int = 2, width: int = 16
     ``splits.train`` with Adam for ``epochs`` epochs, learning rate 1e-3 on a cosine schedule (one
     value per epoch), batches of 128 with loader seed ``1000 * seed + epoch``; in eval mode.
 
-    This is the chapters' own recipe, not the runner's (:func:`pretrain`): with the runner's
-    SGD pretraining on the ``cpu`` profile's caps the chapter-2 experiment changes qualitatively
+    It is :func:`fairprune_lite.train.pretrain` with the chapters' settings, not the runner's
+    (:func:`pretrain`): with the runner's SGD pretraining on the ``cpu`` profile's caps the chapter-2 experiment changes qualitatively
     (measured while writing this: at sparsity 0.95 seed 0 collapses to a constant prediction and
-    the minority no longer loses more than the majority), so the chapters keep theirs, written
+    the minority no longer loses more than the majority), so the chapters keep theirs, set
     once here."""
-    import math
-
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs!r}")
     _train.set_seed(seed)
     model = make_model("cnn", in_shape=splits.input_shape, width=width, seed=seed)
-    for ep in range(epochs):
-        lr = 1e-3 * 0.5 * (1 + math.cos(math.pi * ep / epochs))
-        _train.fit(model, _train.make_loader(splits.train, 128, shuffle=True, seed=1000 * seed + ep), epochs=1,
-                   lr=lr, optimizer="adam")
+    _train.pretrain(model, splits.train, epochs=epochs, lr=1e-3, optimizer="adam", seed=1000 * seed,
+                    schedule="cosine")
     return model.eval()
 
 
@@ -509,7 +505,7 @@ def pretrain_mlp(splits: Any, seed: int = 0, *, width: int = 32, epochs: int = 8
         raise ValueError(f"epochs must be >= 1, got {epochs!r}")
     _train.set_seed(seed)
     model = make_model("mlp", in_shape=splits.input_shape, width=width, seed=seed)
-    _train.fit(model, _train.make_loader(splits.train, 128, shuffle=True, seed=seed), epochs=epochs, lr=lr)
+    _train.pretrain(model, splits.train, epochs=epochs, lr=lr, seed=seed)
     return model.eval()
 
 
