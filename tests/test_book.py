@@ -291,7 +291,7 @@ def test_pretrain_cnn_is_seeded_and_checks_epochs():
     sp = from_tensors(x, (x.mean((1, 2, 3)) > 0.5).long(), (torch.rand(200, generator=gen) < 0.3).long(), seed=0)
     a, b = book.pretrain_cnn(sp, seed=3, epochs=1, width=4), book.pretrain_cnn(sp, seed=3, epochs=1, width=4)
     assert not a.training
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     with pytest.raises(ValueError, match="epochs"):
         book.pretrain_cnn(sp, epochs=0)
 
@@ -339,7 +339,7 @@ def test_bad_n_names_the_argument(n):
 def test_pretrain_mlp_is_deterministic_and_checks_epochs():
     sp = B.unfair_problem(n=800)
     m1, m2 = B.pretrain_mlp(sp, epochs=2), B.pretrain_mlp(sp, epochs=2)
-    for p, q in zip(m1.parameters(), m2.parameters()):
+    for p, q in zip(m1.parameters(), m2.parameters(), strict=True):
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="epochs"):
         B.pretrain_mlp(sp, epochs=0)
