@@ -33,8 +33,10 @@ block as exactly 0, as if removed. The checkpoint of a masked model holds its ma
 :func:`load_masked` restores them on a plain model.
 
 What runs in every step is cached: the top-k is recomputed only when a score tensor's version,
-its storage or the sparsity changed (an optimizer step, ``clamp_()``, a new target), and returns
-after one comparison when the threshold is not tied; the float ``{0, 1}`` mask each masked
+its storage or the sparsity changed (an optimizer step, ``clamp_()``, a new target); when only
+the values moved and every kept score is still strictly above every pruned one, the cached
+result is kept (two gathers and one comparison: the top-k cannot have changed); otherwise it
+returns after one comparison when the threshold is not tied; the float ``{0, 1}`` mask each masked
 forward multiplies by is converted once per top-k result (:meth:`MaskScores.float_mask`), and
 :meth:`MaskScores.kept_units` gives the global top-k's flat keep vector (mask changes counted in
 one operation).
@@ -278,6 +280,7 @@ class MaskScores(nn.Module):
         self._float_cache: dict[tuple, tuple[Tensor, int, Tensor]] = {}
         self._tie_flat: Tensor | None = None
         self._keep_flat: Tensor | None = None
+        self._split: list[_Split] = []  # kept / pruned indices of the cached top-k (per scope)
 
         if layers is None:
             mods = prunable_layers(model, prune_last=not self.structured)
@@ -475,23 +478,45 @@ class MaskScores(nn.Module):
         stored = self.scores._parameters
         params = [cast(Tensor, stored[self._keys[n]]) for n in self.names]
         key = (self._sparsity, tuple((p._version, p.data_ptr(), p.device) for p in params))
-        if key != self._cache_key or self._cache is None:
-            with torch.no_grad():
-                if self.scope == "global":
-                    flat = torch.cat([p.detach().reshape(-1) for p in params])
-                    keep = _topk_keep(flat, self._sparsity, self._flat_tie)
-                    self._keep_flat = keep
-                    parts = keep.split([p.numel() for p in params])
-                    cache = {n: k.view(p.shape) for n, k, p in zip(self.names, parts, params)}
-                else:
-                    cache = {
-                        n: _topk_keep(p.detach().reshape(-1), self._sparsity, self._tie[n].reshape(-1)).view(p.shape)
-                        for n, p in zip(self.names, params)
-                    }
-                    self._keep_flat = None
-            self._cache, self._cache_key = cache, key
-            self._float_cache = {}
+        if key == self._cache_key and self._cache is not None:
+            return self._cache
+        with torch.no_grad():
+            if self._same_split(key, params):  # the scores moved, the ranking's split did not
+                self._cache_key = key
+                return cast(dict, self._cache)
+            if self.scope == "global":
+                flat = torch.cat([p.detach().reshape(-1) for p in params])
+                keep = _topk_keep(flat, self._sparsity, self._flat_tie)
+                self._keep_flat = keep
+                self._split = [_Split(keep)]
+                parts = keep.split([p.numel() for p in params])
+                cache = {n: k.view(p.shape) for n, k, p in zip(self.names, parts, params)}
+            else:
+                cache = {
+                    n: _topk_keep(p.detach().reshape(-1), self._sparsity, self._tie[n].reshape(-1)).view(p.shape)
+                    for n, p in zip(self.names, params)
+                }
+                self._keep_flat = None
+                self._split = [_Split(cache[n].reshape(-1)) for n in self.names]
+        self._cache, self._cache_key = cache, key
+        self._float_cache = {}
         return self._cache
+
+    def _same_split(self, key: tuple, params: list[Tensor]) -> bool:
+        """Whether the cached top-k is still the top-k of the scores' new values: same sparsity and
+        tensors, and every kept score strictly above every pruned one (the ``k`` lowest are then
+        unique, the pruned set, whatever tie-break chose it before). Two gathers and a comparison
+        instead of a selection; NaN scores fail it (then the top-k raises)."""
+        old = self._cache_key
+        if old is None or self._cache is None or old[0] != key[0] or not self._split:
+            return False
+        if any(a[1:] != b[1:] for a, b in zip(old[1], key[1])):
+            return False
+        if self.scope == "global":
+            flats = [torch.cat([p.detach().reshape(-1) for p in params])]
+        else:
+            flats = [p.detach().reshape(-1) for p in params]
+        return all(sp.holds(f) for sp, f in zip(self._split, flats))
 
     def _flat_tie(self) -> Tensor:
         """The tie-break keys of every layer in one vector (global scope; built when first needed)."""
@@ -545,6 +570,21 @@ class MaskScores(nn.Module):
         """Project the scores back into ``[0, 1]`` (in place)."""
         for p in self.scores.values():
             p.clamp_(0.0, 1.0)
+
+
+class _Split:
+    """The indices of the kept and the pruned entries of one top-k's keep vector."""
+
+    def __init__(self, keep: Tensor) -> None:
+        self.kept = keep.nonzero().flatten()
+        self.pruned = (~keep).nonzero().flatten()
+
+    def holds(self, flat: Tensor) -> bool:
+        """Every kept value of ``flat`` strictly above every pruned one (True when either side is
+        empty and the other is NaN-free; False on NaN)."""
+        if not self.kept.numel() or not self.pruned.numel():
+            return not bool(torch.isnan(flat).any())
+        return bool(flat.index_select(0, self.kept).amin() > flat.index_select(0, self.pruned).amax())
 
 
 def _expand(unit_mask: Tensor, weight_shape: torch.Size) -> Tensor:
