@@ -572,9 +572,10 @@ def mask_gradient(st: _State, step: int) -> dict[str, Any]:
     logits = st.model(x)
     st.counter.forward(len(y))
     task, up, low = st.losses(logits, y, s)
-    check_finite(up, step, "upper-level loss")
-    check_finite(low, step, "lower-level loss")
     same = up is low
+    check_finite(up, step, "upper-level loss")
+    if not same:
+        check_finite(low, step, "lower-level loss")
     out: dict[str, Any] = {"logits": logits, "y": y, "s": s, "task": task, "up": up, "low": low}
     if cfg.update == "joint":
         wrt = scores + params
@@ -677,7 +678,8 @@ def mask_change(st: _State) -> int | None:
     units = st.ms.kept_units()
     swaps = None
     if st.prev_units is not None and st.prev_sparsity == st.ms.sparsity:
-        swaps = int((units & ~st.prev_units).sum())
+        # the same tensor: the top-k kept its result (masks.MaskScores keeps it while the split holds)
+        swaps = 0 if units is st.prev_units else int((units & ~st.prev_units).sum())
     st.prev_units, st.prev_sparsity = units, st.ms.sparsity
     return swaps
 
