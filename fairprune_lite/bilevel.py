@@ -157,6 +157,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import inspect
 import math
 import time
 import warnings
@@ -189,10 +190,13 @@ from .train import (
 
 __all__ = ["BiFPConfig", "DEFAULTS", "implicit_gradient", "implicit_gradient_z", "sparsity_schedule", "bifp", "bip",
            "lower_step", "mask_gradient", "score_step", "joint_weight_step", "dual_step", "log_step",
-           "select_step", "recalibrate_bn",
+           "select_step", "upper_step", "recalibrate_bn", "EVAL_BATCH_SIZE",
            "IG_VARIANTS"]
 
 IG_VARIANTS = ("paper", "repo", "first_order")
+#: batch size of the solver's evaluation passes (selection, full dual passes, the floor, the
+#: certificate): :func:`~fairprune_lite.train.predict`'s own default, so it is written once
+EVAL_BATCH_SIZE: int = inspect.signature(predict).parameters["batch_size"].default
 SCORE_UPDATES = ("clamped", "normalized")
 DUAL_RULES = ("per_update", "per_step")
 SCHEDULES = ("instant", "cubic")
@@ -310,7 +314,7 @@ class BiFPConfig:
         ig: implicit-gradient variant, ``"paper"``, ``"repo"`` or ``"first_order"``.
         update: ``"alternating"`` or ``"joint"`` (module docstring).
         lower_steps: weight steps per upper step (alternating).
-        schedule, schedule_fraction: sparsity schedule (:func:`sparsity_schedule`).
+        schedule: sparsity schedule (:func:`sparsity_schedule`; ``"cubic"`` ramps over the first half).
         mask_init: ``"magnitude"`` / ``"uniform"`` or a dict of binary masks.
         fair_mask / fair_weights: the constraint term in the upper / lower level (ablations).
         dual_every: the multipliers ascend every ``k`` steps on a full pass over ``dual_data``
@@ -368,7 +372,6 @@ class BiFPConfig:
     update: str = "alternating"
     lower_steps: int = 1
     schedule: str = "instant"
-    schedule_fraction: float = 0.5
     mask_init: Any = "magnitude"
     fair_mask: bool = True
     fair_weights: bool = True
@@ -413,48 +416,52 @@ class BiFPConfig:
     def check(self) -> BiFPConfig:
         """Validate every field; raises ``ValueError`` naming the bad one. Returns ``self``."""
         _check_gamma(self.gamma)
-        if self.ig not in IG_VARIANTS:
-            raise ValueError(f"ig must be one of {IG_VARIANTS}, got {self.ig!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not 0 < self.schedule_fraction <= 1:
-            raise ValueError(f"schedule_fraction must be in (0, 1], got {self.schedule_fraction!r}")
-        if self.update not in UPDATES:
-            raise ValueError(f"update must be one of {UPDATES}, got {self.update!r}")
-        if not _pos_int(self.lower_steps):
-            raise ValueError(f"lower_steps must be a positive integer, got {self.lower_steps!r}")
-        if self.update == "joint" and self.lower_steps != 1:
-            raise ValueError("update='joint' shares one batch between the levels and needs lower_steps=1")
-        if not _pos_int(self.log_every):
-            raise ValueError(f"log_every must be a positive integer, got {self.log_every!r}")
-        if not _pos_int(self.batch_size):
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        for nm in ("alpha", "beta"):
-            v = getattr(self, nm)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"{nm} must be a positive number, got {v!r}")
-        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 <= self.holdout < 1:
-            raise ValueError(f"holdout must be a fraction in [0, 1), got {self.holdout!r}")
-        if not _pos_int(self.select_every):
-            raise ValueError(f"select_every must be a positive integer, got {self.select_every!r}")
-        if self.dual_every is not None and not _pos_int(self.dual_every):
-            raise ValueError(f"dual_every must be a positive integer or None, got {self.dual_every!r}")
+        self._check_choices()
+        self._check_solver()
+        self._check_protocol()
+        self._check_length()
+        return self
+
+    def _check_choices(self) -> None:
+        """The fields that name one of a few options."""
+        for name, allowed in (("ig", IG_VARIANTS), ("schedule", SCHEDULES), ("update", UPDATES),
+                              ("dual_rule", DUAL_RULES), ("score_update", SCORE_UPDATES)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if self.prune_split not in ("val", "train"):
             raise ValueError(f"prune_split must be 'val' or 'train', got {self.prune_split!r}")
         if self.dual_split not in (None, "val", "train"):
             raise ValueError(f"dual_split must be None, 'val' or 'train', got {self.dual_split!r}")
+        if not (isinstance(self.mask_init, Mapping) or self.mask_init in ("magnitude", "uniform")):
+            raise ValueError(f"mask_init must be 'magnitude', 'uniform' or a dict of masks, got {self.mask_init!r}")
+
+    def _check_solver(self) -> None:
+        """Step sizes, counts and the optimiser's decay."""
+        for name in ("lower_steps", "log_every", "batch_size", "select_every"):
+            if not _pos_int(getattr(self, name)):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.update == "joint" and self.lower_steps != 1:
+            raise ValueError("update='joint' shares one batch between the levels and needs lower_steps=1")
+        if self.dual_every is not None and not _pos_int(self.dual_every):
+            raise ValueError(f"dual_every must be a positive integer or None, got {self.dual_every!r}")
+        for name in ("alpha", "beta"):
+            v = getattr(self, name)
+            if not _real(v) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        wd = self.gamma if self.weight_decay is None else self.weight_decay
+        if not _real(wd) or wd < 0:
+            raise ValueError(f"weight_decay must be >= 0 or None, got {self.weight_decay!r}")
+
+    def _check_protocol(self) -> None:
+        """The protocol's splits, the selection's bounds and the safety test."""
         if self.dual_split is not None and self.dual_every is None:
             raise ValueError(f"dual_split={self.dual_split!r} needs dual_every=k (the multipliers then ascend "
                              f"on full passes over that split every k steps)")
-        wd = self.gamma if self.weight_decay is None else self.weight_decay
-        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
-            raise ValueError(f"weight_decay must be >= 0 or None, got {self.weight_decay!r}")
-        if self.dual_rule not in DUAL_RULES:
-            raise ValueError(f"dual_rule must be one of {DUAL_RULES}, got {self.dual_rule!r}")
-        if self.score_update not in SCORE_UPDATES:
-            raise ValueError(f"score_update must be one of {SCORE_UPDATES}, got {self.score_update!r}")
-        if isinstance(self.safety, bool) or not isinstance(self.safety, (int, float)) or not 0 <= self.safety < 1:
-            raise ValueError(f"safety must be a fraction in [0, 1), got {self.safety!r}")
+        for name in ("holdout", "safety"):
+            v = getattr(self, name)
+            if not _real(v) or not 0 <= v < 1:
+                raise ValueError(f"{name} must be a fraction in [0, 1), got {v!r}")
         if self.holdout + self.safety >= 1:
             raise ValueError(f"holdout + safety must leave data to train on, got {self.holdout} + {self.safety}")
         check_delta(self.delta)
@@ -462,20 +469,19 @@ class BiFPConfig:
             v = getattr(self, name)
             if v is None:
                 continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v < 1:
+            if not _real(v) or not math.isfinite(v) or not 0 <= v < 1:
                 raise ValueError(f"{name} must be a number in [0, 1) or None, got {v!r}")
             if self.holdout <= 0:
                 raise ValueError(f"{name} is applied when selecting an iterate on held-out data: it needs holdout > 0")
-        if not (isinstance(self.mask_init, Mapping) or self.mask_init in ("magnitude", "uniform")):
-            raise ValueError(f"mask_init must be 'magnitude', 'uniform' or a dict of masks, got {self.mask_init!r}")
+
+    def _check_length(self) -> None:
+        """Exactly one of ``steps`` and ``epochs``, each positive."""
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("give exactly one of steps or epochs")
         if self.steps is not None and not _pos_int(self.steps):
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
-        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float))
-                                        or self.epochs <= 0):
+        if self.epochs is not None and (not _real(self.epochs) or self.epochs <= 0):
             raise ValueError(f"epochs must be a positive number, got {self.epochs!r}")
-        return self
 
 
 #: the library defaults, the single place they are written: the ``certified`` protocol (chosen
@@ -500,6 +506,11 @@ PROTOCOLS: dict[str, BiFPConfig] = {
 
 def _pos_int(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, int) and v >= 1
+
+
+def _real(v: Any) -> bool:
+    """An int or float that is not a bool."""
+    return not isinstance(v, bool) and isinstance(v, (int, float))
 
 
 @dataclass
@@ -715,7 +726,7 @@ def dual_step(st: _State, step: int, logits: Tensor, y: Tensor, s: Tensor, dual_
         c.update(logits.detach(), y, s)  # type: ignore[union-attr]
     elif (step + 1) % st.cfg.dual_every == 0:
         st.scores_grad(False)
-        d_logits, d_y, d_s = predict(st.model, dual_data, counter=st.counter, batch_size=1024)
+        d_logits, d_y, d_s = predict(st.model, dual_data, counter=st.counter, batch_size=EVAL_BATCH_SIZE)
         st.scores_grad(True)
         scale = float(st.cfg.dual_every) if st.cfg.dual_rule == "per_step" else 1.0
         c.update(d_logits, d_y, d_s, pooled=False, step_scale=scale)  # type: ignore[union-attr]
@@ -834,7 +845,7 @@ def _floor(dense: nn.Module, held: Any, floor: float | None, max_drop: float | N
     """The accuracy an iterate must reach on the held-out data: the majority class's accuracy there
     plus ``floor``, and (with ``max_drop``) the dense model's minus ``max_drop``, whichever is
     higher; a ``ValueError`` when the dense (unmasked) model itself does not clear ``floor``."""
-    logits, y, _ = predict(dense, held, counter=counter, batch_size=1024)
+    logits, y, _ = predict(dense, held, counter=counter, batch_size=EVAL_BATCH_SIZE)
     majority = max(float(y.float().mean()), 1.0 - float(y.float().mean()))
     dense_acc = float(((logits > 0).long() == y).float().mean())
     need = 0.0
@@ -901,7 +912,7 @@ def select_step(st: _State, step: int, held: Any, best: dict[str, Any], train_da
     if st.recal and train_data is not None:
         saved = _bn_buffers(st.model)
         recalibrate_bn(st.model, train_data, st.counter)
-    logits, y, s = predict(st.model, held, counter=st.counter, batch_size=1024)
+    logits, y, s = predict(st.model, held, counter=st.counter, batch_size=EVAL_BATCH_SIZE)
     st.scores_grad(True)
     acc = float(((logits > 0).long() == y).float().mean())
     c = st.constraint
@@ -972,151 +983,51 @@ def bifp(
     Raises ``ValueError`` on bad arguments, ``FloatingPointError`` naming the step on a NaN/inf
     loss.
     """
-    cfg = (DEFAULTS if config is None else config)
-    if not isinstance(cfg, BiFPConfig):
-        raise ValueError(f"config must be a BiFPConfig or None, got {type(cfg).__name__}")
-    cfg = cfg.replace(**overrides).check()
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
-    if constraint is not None and not isinstance(constraint, FairnessConstraint):
-        raise ValueError(f"constraint must be a FairnessConstraint or None, got {type(constraint).__name__}")
+    cfg = _resolve_config(config, overrides, model, sparsity, constraint)
     wd = cfg.gamma if cfg.weight_decay is None else cfg.weight_decay
     fair_up = constraint is not None and bool(cfg.fair_mask)
     fair_low = constraint is not None and bool(cfg.fair_weights)
     name = method or ("bip" if not (fair_up or fair_low) else "bifp")
 
     set_seed(seed)
-    if not hasattr(train_loader, "__iter__") and hasattr(train_loader, "__getitem__"):
-        train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)  # type: ignore[arg-type]
-    elif hasattr(train_loader, "y") and hasattr(train_loader, "s") and hasattr(train_loader, "__getitem__"):
-        train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)  # type: ignore[arg-type]
-    held, safe = None, None
-    if cfg.holdout > 0 or (cfg.safety > 0 and safety_data is None):
-        part = getattr(train_loader, "dataset", train_loader)
-        if cfg.safety > 0 and safety_data is None:
-            part, safe = _split_holdout(part, cfg.safety, seed + _SAFETY_SEED)
-        if cfg.holdout > 0:
-            part, held = _split_holdout(part, cfg.holdout / (1.0 - (cfg.safety if safe is not None else 0.0)), seed)
-        train_loader = make_loader(part, getattr(train_loader, "batch_size", cfg.batch_size),  # type: ignore[arg-type]
-                                   shuffle=True, seed=seed)
-    if safety_data is not None:
-        if cfg.safety <= 0:
-            raise ValueError("safety_data is given but safety=0: set safety > 0 to run the safety test")
-        safe = safety_data
+    train_loader, held, safe = _pruning_splits(train_loader, cfg, seed, safety_data)
     too_small = None
     if safe is not None and constraint is not None:
         too_small = _check_safety_size(constraint, safe, cfg, asked=_safety_asked(config, overrides))
     if dual_data is None:
         dual_data = getattr(train_loader, "dataset", train_loader)
-    per_step = 1 if cfg.update == "joint" else cfg.lower_steps + 1
-    if cfg.steps is not None:
-        total = cfg.steps
-    else:
-        try:
-            n_batches = len(train_loader)  # type: ignore[arg-type]
-        except TypeError:
-            raise ValueError("epochs needs a loader with a length; give steps instead") from None
-        total = max(1, int(float(cfg.epochs or 0) * n_batches) // per_step)
+    total = _total_steps(cfg, train_loader)
 
     # ---- model, scores, optimizers ---------------------------------------------------------
     model = copy.deepcopy(model)
     if device is not None:
         model.to(device)
-    dev = model_device(model)
-    if counter is None:
-        counter = PassCounter()
+    counter = PassCounter() if counter is None else counter
     floor_majority = None
     if held is not None and (cfg.accuracy_floor is not None or cfg.max_accuracy_drop is not None):
         floor_majority = _floor(model, held, cfg.accuracy_floor, cfg.max_accuracy_drop, counter)  # dense, unmasked
-    s0 = sparsity_schedule(0, total, float(sparsity), cfg.schedule, cfg.schedule_fraction)
+    s0 = sparsity_schedule(0, total, float(sparsity), cfg.schedule)
     gate = bool(cfg.gate_norm and structured)
-    if isinstance(cfg.mask_init, Mapping):
-        ms = MaskScores(model, float(sparsity), structured=structured, scope=scope, layers=layers,
-                        mask=cfg.mask_init, gate_norm=gate)
-        ms.sparsity = s0
-    else:
-        ms = MaskScores(model, s0, structured=structured, scope=scope, layers=layers, init=cfg.mask_init,
-                        seed=seed, gate_norm=gate)
-    ms.to(dev)
-    if cfg.score_update == "normalized" and not isinstance(cfg.mask_init, Mapping):
-        rank_scores_(ms)
-    apply_masks(model, ms)
-    names = ms.names
-    scores: list[Tensor] = [ms.score(n) for n in names]
-    wdict = weight_parameters(model)
-    thetas: list[Tensor] = [wdict[n] for n in names]
-    params: list[Tensor] = [p for p in model.parameters() if p.requires_grad]
-    score_ids = {id(p) for p in scores}
-    if any(id(p) in score_ids for p in params):  # guaranteed by masks; checked because it matters
-        raise RuntimeError("mask scores appear among the model parameters")
-    st = _State(cfg=cfg, model=model, ms=ms, names=names, scores=scores, thetas=thetas, params=params,
-                w_opt=make_optimizer(params, cfg.optimizer, lr=cfg.alpha, weight_decay=wd, momentum=cfg.momentum),
-                s_opt=make_optimizer(scores, cfg.optimizer, lr=cfg.beta, weight_decay=0.0, momentum=cfg.momentum),
-                counter=counter if counter is not None else PassCounter(), batches=cycle(train_loader), dev=dev,
-                constraint=constraint, fair_up=fair_up, fair_low=fair_low,
-                recal=structured if cfg.recalibrate_bn is None else bool(cfg.recalibrate_bn))
+    ms = _mask_scores(model, cfg, float(sparsity), s0, structured=structured, scope=scope, layers=layers,
+                      seed=seed, gate=gate)
+    st = _make_state(cfg, model, ms, counter, train_loader, constraint, fair_up, fair_low, wd,
+                     recal=structured if cfg.recalibrate_bn is None else bool(cfg.recalibrate_bn))
     st.floor_majority = floor_majority
     ms.sparsity = float(sparsity)
     st.init_units = _units(ms)  # the mask the upper level starts from, at the target sparsity
     ms.sparsity = s0
     t_start = time.perf_counter()
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {}
-    model.train()
-    bar = _progress(total, progress, name)
-    try:
-        for step in range(total):
-            ms.sparsity = sparsity_schedule(step, total, float(sparsity), cfg.schedule, cfg.schedule_fraction)
-            rec: dict[str, Any] = {"step": step, "sparsity": ms.sparsity}
-            if cfg.update == "alternating":
-                rec["lower_loss"] = lower_step(st, step)
-            out = mask_gradient(st, step)
-            score_step(st, out["hyper"])
-            if cfg.update == "joint":
-                joint_weight_step(st, out["weight_grads"])
-                rec["lower_loss"] = float(out["low"].detach())
-            st.counter.step()
-            rec["swaps"] = mask_change(st)
-            dual_step(st, step, out["logits"], out["y"], out["s"], dual_data)
-            if held is not None and ms.sparsity == float(sparsity) and (
-                    (step + 1) % cfg.select_every == 0 or step == total - 1):
-                select_step(st, step, held, best, train_loader)
-            if step % cfg.log_every == 0 or step == total - 1:
-                history.append(log_step(st, rec, out))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    history, best = _solve(st, total, float(sparsity), held, train_loader, dual_data, _progress(total, progress, name))
 
     # ---- final exact masks -----------------------------------------------------------------
     ms.sparsity = float(sparsity)
-    selection = None
-    if best:
-        model.load_state_dict(best["state"])
-        with torch.no_grad():
-            for p, v in zip(scores, best["scores"]):
-                p.copy_(v)
-        selection = {k: best[k] for k in ("step", "accuracy", "value", "passed", "feasible", "floor_ok")} | {
-            "held_out": len(held) if held is not None else 0, "floor": st.floor_majority}
-    recal = st.recal
-    if recal and not best:  # a selected iterate was recalibrated when it was evaluated
-        st.scores_grad(False)
-        recalibrate_bn(model, train_loader, st.counter)
-        st.scores_grad(True)
+    selection = _restore_best(st, best, held, train_loader)
     churn = mask_churn(st.init_units, _units(ms))
     certificate = too_small
     if safe is not None and constraint is not None and too_small is None:
-        st.scores_grad(False)
-        logits_s, y_s, s_s = predict(model, safe, batch_size=1024)  # evaluation, not training: uncounted
-        st.scores_grad(True)
-        certificate = certify(constraint.kind, constraint.tau, logits_s, y_s, s_s, delta=cfg.delta) | {
-            "split": "safety" if safety_data is None else "given (val when pruning on train)",
-            "fraction": cfg.safety if safety_data is None else None}
+        certificate = _certificate(st, constraint, safe, cfg, given=safety_data is not None)
     masks = ms.binary_masks()
-    final_scores = {n: ms.score(n).detach().clone() for n in names}
+    final_scores = {n: ms.score(n).detach().clone() for n in st.names}
     remove_masks(model, bake=True)
     model.eval()
     wall = time.perf_counter() - t_start
@@ -1124,7 +1035,7 @@ def bifp(
     record: dict[str, Any] = {f.name: getattr(cfg, f.name) for f in fields(cfg)} | {
         "sparsity": float(sparsity), "structured": structured, "scope": scope,
         "mask_init": cfg.mask_init if isinstance(cfg.mask_init, str) else "given", "steps": total,
-        "weight_decay": wd, "seed": seed, "device": str(dev), "gate_norm": gate, "recalibrate_bn": recal,
+        "weight_decay": wd, "seed": seed, "device": str(st.dev), "gate_norm": gate, "recalibrate_bn": st.recal,
         "constraint": constraint.state_dict() if constraint is not None else None,
         "achieved_sparsity": rep["overall"], "selection": selection, "mask_churn": churn,
         "swaps_total": int(sum(r.get("swaps") or 0 for r in history)) if cfg.log_every == 1 else None,
@@ -1135,6 +1046,166 @@ def bifp(
     cost = st.counter.as_dict() | {"wall_time_s": wall, "data": data_split}
     return PruneResult(method=name, sparsity_target=float(sparsity), masks=masks, model=model,
                        metrics={}, cost=cost, history=history, config=record, scores=final_scores)
+
+
+def _resolve_config(config: BiFPConfig | None, overrides: Mapping[str, Any], model: Any, sparsity: Any,
+                    constraint: Any) -> BiFPConfig:
+    """The checked configuration of one run (``config`` or :data:`DEFAULTS`, with ``overrides``),
+    after checking :func:`bifp`'s other arguments."""
+    cfg = (DEFAULTS if config is None else config)
+    if not isinstance(cfg, BiFPConfig):
+        raise ValueError(f"config must be a BiFPConfig or None, got {type(cfg).__name__}")
+    cfg = cfg.replace(**overrides).check()
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    if constraint is not None and not isinstance(constraint, FairnessConstraint):
+        raise ValueError(f"constraint must be a FairnessConstraint or None, got {type(constraint).__name__}")
+    return cfg
+
+
+def _pruning_splits(train_loader: Any, cfg: BiFPConfig, seed: int, safety_data: Any) -> tuple[Any, Any, Any]:
+    """``(fit loader, selection split or None, safety split or None)``: a dataset is batched; the
+    safety split (unless given) and then the selection holdout are drawn out of the pruning data."""
+    if not hasattr(train_loader, "__iter__") and hasattr(train_loader, "__getitem__"):
+        train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
+    elif hasattr(train_loader, "y") and hasattr(train_loader, "s") and hasattr(train_loader, "__getitem__"):
+        train_loader = make_loader(train_loader, cfg.batch_size, shuffle=True, seed=seed)
+    held, safe = None, None
+    if cfg.holdout > 0 or (cfg.safety > 0 and safety_data is None):
+        part = getattr(train_loader, "dataset", train_loader)
+        if cfg.safety > 0 and safety_data is None:
+            part, safe = _split_holdout(part, cfg.safety, seed + _SAFETY_SEED)
+        if cfg.holdout > 0:
+            part, held = _split_holdout(part, cfg.holdout / (1.0 - (cfg.safety if safe is not None else 0.0)), seed)
+        train_loader = make_loader(part, getattr(train_loader, "batch_size", cfg.batch_size), shuffle=True, seed=seed)
+    if safety_data is not None:
+        if cfg.safety <= 0:
+            raise ValueError("safety_data is given but safety=0: set safety > 0 to run the safety test")
+        safe = safety_data
+    return train_loader, held, safe
+
+
+def _total_steps(cfg: BiFPConfig, train_loader: Any) -> int:
+    """Upper steps of the run: ``steps``, or ``epochs`` passes over the loader's batches."""
+    if cfg.steps is not None:
+        return cfg.steps
+    per_step = 1 if cfg.update == "joint" else cfg.lower_steps + 1
+    try:
+        n_batches = len(train_loader)
+    except TypeError:
+        raise ValueError("epochs needs a loader with a length; give steps instead") from None
+    return max(1, int(float(cfg.epochs or 0) * n_batches) // per_step)
+
+
+def _mask_scores(model: nn.Module, cfg: BiFPConfig, sparsity: float, s0: float, *, structured: bool, scope: str,
+                 layers: Any, seed: int, gate: bool) -> MaskScores:
+    """The scores at the schedule's first sparsity ``s0`` (from ``mask_init``), on the model's
+    device, rank-initialised for ``score_update="normalized"``, applied to ``model``."""
+    if isinstance(cfg.mask_init, Mapping):
+        ms = MaskScores(model, sparsity, structured=structured, scope=scope, layers=layers,
+                        mask=cfg.mask_init, gate_norm=gate)
+        ms.sparsity = s0
+    else:
+        ms = MaskScores(model, s0, structured=structured, scope=scope, layers=layers, init=cfg.mask_init,
+                        seed=seed, gate_norm=gate)
+    ms.to(model_device(model))
+    if cfg.score_update == "normalized" and not isinstance(cfg.mask_init, Mapping):
+        rank_scores_(ms)
+    apply_masks(model, ms)
+    return ms
+
+
+def _make_state(cfg: BiFPConfig, model: nn.Module, ms: MaskScores, counter: PassCounter, train_loader: Any,
+                constraint: FairnessConstraint | None, fair_up: bool, fair_low: bool, wd: float, *,
+                recal: bool) -> _State:
+    """The solver's state: scores, dense weights, the two optimizers and the batch stream."""
+    names = ms.names
+    scores: list[Tensor] = [ms.score(n) for n in names]
+    wdict = weight_parameters(model)
+    params: list[Tensor] = [p for p in model.parameters() if p.requires_grad]
+    score_ids = {id(p) for p in scores}
+    if any(id(p) in score_ids for p in params):  # guaranteed by masks; checked because it matters
+        raise RuntimeError("mask scores appear among the model parameters")
+    return _State(cfg=cfg, model=model, ms=ms, names=names, scores=scores, thetas=[wdict[n] for n in names],
+                  params=params,
+                  w_opt=make_optimizer(params, cfg.optimizer, lr=cfg.alpha, weight_decay=wd, momentum=cfg.momentum),
+                  s_opt=make_optimizer(scores, cfg.optimizer, lr=cfg.beta, weight_decay=0.0, momentum=cfg.momentum),
+                  counter=counter, batches=cycle(train_loader), dev=model_device(model),
+                  constraint=constraint, fair_up=fair_up, fair_low=fair_low, recal=recal)
+
+
+def upper_step(st: _State, step: int, dual_data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One upper step: the lower weight step(s) (alternating), the mask step, the joint weight
+    step (joint), the step count, the mask change and the multipliers. Returns ``(history
+    record so far, the mask pass's outputs)``."""
+    rec: dict[str, Any] = {"step": step, "sparsity": st.ms.sparsity}
+    if st.cfg.update == "alternating":
+        rec["lower_loss"] = lower_step(st, step)
+    out = mask_gradient(st, step)
+    score_step(st, out["hyper"])
+    if st.cfg.update == "joint":
+        joint_weight_step(st, out["weight_grads"])
+        rec["lower_loss"] = float(out["low"].detach())
+    st.counter.step()
+    rec["swaps"] = mask_change(st)
+    dual_step(st, step, out["logits"], out["y"], out["s"], dual_data)
+    return rec, out
+
+
+def _solve(st: _State, total: int, sparsity: float, held: Any, train_loader: Any, dual_data: Any,
+           bar: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The upper steps with the schedule, the selection on ``held`` and the log: ``(history,
+    best iterate, empty without selection)``."""
+    cfg = st.cfg
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+    st.model.train()
+    try:
+        for step in range(total):
+            st.ms.sparsity = sparsity_schedule(step, total, sparsity, cfg.schedule)
+            rec, out = upper_step(st, step, dual_data)
+            last = step == total - 1
+            if held is not None and st.ms.sparsity == sparsity and ((step + 1) % cfg.select_every == 0 or last):
+                select_step(st, step, held, best, train_loader)
+            if step % cfg.log_every == 0 or last:
+                history.append(log_step(st, rec, out))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return history, best
+
+
+def _restore_best(st: _State, best: dict[str, Any], held: Any, train_loader: Any) -> dict[str, Any] | None:
+    """Load the selected iterate (weights and scores) into the model and return the selection's
+    record; without selection, recalibrate BatchNorm when the run asks for it (a selected
+    iterate was recalibrated when it was evaluated). None without selection."""
+    if not best:
+        if st.recal:
+            st.scores_grad(False)
+            recalibrate_bn(st.model, train_loader, st.counter)
+            st.scores_grad(True)
+        return None
+    st.model.load_state_dict(best["state"])
+    with torch.no_grad():
+        for p, v in zip(st.scores, best["scores"]):
+            p.copy_(v)
+    return {k: best[k] for k in ("step", "accuracy", "value", "passed", "feasible", "floor_ok")} | {
+        "held_out": len(held) if held is not None else 0, "floor": st.floor_majority}
+
+
+def _certificate(st: _State, constraint: FairnessConstraint, safe: Any, cfg: BiFPConfig, *,
+                 given: bool) -> dict[str, Any]:
+    """The returned model's certificate on the safety split (evaluation, not training: uncounted)."""
+    st.scores_grad(False)
+    logits_s, y_s, s_s = predict(st.model, safe, batch_size=EVAL_BATCH_SIZE)
+    st.scores_grad(True)
+    return certify(constraint.kind, constraint.tau, logits_s, y_s, s_s, delta=cfg.delta) | {
+        "split": "safety" if not given else "given (val when pruning on train)",
+        "fraction": cfg.safety if not given else None}
 
 
 def bip(model: nn.Module, train_loader: Iterable | Any, **kwargs: Any) -> PruneResult:

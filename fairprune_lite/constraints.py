@@ -221,10 +221,6 @@ class WindowEstimate:
             bound = bound - self.margin * se_t
         return bound
 
-    def reset(self) -> None:
-        self._pool.clear()
-        self._batch = self._stats = None
-
 
 class SurrogateEstimate:
     """The differentiable one-sided values ``c~_i`` of one batch: each indicator of the exact
@@ -724,22 +720,6 @@ class FairnessConstraint:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.multiplier.load(state["multipliers"])
         self.updates = int(state.get("updates", 0))
-
-    def reset(self) -> None:
-        """Multipliers back to zero, counters cleared."""
-        self.multiplier.reset()
-        self.updates = 0
-        self._last = {}
-        self.estimator.reset()
-        self.skipped_terms = self.skipped_updates = 0
-
-    def clone(self) -> FairnessConstraint:
-        """A fresh constraint with the same configuration and zero multipliers."""
-        return FairnessConstraint(self.kind, self.tau, surrogate=self.surrogate, mode=self.mode,
-                                  dual_lr=self.dual_lr, penalty_weight=self.penalty_weight,
-                                  max_multiplier=self.max_multiplier, window=self.window,
-                                  temperature=self.temperature, margin=self.margin, dual=self.dual, kp=self.kp,
-                                  ema_nu=self.ema_nu)
 
     def __repr__(self) -> str:
         return (f"FairnessConstraint(kind={self.kind!r}, tau={self.tau}, surrogate={self.surrogate!r}, "

@@ -272,7 +272,7 @@ def test_nupi_multipliers_from_cooper():
     p = pi1
     with pytest.raises(ValueError, match="dual"):
         FairnessConstraint("accuracy_gap", dual="adam")
-    assert p.clone().dual == "nupi" and p.state_dict()["kp"] == 2.0
+    assert p.dual == "nupi" and p.state_dict()["kp"] == 2.0
 
 
 def test_feasibility_met_includes_equality_and_se_belongs_to_the_maximum():
