@@ -169,6 +169,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from .accel import Accel, settings
 from .certify import certify, check_delta, rows_needed
 from .constraints import FairnessConstraint
 from .masks import MaskScores, apply_masks, remove_masks, sparsity_report, weight_parameters
@@ -537,6 +538,14 @@ class _State:
     prev_units: Tensor | None = None
     prev_sparsity: float | None = None
     floor_majority: float | None = None
+    accel: Accel | None = None  # the fast path's options (None: the plain path)
+    fwd: Any = None  # the forward function under accel (the model, or its compiled forward)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The model's forward pass on a batch, through the fast path when ``accel`` is set."""
+        if self.accel is None:
+            return self.model(x)
+        return self.accel.forward(self.fwd, x, self.dev)
 
     def losses(self, logits: Tensor, y: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(task, upper, lower) losses of one forward pass; the fairness term is computed once
@@ -559,7 +568,7 @@ def lower_step(st: _State, step: int) -> float:
     try:
         for _ in range(st.cfg.lower_steps):
             x, y, s = _to(next(st.batches), st.dev)
-            logits = st.model(x)
+            logits = st.forward(x)
             st.counter.forward(len(y))
             _, _, low = st.losses(logits, y, s)
             check_finite(low, step, "lower-level loss")
@@ -580,7 +589,7 @@ def mask_gradient(st: _State, step: int) -> dict[str, Any]:
     """
     cfg, names, scores, thetas, params = st.cfg, st.names, st.scores, st.thetas, st.params
     x, y, s = _to(next(st.batches), st.dev)
-    logits = st.model(x)
+    logits = st.forward(x)
     st.counter.forward(len(y))
     task, up, low = st.losses(logits, y, s)
     same = up is low
@@ -951,6 +960,7 @@ def bifp(
     data_split: str = "val",
     dual_data: Any = None,
     safety_data: Any = None,
+    accel: Accel | None = None,
     **overrides: Any,
 ) -> PruneResult:
     """Prune ``model`` by BiFP (BiP when ``constraint`` is None or both fairness switches are off).
@@ -973,6 +983,10 @@ def bifp(
             it is not to be carved out of the pruning data: with ``safety > 0`` and
             ``prune_split="train"``, :func:`fairprune_lite.pruners.prune` passes the whole val
             split (the dense model was trained on train, so no part of train can certify it).
+        accel: the GPU fast path's options (:class:`~fairprune_lite.accel.Accel`: bf16 autocast,
+            channels_last, cudnn.benchmark, TF32, torch.compile of the masked forward) for the
+            training passes; None (the default) is the plain path, bit for bit. Recorded in the
+            result's config as ``accel`` when given.
 
     Returns a :class:`~fairprune_lite.train.PruneResult` whose history holds, per logged step:
     ``step``, ``sparsity``, ``lower_loss``, ``upper_loss``, ``task_loss`` (upper batch), the
@@ -1002,6 +1016,8 @@ def bifp(
     model = copy.deepcopy(model)
     if device is not None:
         model.to(device)
+    if accel is not None:
+        accel.prepare(model)
     counter = PassCounter() if counter is None else counter
     floor_majority = None
     if held is not None and (cfg.accuracy_floor is not None or cfg.max_accuracy_drop is not None):
@@ -1013,11 +1029,15 @@ def bifp(
     st = _make_state(cfg, model, ms, counter, train_loader, constraint, fair_up, fair_low, wd,
                      recal=structured if cfg.recalibrate_bn is None else bool(cfg.recalibrate_bn))
     st.floor_majority = floor_majority
+    if accel is not None:
+        st.accel, st.fwd = accel, accel.forward_fn(model)
     ms.sparsity = float(sparsity)
     st.init_units = _units(ms)  # the mask the upper level starts from, at the target sparsity
     ms.sparsity = s0
     t_start = time.perf_counter()
-    history, best = _solve(st, total, float(sparsity), held, train_loader, dual_data, _progress(total, progress, name))
+    with settings(accel):
+        history, best = _solve(st, total, float(sparsity), held, train_loader, dual_data,
+                               _progress(total, progress, name))
 
     # ---- final exact masks -----------------------------------------------------------------
     ms.sparsity = float(sparsity)
@@ -1043,6 +1063,8 @@ def bifp(
         "split_sizes": {"fit": _size(train_loader), "selection": None if held is None else len(held),
                         "safety": None if safe is None else len(safe)},
     }
+    if accel is not None:
+        record["accel"] = accel.as_dict()
     cost = st.counter.as_dict() | {"wall_time_s": wall, "data": data_split}
     return PruneResult(method=name, sparsity_target=float(sparsity), masks=masks, model=model,
                        metrics={}, cost=cost, history=history, config=record, scores=final_scores)

@@ -481,41 +481,37 @@ class MaskScores(nn.Module):
         if key == self._cache_key and self._cache is not None:
             return self._cache
         with torch.no_grad():
-            if self._same_split(key, params):  # the scores moved, the ranking's split did not
+            flats = ([torch.cat([p.detach().reshape(-1) for p in params])] if self.scope == "global"
+                     else [p.detach().reshape(-1) for p in params])
+            if self._same_split(key, flats):  # the scores moved, the ranking's split did not
                 self._cache_key = key
                 return cast(dict, self._cache)
             if self.scope == "global":
-                flat = torch.cat([p.detach().reshape(-1) for p in params])
-                keep = _topk_keep(flat, self._sparsity, self._flat_tie)
+                keep = _topk_keep(flats[0], self._sparsity, self._flat_tie)
                 self._keep_flat = keep
                 self._split = [_Split(keep)]
                 parts = keep.split([p.numel() for p in params])
                 cache = {n: k.view(p.shape) for n, k, p in zip(self.names, parts, params)}
             else:
-                cache = {
-                    n: _topk_keep(p.detach().reshape(-1), self._sparsity, self._tie[n].reshape(-1)).view(p.shape)
-                    for n, p in zip(self.names, params)
-                }
+                cache = {n: _topk_keep(f, self._sparsity, self._tie[n].reshape(-1)).view(p.shape)
+                         for n, f, p in zip(self.names, flats, params)}
                 self._keep_flat = None
                 self._split = [_Split(cache[n].reshape(-1)) for n in self.names]
         self._cache, self._cache_key = cache, key
         self._float_cache = {}
         return self._cache
 
-    def _same_split(self, key: tuple, params: list[Tensor]) -> bool:
-        """Whether the cached top-k is still the top-k of the scores' new values: same sparsity and
-        tensors, and every kept score strictly above every pruned one (the ``k`` lowest are then
-        unique, the pruned set, whatever tie-break chose it before). Two gathers and a comparison
-        instead of a selection; NaN scores fail it (then the top-k raises)."""
+    def _same_split(self, key: tuple, flats: list[Tensor]) -> bool:
+        """Whether the cached top-k is still the top-k of the scores' new values (``flats``, one
+        vector per top-k): same sparsity and tensors, and every kept score strictly above every
+        pruned one (the ``k`` lowest are then unique, the pruned set, whatever tie-break chose it
+        before). Two gathers and a comparison instead of a selection; NaN scores fail it (then
+        the top-k raises)."""
         old = self._cache_key
         if old is None or self._cache is None or old[0] != key[0] or not self._split:
             return False
         if any(a[1:] != b[1:] for a, b in zip(old[1], key[1])):
             return False
-        if self.scope == "global":
-            flats = [torch.cat([p.detach().reshape(-1) for p in params])]
-        else:
-            flats = [p.detach().reshape(-1) for p in params]
         return all(sp.holds(f) for sp, f in zip(self._split, flats))
 
     def _flat_tie(self) -> Tensor:
