@@ -114,7 +114,9 @@ Every default lives once in :class:`BiFPConfig` (:data:`DEFAULTS`); one upper st
 named functions over a small state: :func:`lower_step` (weights), :func:`mask_gradient` (the
 upper pass and the implicit gradient), :func:`score_step` (scores, clamped), in joint mode
 :func:`joint_weight_step` (from the *lower* loss's gradients), :func:`dual_step` (multipliers),
-optionally :func:`select_step` (the held-out safety test) and :func:`log_step`.
+optionally :func:`select_step` (the held-out safety test) and :func:`log_step`; :func:`upper_step` runs
+one step's sequence. With ``accel=`` (:mod:`fairprune_lite.accel`) the training passes take the GPU fast
+path (bf16 autocast, channels_last, cudnn.benchmark, TF32, torch.compile); without it, the plain path.
 
 ``gamma`` is not a weight decay: the weights are decayed by ``weight_decay`` (decoupled, as in
 BiP's code); ``gamma`` is the curvature the implicit gradient assumes for the lower problem and
