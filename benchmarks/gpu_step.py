@@ -164,7 +164,7 @@ def provenance(device: torch.device, argv: list[str]) -> dict[str, Any]:
     return {
         "script": "benchmarks/gpu_step.py", "command": " ".join(["python", "benchmarks/gpu_step.py", *argv]),
         "commit": git("rev-parse", "HEAD"), "clean": status == "" if status is not None else None,
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
         platform.processor() or platform.machine(),
         "torch": torch.__version__, "cuda": torch.version.cuda,
