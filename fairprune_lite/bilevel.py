@@ -159,7 +159,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import inspect
 import math
 import time
 import warnings
@@ -176,6 +175,7 @@ from .certify import certify, check_delta, rows_needed
 from .constraints import FairnessConstraint
 from .masks import MaskScores, apply_masks, remove_masks, sparsity_report, weight_parameters
 from .train import (
+    EVAL_BATCH_SIZE,
     PassCounter,
     PruneResult,
     _progress,
@@ -193,13 +193,10 @@ from .train import (
 
 __all__ = ["BiFPConfig", "DEFAULTS", "implicit_gradient", "implicit_gradient_z", "sparsity_schedule", "bifp", "bip",
            "lower_step", "mask_gradient", "score_step", "joint_weight_step", "dual_step", "log_step",
-           "select_step", "upper_step", "recalibrate_bn", "EVAL_BATCH_SIZE",
+           "select_step", "upper_step", "recalibrate_bn",
            "IG_VARIANTS"]
 
 IG_VARIANTS = ("paper", "repo", "first_order")
-#: batch size of the solver's evaluation passes (selection, full dual passes, the floor, the
-#: certificate): :func:`~fairprune_lite.train.predict`'s own default, so it is written once
-EVAL_BATCH_SIZE: int = inspect.signature(predict).parameters["batch_size"].default
 SCORE_UPDATES = ("clamped", "normalized")
 DUAL_RULES = ("per_update", "per_step")
 SCHEDULES = ("instant", "cubic")
