@@ -77,7 +77,7 @@ class Clock(PassCounter):
         self.stamps.append(time.perf_counter())
 
     def diffs(self, warmup: int) -> list[float]:
-        d = [b - a for a, b in zip(self.stamps, self.stamps[1:])]
+        d = [b - a for a, b in zip(self.stamps, self.stamps[1:], strict=False)]  # consecutive pairs
         return d[warmup:] if len(d) > warmup else d
 
 

@@ -1212,7 +1212,7 @@ def _restore_best(st: _State, best: dict[str, Any], held: Any, train_loader: Any
         return None
     st.model.load_state_dict(best["state"])
     with torch.no_grad():
-        for p, v in zip(st.scores, best["scores"]):
+        for p, v in zip(st.scores, best["scores"], strict=True):
             p.copy_(v)
     return {k: best[k] for k in ("step", "accuracy", "value", "passed", "feasible", "floor_ok")} | {
         "held_out": len(held) if held is not None else 0, "floor": st.floor_majority}

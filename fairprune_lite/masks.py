@@ -491,10 +491,10 @@ class MaskScores(nn.Module):
                 self._keep_flat = keep
                 self._split = [_Split(keep)]
                 parts = keep.split([p.numel() for p in params])
-                cache = {n: k.view(p.shape) for n, k, p in zip(self.names, parts, params)}
+                cache = {n: k.view(p.shape) for n, k, p in zip(self.names, parts, params, strict=True)}
             else:
                 cache = {n: _topk_keep(f, self._sparsity, self._tie[n].reshape(-1)).view(p.shape)
-                         for n, f, p in zip(self.names, flats, params)}
+                         for n, f, p in zip(self.names, flats, params, strict=True)}
                 self._keep_flat = None
                 self._split = [_Split(cache[n].reshape(-1)) for n in self.names]
         self._cache, self._cache_key = cache, key
@@ -510,9 +510,9 @@ class MaskScores(nn.Module):
         old = self._cache_key
         if old is None or self._cache is None or old[0] != key[0] or not self._split:
             return False
-        if any(a[1:] != b[1:] for a, b in zip(old[1], key[1])):
+        if any(a[1:] != b[1:] for a, b in zip(old[1], key[1], strict=True)):
             return False
-        return all(sp.holds(f) for sp, f in zip(self._split, flats))
+        return all(sp.holds(f) for sp, f in zip(self._split, flats, strict=True))
 
     def _flat_tie(self) -> Tensor:
         """The tie-break keys of every layer in one vector (global scope; built when first needed)."""
