@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import fairness
+from .accel import Accel, settings
 from .loading import BatchLoader, _batches, _to, cycle, make_loader, model_device, subset
 from .progress import progress_bar, progress_enabled
 from .result import PruneResult, to_jsonable
@@ -305,6 +306,7 @@ def fit(
     progress: bool = False,
     device: torch.device | str | None = None,
     log_every: int = 1,
+    accel: Accel | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``loader`` for ``epochs`` passes or ``steps`` batches; return the history.
 
@@ -319,7 +321,8 @@ def fit(
     History: one dict per ``log_every`` steps (and the last step) with ``step``, ``epoch``,
     ``loss`` (total), ``task_loss`` and, with a constraint, its ``state`` (multipliers,
     surrogate and exact values). Raises ``FloatingPointError`` naming the step on a NaN/inf
-    loss.
+    loss. ``accel``: the GPU fast path's options (:class:`fairprune_lite.accel.Accel`) for the
+    forward passes; None (the default) is the plain path, bit for bit.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -346,10 +349,15 @@ def fit(
     model.train()
     bar = progress_bar(total, progress, "fit")
     batches = cycle(loader)
+    fwd = model if accel is None else accel.forward_fn(accel.prepare(model))
     try:
         for step in range(total):
             x, y, s = _to(next(batches), dev)
-            logits = model(x)
+            if accel is None:
+                logits = model(x)
+            else:
+                with settings(accel):
+                    logits = accel.forward(fwd, x, dev)
             counter.forward(len(y))
             task = task_loss(logits, y)
             loss = task

@@ -139,3 +139,16 @@ def test_gpu_step_smoke_runs_on_cpu(tmp_path):
     for r in rows:
         assert r["ms_per_step"] > 0 and r["images_per_s"] > 0 and r["flops_per_step"] > 0
         assert r["achieved_tflops"] > 0
+
+
+def test_fit_with_accel_off_is_the_plain_fit_and_bf16_runs():
+    from fairprune_lite.train import fit
+
+    data = _images()
+    a, b, c = _cnn(), _cnn(), _cnn()
+    ha = fit(a, data, steps=4, lr=0.05)
+    hb = fit(b, data, steps=4, lr=0.05, accel=Accel())
+    assert [h["loss"] for h in ha] == [h["loss"] for h in hb]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    hc = fit(c, data, steps=4, lr=0.05, accel=Accel(autocast="bf16", channels_last=True))
+    assert all(h["loss"] == h["loss"] for h in hc)

@@ -18,7 +18,7 @@ PKG = Path(__file__).resolve().parents[1] / "fairprune_lite"
 
 #: CONTRIBUTING.md's table, bottom up; modules on one layer are peers and import none of each other
 LAYERS: dict[str, int] = {
-    "_optional": 0, "atomic": 0,
+    "_optional": 0, "atomic": 0, "accel": 0,
     "fairness": 1, "masks": 1, "data": 1, "models": 1, "loading": 1, "progress": 1, "result": 1,
     "train": 2, "export": 2,
     "constraints": 3,
