@@ -70,6 +70,7 @@ from torch.nn.utils import parametrize
 
 from . import bilevel, masks
 from ._optional import require
+from .accel import Accel
 from .constraints import FairnessConstraint
 from .loading import make_loader, model_device
 from .result import PruneResult
@@ -324,6 +325,7 @@ class Context:
     device: Any
     counter: PassCounter
     progress: bool
+    accel: Accel | None = None
 
     def layers(self) -> dict[str, nn.Module]:
         """The prunable layers (the output layer is kept for structured masks)."""
@@ -379,7 +381,7 @@ class Context:
         if steps <= 0:
             return []
         return fit(model, self.loader(split), steps=steps, lr=self.lr, optimizer=self.optimizer,
-                   constraint=constraint, counter=self.counter, progress=self.progress)
+                   constraint=constraint, counter=self.counter, progress=self.progress, accel=self.accel)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,7 +429,7 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
           finetune_epochs: int | None = None, batch_size: int = 128, lr: float = 0.01, optimizer: str = "sgd",
           device: Any = None, counter: PassCounter | None = None, progress: bool = False,
           evaluate_on: Iterable[str] = ("val", "test"), eval_batch_size: int = EVAL_BATCH_SIZE,
-          **options: Any) -> PruneResult:
+          accel: Accel | None = None, **options: Any) -> PruneResult:
     """Run ``method`` on a copy of the dense ``model`` and evaluate it.
 
     Args:
@@ -449,6 +451,9 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
         evaluate_on: splits on which the result's ``metrics`` are computed (with the dense
             model's predictions, so the degradation entries of Defs. 2-3 are filled in, and,
             with a constraint, its ``feasibility`` block); ``eval_batch_size`` batches them.
+        accel: the GPU fast path's options (:class:`~fairprune_lite.accel.Accel`) for the
+            training passes of the masked fine-tuning and of the bi-level solvers; None (the
+            default) is the plain path, bit for bit. The ``gpu`` profile sets it.
         **options: the method's own options (:func:`check_method_kwargs`).
     """
     info = _info(method)
@@ -468,7 +473,7 @@ def prune(method: str, model: nn.Module, splits: Any, *, sparsity: float, seed: 
                   scope=scope, prune_last=prune_last,
                   constraint=None if constraint is None else copy.deepcopy(constraint),
                   finetune_steps=int(finetune_steps), batch_size=int(batch_size), lr=float(lr), optimizer=optimizer,
-                  device=device, counter=counter, progress=progress)
+                  device=device, counter=counter, progress=progress, accel=accel)
     set_seed(seed)
     start = time.perf_counter()
     out = info.fn(ctx, **options)
@@ -869,7 +874,7 @@ def _bilevel(ctx: Context, fn: Callable, method: str, options: dict[str, Any]) -
     res = fn(ctx.model, getattr(ctx.splits, cfg.prune_split), sparsity=ctx.sparsity,
              config=cfg.replace(batch_size=ctx.batch_size), structured=ctx.structured, scope=ctx.scope,
              layers=list(ctx.layers()), seed=ctx.seed, device=ctx.device, counter=ctx.counter, progress=ctx.progress,
-             data_split=data, **extra, **{k: options[k] for k in ("safety", "delta") if k in options})
+             accel=ctx.accel, data_split=data, **extra, **{k: options[k] for k in ("safety", "delta") if k in options})
     # (the safety test's settings are passed again by name: a safety split too small for them is
     # then an error, not a warning as when they come from the protocol)
     return MethodOutput(res.model, res.history, {"data": data}, result=res)

@@ -411,6 +411,7 @@ def pretrain(
     start_epoch: int = 0,
     on_epoch: Callable[[int, dict[str, float | int]], None] | None = None,
     progress: bool = False,
+    accel: Accel | None = None,
 ) -> dict[str, float | int]:
     """Dense pretraining of ``model`` on the dataset ``data``: the one recipe, two schedules.
 
@@ -421,7 +422,8 @@ def pretrain(
     ``seed + e``, with a fresh optimizer. ``reseed=True`` calls :func:`set_seed` with the loader's
     seed before each fit. ``on_epoch(e, cost)`` is called after each fit (once, with
     ``e = epochs - 1``, for the constant schedule) with that fit's cost
-    (:meth:`PassCounter.as_dict`), e.g. to write a checkpoint. Returns the summed cost.
+    (:meth:`PassCounter.as_dict`), e.g. to write a checkpoint. ``accel``: :func:`fit`'s fast
+    path options (None: the plain path). Returns the summed cost.
     """
     if schedule not in PRETRAIN_SCHEDULES:
         raise ValueError(f"schedule must be one of {PRETRAIN_SCHEDULES}, got {schedule!r}")
@@ -441,7 +443,7 @@ def pretrain(
         if reseed:
             set_seed(loader_seed)
         fit(model, loader, epochs=n_epochs, lr=lr_e, optimizer=optimizer, weight_decay=weight_decay,
-            counter=counter, progress=progress)
+            counter=counter, progress=progress, accel=accel)
         cost = counter.as_dict()
         total = {k: total.get(k, 0) + v for k, v in cost.items()}
         if on_epoch is not None:

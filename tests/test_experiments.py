@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -704,3 +705,38 @@ def test_stored_profile_settings_read_in_todays_form():
     assert _same_profile({"profile_settings": legacy}, spec)
     assert _current_form(legacy | {"bifp_beta": 0.3})["bifp_paper"] == {"beta": 0.3}
     assert not _same_profile({"profile_settings": legacy | {"bifp_beta": 0.3}}, spec)
+
+
+def test_a_profiles_fast_path_reaches_pretraining_finetuning_and_the_solver(npz, tmp_path, monkeypatch):
+    """``accel`` (the ``gpu`` profile's fast path) is one profile knob: the runner hands it to
+    pretraining and to ``prune`` (fine-tuning and the bi-level solver), it keys the dense cache,
+    and a profile without it keys and trains exactly as before."""
+    from fairprune_lite import accel as A
+    from fairprune_lite import pruners
+    from fairprune_lite import train as T
+    R = importlib.import_module("fairprune_lite.experiments.run")
+
+    assert ex.get_profile("gpu").accel == A.FAST and ex.get_profile("cpu").accel is None
+    seen: dict[str, list] = {"fit": [], "prune": []}
+    fit, prune = T.fit, pruners.prune
+
+    def spy_fit(*a, **k):
+        seen["fit"].append(k.get("accel"))
+        return fit(*a, **k)
+
+    def spy_prune(*a, **k):
+        seen["prune"].append(k.get("accel"))
+        return prune(*a, **k)
+
+    monkeypatch.setattr(T, "fit", spy_fit)
+    monkeypatch.setattr(R.pruners, "prune", spy_prune)
+    fast = {"pretrain_epochs": 1, "pretrain_min_steps": 0, "accel": {"autocast": "bf16"}}
+    res = ex.run(spec_for(npz, method="bip", settings=fast), cache_dir=tmp_path / "c")
+    assert seen["prune"] == [A.Accel(autocast="bf16")] and seen["fit"] == [A.Accel(autocast="bf16")]
+    assert res["profile_settings"]["accel"]["autocast"] == "bf16"
+    assert 0.0 < res["test"]["accuracy"] <= 1.0
+    plain = spec_for(npz, method="bip", settings={"pretrain_epochs": 1, "pretrain_min_steps": 0})
+    prof, prof_fast = ex.check_spec(plain), ex.check_spec(spec_for(npz, method="bip", settings=fast))
+    splits = R.load_splits(plain, prof)
+    keys = {R.dense_key(plain, p, "mlp", 8, splits) for p in (prof, prof_fast)}
+    assert len(keys) == 2  # a fast-path dense model is never taken for a plain one

@@ -24,6 +24,7 @@ import torch
 from .. import bilevel, pruners
 from .. import models as _models
 from .. import train as _train
+from ..accel import FAST, Accel
 from ..constraints import FairnessConstraint
 from ..progress import quiet_from_env, stderr_is_terminal
 
@@ -107,6 +108,11 @@ class Profile:
     :class:`~fairprune_lite.constraints.FairnessConstraint` / :func:`fairprune_lite.train.evaluate`.
     ``bifp_alpha`` / ``bifp_beta`` / ``bifp_gamma`` are read-only: the paper protocol's step
     sizes with the profile's ``bifp_paper`` applied.
+
+    ``accel`` is the GPU fast path (:class:`~fairprune_lite.accel.Accel`) for the training passes
+    (pretraining, fine-tuning, the bi-level solvers): the ``gpu`` profile sets
+    :data:`~fairprune_lite.accel.FAST` (bf16 autocast, channels_last, cudnn.benchmark, TF32); the
+    CPU profiles leave it ``None``, the plain path, bit for bit.
     """
 
     name: str
@@ -129,6 +135,7 @@ class Profile:
     dual_lr: float = _signature_default(FairnessConstraint, "dual_lr")
     threads: int | None = None
     bifp_paper: dict = field(default_factory=dict)
+    accel: Accel | None = None
 
     def __post_init__(self) -> None:
         self.bifp_paper = check_bifp_overrides(self.bifp_paper)
@@ -175,6 +182,8 @@ class Profile:
                 base[k] = {**base[k], **dict(v)}
             else:
                 base[k] = v
+        if isinstance(base.get("accel"), Mapping):  # to_dict() writes the options as a dict
+            base["accel"] = Accel(**base["accel"])
         return Profile(**base)
 
     def model_for(self, dataset: str, input_shape: Sequence[int]) -> str:
@@ -241,6 +250,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_lr=0.05,
         finetune_steps=2000,
         bifp_steps=2000,
+        accel=FAST,
     ),
 }
 

@@ -134,6 +134,8 @@ def dense_key(spec: RunSpec, profile: Profile, model_name: str, width: Any, spli
         "batch_size": profile.batch_size, "epochs": profile.pretrain_epochs_for(len(splits.train)),
         "lr": profile.pretrain_lr, "wd": profile.pretrain_weight_decay, "n": [len(d) for d in splits],
     }
+    if profile.accel is not None:  # a fast path changes the arithmetic (keys without one are as before)
+        knobs["accel"] = profile.accel.as_dict()
     blob = json.dumps(knobs, sort_keys=True, default=str)
     return f"{slug(Path(ds).stem if ds.endswith('.npz') else ds)}_{model_name}_seed{spec.seed}_" \
            f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
@@ -183,7 +185,7 @@ def pretrain(spec: RunSpec, profile: Profile, splits: Any, *, cache_dir: str | o
     _train.pretrain(model, splits.train, epochs=epochs, lr=profile.pretrain_lr,
                     weight_decay=profile.pretrain_weight_decay, batch_size=profile.batch_size,
                     seed=spec.seed * 100_003, schedule="cosine", reseed=True, start_epoch=min(start, epochs),
-                    on_epoch=checkpoint, progress=progress)
+                    on_epoch=checkpoint, progress=progress, accel=profile.accel)
     model.eval()
     return model, dict(cost_acc) | {"cached": cached, "epochs": epochs, "model": name, "width": width}
 
@@ -319,7 +321,7 @@ def _run(spec: RunSpec, profile: Profile, dev: str, *, out: Any, cache_dir: Any,
     _train.set_seed(spec.seed)
     pr = pruners.prune(spec.method, copy.deepcopy(dense), splits, sparsity=spec.sparsity, seed=spec.seed,
                        constraint=constraint, device=dev, counter=counter, progress=progress,
-                       evaluate_on=SPLITS, eval_batch_size=profile.eval_batch_size, **kwargs)
+                       evaluate_on=SPLITS, eval_batch_size=profile.eval_batch_size, accel=profile.accel, **kwargs)
     if pr.model is None:
         raise RuntimeError(f"method {spec.method!r} returned no model")
     d = pr.to_dict()

@@ -208,7 +208,8 @@ def _same_profile(old: Mapping[str, Any], spec: RunSpec, profile: Profile | None
     stored = _current_form(old.get("profile_settings") or {})
     if any(current.get(k) != v for k, v in stored.items()) or any(k not in current for k in stored):
         return False
-    missing = set(current) - set(stored)
+    # a knob added later whose value is None is off (``accel``): the stored run was made without it
+    missing = {k for k in set(current) - set(stored) if current[k] is not None}
     if missing - {"pretrain_min_steps"}:
         return False
     if "pretrain_min_steps" in missing:
