@@ -1,9 +1,8 @@
 """Export a masked model: to ``torch.nn.utils.prune`` form, to a plain dense model with zeros,
 or to a physically smaller model (structured masks, through Torch-Pruning's DependencyGraph).
 
-Moved out of :mod:`fairprune_lite.masks` (which builds and applies masks); ``masks.to_dense``,
-``masks.to_torch_prune`` and ``masks.to_smaller`` still resolve here for the chapters and tests
-that use them. Imports :mod:`.masks` and :mod:`._optional` only.
+Kept apart from :mod:`fairprune_lite.masks`, which builds and applies masks (the ``masks.to_*``
+aliases of 0.1 are gone). Imports :mod:`.masks` and :mod:`._optional` only.
 """
 from __future__ import annotations
 

@@ -833,31 +833,3 @@ def sparsity_report(model_or_masks: nn.Module | MaskScores | Mapping[str, Tensor
         "total": total,
         "counts": counts,
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# export: moved to fairprune_lite.export
-# ---------------------------------------------------------------------------------------------
-# Kept here as thin aliases for callers of ``masks.to_*`` (chapters 3, 4 and 7, and
-# tests/test_pruners.py) until they import fairprune_lite.export; imported when called, so this
-# module still imports no layer above it at import time (tests/test_layers.py lists the exception).
-def to_torch_prune(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None = None) -> nn.Module:
-    """Moved to :func:`fairprune_lite.export.to_torch_prune` (this alias calls it)."""
-    from .export import to_torch_prune as _to_torch_prune
-
-    return _to_torch_prune(model, masks)
-
-
-def to_dense(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None = None) -> nn.Module:
-    """Moved to :func:`fairprune_lite.export.to_dense` (this alias calls it)."""
-    from .export import to_dense as _to_dense
-
-    return _to_dense(model, masks)
-
-
-def to_smaller(model: nn.Module, masks: MaskScores | Mapping[str, Tensor] | None, example_input: Tensor | tuple,
-               *, atol: float = 1e-5) -> nn.Module:
-    """Moved to :func:`fairprune_lite.export.to_smaller` (this alias calls it)."""
-    from .export import to_smaller as _to_smaller
-
-    return _to_smaller(model, masks, example_input, atol=atol)

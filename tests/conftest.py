@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 torch.set_num_threads(1)
 
@@ -43,3 +44,24 @@ def toy_npz(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return path
 
     return make
+
+
+def _small_cnn(seed: int = 0, bn: bool = False) -> nn.Module:
+    """Two 3x3 convolutions (BatchNorm after each with ``bn``), pooling and a 5-unit MLP head, one
+    logit: small enough for exact mask checks, with the channel couplings structured masks need."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Conv2d(3, 6, 3, padding=1)]
+    if bn:
+        layers.append(nn.BatchNorm2d(6))
+    layers += [nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1)]
+    if bn:
+        layers.append(nn.BatchNorm2d(8))
+    layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 1)]
+    return nn.Sequential(*layers)
+
+
+@pytest.fixture
+def cnn() -> Callable[..., nn.Module]:
+    """The small CNN builder of the mask and export tests: ``cnn(seed=0, bn=False)``."""
+    return _small_cnn
+

@@ -30,10 +30,7 @@ LAYERS: dict[str, int] = {
 }
 
 #: (importer, imported) pairs that break the layering today, with what removes them
-EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("masks", "export"): "issue 21 item 2: masks.to_dense / to_torch_prune / to_smaller are aliases (imported when "
-                         "called) until chapters 3, 4, 7 and tests/test_pruners.py import fairprune_lite.export",
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}  # none today
 
 
 def _layer_of(path: Path) -> str:

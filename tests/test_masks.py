@@ -1,4 +1,4 @@
-"""Tests of fairprune_lite.masks: exact top-k, STE gradients, parametrization, report, exports."""
+"""Tests of fairprune_lite.masks: exact top-k, STE gradients, parametrization, report (exports: tests/test_export.py)."""
 
 import copy
 
@@ -9,8 +9,6 @@ import torch.nn.functional as F
 from torch.nn.utils import prune
 
 from fairprune_lite import masks
-
-# export (to_*) moved to fairprune_lite.export; its tests stay here for now (they build masks)
 from fairprune_lite.export import to_dense, to_smaller, to_torch_prune
 from fairprune_lite.masks import (
     MaskScores,
@@ -33,18 +31,6 @@ def mlp(seed=0):
     return nn.Sequential(nn.Linear(7, 13), nn.ReLU(), nn.Linear(13, 9), nn.ReLU(), nn.Linear(9, 1))
 
 
-def cnn(seed=0, bn=False):
-    torch.manual_seed(seed)
-    layers = [nn.Conv2d(3, 6, 3, padding=1)]
-    if bn:
-        layers.append(nn.BatchNorm2d(6))
-    layers += [nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1)]
-    if bn:
-        layers.append(nn.BatchNorm2d(8))
-    layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 1)]
-    return nn.Sequential(*layers)
-
-
 def n_units(scores, name):
     p = scores.score(name)
     return p.numel()
@@ -53,7 +39,7 @@ def n_units(scores, name):
 # --------------------------------------------------------------------------------------------
 # prunable_layers
 # --------------------------------------------------------------------------------------------
-def test_prunable_layers_order_and_prune_last():
+def test_prunable_layers_order_and_prune_last(cnn):
     m = cnn()
     assert list(prunable_layers(m)) == ["0", "2", "6", "8"]
     assert list(prunable_layers(m, prune_last=False)) == ["0", "2", "6"]
@@ -76,7 +62,7 @@ def test_prunable_layers_errors():
 @pytest.mark.parametrize("structured", [False, True])
 @pytest.mark.parametrize("scope", ["global", "layer"])
 @pytest.mark.parametrize("init", ["magnitude", "uniform", "constant"])
-def test_exact_counts(structured, scope, init):
+def test_exact_counts(structured, scope, init, cnn):
     model = cnn()
     sc = MaskScores(model, 0.0, structured=structured, scope=scope, init=init, seed=1,
                     layers=prunable_layers(model))
@@ -102,7 +88,7 @@ def test_exact_counts(structured, scope, init):
                 assert int((u == 0).sum()) == round(s * u.numel()), n
 
 
-def test_ties_broken_by_magnitude_never_by_position():
+def test_ties_broken_by_magnitude_never_by_position(cnn):
     model = mlp()
     sc = MaskScores(model, 0.3, init="constant")  # every score ties: magnitude decides
     assert all(torch.equal(a, b) for a, b in zip(sc.binary_masks().values(),
@@ -152,7 +138,7 @@ def test_layer_magnitude_matches_torch_prune():
             assert torch.equal(mine[str(i)], ref.weight_mask), (s, i)
 
 
-def test_structured_magnitude_prunes_smallest_filters():
+def test_structured_magnitude_prunes_smallest_filters(cnn):
     model = cnn(seed=5)
     sc = MaskScores(model, 0.5, structured=True, scope="layer")
     ch = sc.channel_masks()
@@ -183,7 +169,7 @@ def test_scores_in_unit_interval_and_clamp():
     assert float(sc.score("0").detach().min()) == 1.0 and float(sc.score("2").detach().max()) == 0.0
 
 
-def test_structured_default_excludes_output_layer():
+def test_structured_default_excludes_output_layer(cnn):
     sc = MaskScores(cnn(), 0.5, structured=True)
     assert sc.names == ["0", "2", "6"]
     assert MaskScores(cnn(), 0.5).names == ["0", "2", "6", "8"]
@@ -202,7 +188,7 @@ def _random_mask(model, s, seed, structured=False):
 
 
 @pytest.mark.parametrize("structured", [False, True])
-def test_init_from_mask_reproduces_it(structured):
+def test_init_from_mask_reproduces_it(structured, cnn):
     model = cnn(seed=2)
     given = _random_mask(model, 0.6, seed=3, structured=structured)
     sc = MaskScores(model, None, mask=given, structured=structured, layers=prunable_layers(model))
@@ -435,7 +421,7 @@ def test_weight_optimizer_trains_theta_under_mask():
 # report
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("structured", [False, True])
-def test_sparsity_report_agrees_with_counts(structured):
+def test_sparsity_report_agrees_with_counts(structured, cnn):
     model = cnn()
     sc = MaskScores(model, 0.5, structured=structured, scope="layer", layers=prunable_layers(model))
     masks = sc.binary_masks()
@@ -459,104 +445,6 @@ def test_sparsity_report_plain_model_counts_zeros():
     rep = sparsity_report(model)
     assert rep["pruned"] == 14 and rep["total"] == 91 + 117 + 9
     assert rep["layers"]["0"] == 14 / 91 and rep["layers"]["2"] == 0.0
-
-
-# --------------------------------------------------------------------------------------------
-# exports
-# --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("structured", [False, True])
-def test_exports_match_masked_model(structured):
-    model = cnn(seed=3)
-    sc = MaskScores(model, 0.5, structured=structured, init="uniform", seed=4,
-                    layers=prunable_layers(model, prune_last=not structured))
-    apply_masks(model, sc)
-    x = torch.randn(4, 3, 8, 8)
-    ref = model(x).detach()
-    tp_form = to_torch_prune(model)
-    assert hasattr(tp_form[0], "weight_orig") and hasattr(tp_form[0], "weight_mask")
-    assert torch.equal(tp_form[0].weight_mask, sc.binary_masks()["0"])
-    assert torch.allclose(tp_form(x), ref, atol=1e-6)
-    dense = to_dense(model, sc)
-    assert not any(is_masked(m) for m in dense.modules())
-    assert not any("parametrizations" in k for k in dense.state_dict())
-    assert torch.allclose(dense(x), ref, atol=1e-6)
-    assert torch.equal(model(x), ref)  # the masked model is untouched
-    # a plain dict of masks works too (channel-shaped for structured)
-    as_dict = sc.channel_masks() if structured else sc.binary_masks()
-    assert torch.allclose(to_dense(dense, as_dict)(x), ref, atol=1e-6)
-
-
-def _param_count(model):
-    return sum(p.numel() for p in model.parameters())
-
-
-def _masked_and_smaller(model):
-    """Half of each layer's channels masked on ``model`` (in place); the tracing input, the masked
-    model's output on it, and the physically smaller model."""
-    sc = MaskScores(model, 0.5, structured=True, scope="layer")
-    apply_masks(model, sc)
-    x = torch.randn(3, 3, 8, 8)
-    ref = model(x).detach()
-    return x, ref, to_smaller(model, sc, x)
-
-
-def test_to_smaller_without_bn():
-    pytest.importorskip("torch_pruning", reason="the [export] extra")
-    model = cnn(seed=6)
-    x, ref, small = _masked_and_smaller(model)
-    assert small[0].out_channels == 3 and small[2].out_channels == 4 and small[6].out_features == 3
-    assert small[2].in_channels == 3 and small[6].in_features == 4 and small[8].in_features == 3
-    assert _param_count(small) < _param_count(to_dense(model))
-    assert torch.allclose(small(x), ref, atol=1e-5)
-    x2 = torch.randn(2, 3, 8, 8)  # also on inputs other than the tracing example
-    assert torch.allclose(small(x2), model(x2), atol=1e-5)
-
-
-def test_to_smaller_with_bn_zero_shift_removes_channels():
-    pytest.importorskip("torch_pruning", reason="the [export] extra")
-    model = cnn(seed=7, bn=True).eval()
-    with torch.no_grad():  # BN with zero shift: beta = 0 and running_mean = 0
-        for bn in (model[1], model[4]):
-            bn.weight.uniform_(0.5, 1.5)
-            bn.running_var.uniform_(0.5, 2.0)
-            bn.bias.zero_()
-    x, ref, small = _masked_and_smaller(model)
-    assert small[0].out_channels == 3 and small[1].num_features == 3 and small[3].out_channels == 4
-    assert torch.allclose(small(x), ref, atol=1e-5)
-
-
-def test_to_smaller_with_bn_shift_keeps_channels_exact():
-    pytest.importorskip("torch_pruning", reason="the [export] extra")
-    model = cnn(seed=8, bn=True).eval()
-    with torch.no_grad():
-        for bn in (model[1], model[4]):
-            bn.bias.uniform_(0.1, 0.5)  # a masked channel leaves the BN as a nonzero constant
-            bn.running_mean.uniform_(-1, 1)
-    sc = MaskScores(model, 0.5, structured=True, scope="layer")
-    apply_masks(model, sc)
-    x = torch.randn(3, 3, 8, 8)
-    ref = model(x).detach()
-    small = to_smaller(model, sc, x)
-    # the conv channels feeding a shifted BN cannot be removed exactly: kept (as zeros)
-    assert small[0].out_channels == 6 and small[3].out_channels == 8
-    assert small[8].out_features == 3  # the Linear layer's channels can go
-    assert torch.allclose(small(x), ref, atol=1e-5)
-    # dropping the shift (what a naive removal does) would change the output
-    naive = to_dense(model)
-    with torch.no_grad():
-        ch = sc.channel_masks()["0"]
-        naive[1].bias.mul_(ch)
-        naive[1].running_mean.mul_(ch)
-    assert not torch.allclose(naive(x), ref, atol=1e-3)
-
-
-def test_to_smaller_refuses_unstructured():
-    model = cnn()
-    sc = MaskScores(model, 0.5)
-    with pytest.raises(ValueError, match="structured"):
-        to_smaller(model, sc, torch.randn(1, 3, 8, 8))
-    with pytest.raises(ValueError, match="structured"):
-        to_smaller(model, sc.binary_masks(), torch.randn(1, 3, 8, 8))
 
 
 # --------------------------------------------------------------------------------------------
@@ -618,52 +506,10 @@ def test_apply_twice_and_mismatch():
         weight_parameters(mlp())
 
 
-class _Res(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(3, 6, 3, padding=1)
-        self.a = nn.Conv2d(6, 5, 3, padding=1)
-        self.b = nn.Conv2d(5, 6, 3, padding=1)
-        self.head = nn.Linear(6, 1)
-
-    def forward(self, x):
-        h = torch.relu(self.stem(x))
-        h = torch.relu(h + self.b(torch.relu(self.a(h))))
-        return self.head(h.mean(dim=(2, 3))).squeeze(1)
-
-
-def test_to_smaller_residual_coupling_is_exact():
-    torch.manual_seed(9)
-    model = _Res()
-    # stem and b share the residual channels; mask channel 0 in both (removable), channel 1
-    # only in b (not removable: the stem still writes it); a's channels are free
-    masks = {
-        "stem": torch.tensor([0.0, 1, 1, 1, 1, 1]),
-        "a": torch.tensor([1.0, 0, 1, 0, 1]),
-        "b": torch.tensor([0.0, 0, 1, 1, 1, 1]),
-    }
-    sc = MaskScores.from_masks(model, masks, structured=True)
-    apply_masks(model, sc)
-    x = torch.randn(2, 3, 8, 8)
-    small = to_smaller(model, sc, x)
-    assert small.a.out_channels == 3 and small.b.in_channels == 3
-    assert small.stem.out_channels == 5 and small.b.out_channels == 5 and small.head.in_features == 5
-    x2 = torch.randn(3, 3, 8, 8)
-    assert torch.allclose(small(x2), model(x2), atol=1e-5)
-
-
-def test_to_smaller_refuses_empty_layer():
-    model = cnn()
-    masks = {n: torch.ones(m.weight.shape[0]) for n, m in prunable_layers(model, prune_last=False).items()}
-    masks["2"] = torch.zeros(8)
-    with pytest.raises(ValueError, match="every output channel of layer '2'"):
-        to_smaller(model, masks, torch.randn(1, 3, 8, 8))
-
-
 # --------------------------------------------------------------------------------------------
 # BatchNorm gates (structured) and checkpoints
 # --------------------------------------------------------------------------------------------
-def test_gate_norm_gives_kept_channels_a_real_score_gradient():
+def test_gate_norm_gives_kept_channels_a_real_score_gradient(cnn):
     """Without the gate, BN cancels a kept channel's rescaling (score gradient ~0) while a
     pruned channel (BN variance 0) gets a huge one; with it both are of the loss's own scale."""
     x = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -705,7 +551,7 @@ def test_gate_norm_gives_kept_channels_a_real_score_gradient():
 
 
 @pytest.mark.parametrize("structured,gate", [(False, False), (True, False), (True, True)])
-def test_state_dict_holds_the_mask_and_loading_restores_it(structured, gate):
+def test_state_dict_holds_the_mask_and_loading_restores_it(structured, gate, cnn):
     model = cnn(seed=5, bn=True)
     sc = MaskScores(model, 0.6, structured=structured, init="uniform", seed=1, gate_norm=gate)
     apply_masks(model, sc)

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune as tprune
 
-from fairprune_lite import constraints, data, masks, pruners, train
+from fairprune_lite import constraints, data, export, masks, pruners, train
 
 
 def _splits(seed: int = 0, n: int = 600, d: int = 8):
@@ -66,7 +66,7 @@ def test_global_methods_reach_exact_sparsity(method, sparsity):
     pruned, total = _pruned_count(r)
     assert pruned == round(sparsity * total)
     # the exported weights agree with the masks
-    dense = masks.to_dense(r.model) if any(masks.is_masked(m) for m in r.model.modules()) else r.model
+    dense = export.to_dense(r.model) if any(masks.is_masked(m) for m in r.model.modules()) else r.model
     zeros = sum(int((m.weight == 0).sum()) for n, m in masks.prunable_layers(dense).items() if n in r.masks)
     assert zeros == pruned
 
@@ -88,7 +88,7 @@ def test_structured_methods_prune_exact_channel_counts(method, sparsity):
         total = sum(len(c) for c in channels.values())
         assert sum(int((c == 0).sum()) for c in channels.values()) == round(sparsity * total)
     # the exported weights: exactly the masked channels are zero
-    dense = masks.to_dense(r.model) if any(masks.is_masked(m) for m in r.model.modules()) else r.model
+    dense = export.to_dense(r.model) if any(masks.is_masked(m) for m in r.model.modules()) else r.model
     mods = dict(dense.named_modules())
     for n, ch in channels.items():
         norms = mods[n].weight.detach().flatten(1).abs().sum(1)
