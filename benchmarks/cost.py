@@ -156,7 +156,7 @@ class StepClock(PassCounter):
             self.excluded_s += time.perf_counter() - t0
 
     def diffs(self) -> list[float]:
-        return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
+        return [b - a for a, b in zip(self.stamps, self.stamps[1:], strict=False)]  # consecutive pairs
 
     @property
     def train_time_s(self) -> float:
@@ -288,7 +288,8 @@ def load_limited(name: str, limits: tuple[int, int, int], seed: int = 0) -> tupl
     (:func:`fairprune_lite.experiments.stratified_subsample`)."""
     splits = load_dataset(name, seed=seed)
     tr, va, te = (experiments.stratified_subsample(d, n, seed, k)
-                  for k, d, n in zip(("train", "val", "test"), (splits.train, splits.val, splits.test), limits))
+                  for k, d, n in zip(("train", "val", "test"), (splits.train, splits.val, splits.test), limits,
+                                     strict=True))
     return tr, va, te, tuple(splits.input_shape)
 
 
@@ -763,7 +764,7 @@ def section_scaling(sizes: Sizes, device: torch.device, log: Callable[[str], Non
         ys = [r["step_ms"] / 1e3 for r in sel]
         if len(sel) >= 2 and len(set(xs)) > 1:
             mx, my = statistics.fmean(xs), statistics.fmean(ys)
-            c = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+            c = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
             return my - c * mx, c
         return 0.0, ys[0] / xs[0]
 

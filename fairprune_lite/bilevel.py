@@ -292,7 +292,7 @@ def sparsity_schedule(step: int, total: int, target: float, schedule: str = "ins
 
 
 def _grad_dict(names: list[str], grads: Iterable[Tensor | None], like: list[Tensor]) -> dict[str, Tensor]:
-    return {n: (g if g is not None else torch.zeros_like(p)) for n, g, p in zip(names, grads, like)}
+    return {n: (g if g is not None else torch.zeros_like(p)) for n, g, p in zip(names, grads, like, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -643,7 +643,7 @@ def score_step(st: _State, hyper: Mapping[str, Tensor]) -> None:
     st.s_opt.zero_grad(set_to_none=True)
     if st.cfg.score_update == "normalized":
         hyper = normalize_hypergradient(hyper, st.ms.scope)
-    for n, p in zip(st.names, st.scores):
+    for n, p in zip(st.names, st.scores, strict=True):
         p.grad = hyper[n]
     st.s_opt.step()
     if st.cfg.score_update == "clamped":
@@ -679,7 +679,7 @@ def rank_scores_(ms: MaskScores) -> None:
             order = order[torch.sort(flat[order], stable=True).indices]
             ranks = torch.empty_like(flat)
             ranks[order] = torch.arange(1, flat.numel() + 1, dtype=flat.dtype, device=flat.device) / flat.numel()
-            for n, part in zip(group, ranks.split([ms.score(n).numel() for n in group])):
+            for n, part in zip(group, ranks.split([ms.score(n).numel() for n in group]), strict=True):
                 ms.score(n).copy_(part.view_as(ms.score(n)))
 
 
@@ -719,7 +719,7 @@ def mask_churn(initial: Mapping[str, Tensor], final: Mapping[str, Tensor]) -> di
 def joint_weight_step(st: _State, weight_grads: list[Tensor | None]) -> None:
     """The joint update's weight step, from the *lower* loss's gradients."""
     st.w_opt.zero_grad(set_to_none=True)
-    for p, g in zip(st.params, weight_grads):
+    for p, g in zip(st.params, weight_grads, strict=True):
         p.grad = g
     st.w_opt.step()
 
@@ -790,7 +790,7 @@ def recalibrate_bn(model: nn.Module, data: Iterable, counter: PassCounter | None
             if counter is not None:
                 counter.forward(len(y))
     finally:
-        for m, mom in zip(bns, saved):
+        for m, mom in zip(bns, saved, strict=True):
             m.momentum = mom
         model.train(was)
     return len(bns)
@@ -897,7 +897,7 @@ def _bn_buffers(model: nn.Module) -> list[tuple[Tensor, Tensor, Tensor]]:
 
 def _restore_bn(model: nn.Module, saved: list[tuple[Tensor, Tensor, Tensor]]) -> None:
     with torch.no_grad():
-        for m, (mean, var, nbt) in zip(_bns(model), saved):
+        for m, (mean, var, nbt) in zip(_bns(model), saved, strict=True):
             assert m.running_mean is not None and m.running_var is not None and m.num_batches_tracked is not None
             m.running_mean.copy_(mean)
             m.running_var.copy_(var)

@@ -196,7 +196,7 @@ class WindowEstimate:
         if pooled:
             self._pool.append(st)
             if len(self._pool) > 1:
-                st = [sum(col) for col in zip(*self._pool)]
+                st = [sum(col) for col in zip(*self._pool, strict=True)]
         self._stats = st
         return self.from_stats(st)
 

@@ -200,10 +200,11 @@ def test_one_backward_form_matches_formula_in_z(structured):
     scores = [ms.score(n) for n in names]
     loss = train.task_loss(model(x), y)
     gs = torch.autograd.grad(loss, scores + thetas)
-    hyper = implicit_gradient(dict(zip(names, gs[:len(names)])), dict(zip(names, gs[len(names):])), gamma=0.7)
+    hyper = implicit_gradient(dict(zip(names, gs[:len(names)], strict=True)),
+                              dict(zip(names, gs[len(names):], strict=True)), gamma=0.7)
     # reference: g_z by differentiating the same function of z directly
     masks = ms.binary_masks()
-    zs = [(masks[n] * t).detach().requires_grad_(True) for n, t in zip(names, thetas)]
+    zs = [(masks[n] * t).detach().requires_grad_(True) for n, t in zip(names, thetas, strict=True)]
 
     def f_of_z(zs_):
         out = x
@@ -217,13 +218,13 @@ def test_one_backward_form_matches_formula_in_z(structured):
         return train.task_loss(out.reshape(-1), y)
 
     g_z = torch.autograd.grad(f_of_z(zs), zs)
-    for n, t, gz in zip(names, thetas, g_z):
+    for n, t, gz in zip(names, thetas, g_z, strict=True):
         ref = implicit_gradient_z(gz, t.detach(), masks[n], gamma=0.7)
         if structured:
             ref = ref.sum(1)
         assert torch.allclose(hyper[n], ref, atol=1e-6), n
     # first_order and repo from the same outputs
-    fo = implicit_gradient(dict(zip(names, gs[:len(names)])), None, gamma=0.7, ig="first_order")
+    fo = implicit_gradient(dict(zip(names, gs[:len(names)], strict=True)), None, gamma=0.7, ig="first_order")
     assert all(torch.equal(fo[n], gs[i]) for i, n in enumerate(names))
     with pytest.raises(ValueError, match="gamma"):
         implicit_gradient(fo, None, gamma=0.0)
@@ -261,7 +262,7 @@ def test_solver_reaches_exact_sparsity_and_counts(kw):
     model = _pretrained(ds)
     dense = [p.detach().clone() for p in model.parameters()]
     res = paper_bip(model, train.make_loader(ds, 64, shuffle=True), steps=12, weight_decay=1e-4, **kw)
-    assert all(torch.equal(a, p) for a, p in zip(dense, model.parameters()))  # caller's model untouched
+    assert all(torch.equal(a, p) for a, p in zip(dense, model.parameters(), strict=True))  # caller's model untouched
     ms = MaskScores(model, kw["sparsity"], structured=kw.get("structured", False), scope=kw.get("scope", "global"))
     units = {n: (m.flatten(1)[:, 0] if ms.structured else m) for n, m in res.masks.items()}
     if kw.get("scope") == "layer":
@@ -280,7 +281,8 @@ def test_solver_reaches_exact_sparsity_and_counts(kw):
     assert res.cost["iterations"] == 12 and len(res.history) == 12
     if kw.get("schedule") == "cubic":
         sp = [h["sparsity"] for h in res.history]
-        assert sp[0] == 0 and all(a <= b for a, b in zip(sp, sp[1:])) and sp[-1] == kw["sparsity"]
+        # consecutive pairs (strict=False: sp[1:] is one shorter)
+        assert sp[0] == 0 and all(a <= b for a, b in zip(sp, sp[1:], strict=False)) and sp[-1] == kw["sparsity"]
     res.to_dict()
 
 
@@ -289,7 +291,7 @@ def test_solver_is_deterministic_under_seed():
     model = _pretrained(ds)
     runs = [paper_bip(model, ds, sparsity=0.6, steps=15, batch_size=64, seed=3, weight_decay=1e-4) for _ in range(2)]
     assert all(torch.equal(runs[0].masks[n], runs[1].masks[n]) for n in runs[0].masks)
-    for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters()):
+    for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
         assert torch.equal(a, b)
     assert [h["upper_loss"] for h in runs[0].history] == [h["upper_loss"] for h in runs[1].history]
 
@@ -400,7 +402,7 @@ def test_ablation_switches_remove_the_term_from_their_level():
         return paper_bifp(dense, ds, constraint=c, fair_mask=fm, fair_weights=fw, **kw)
 
     ref = paper_bip(dense, ds, **kw)
-    diff = lambda a, b: max(float((x - y).abs().max()) for x, y in zip(a, b))  # noqa: E731
+    diff = lambda a, b: max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))  # noqa: E731
     weights = lambda r: [p.detach() for p in r.model.parameters()]  # noqa: E731
     scores = lambda r: [r.scores[n] for n in sorted(r.scores)]  # noqa: E731
     wo_w, wo_m, both, off = run(True, False), run(False, True), run(True, True), run(False, False)
@@ -495,16 +497,18 @@ def test_one_solver_step_equals_the_formula_by_hand(update, fm, fw):
     gt_up = torch.autograd.grad(up, T, retain_graph=True)
     gt_low = torch.autograd.grad(low, T, retain_graph=True)
     expect = {n: (s - hp["beta"] * (g - a * b / hp["gamma"])).clamp(0, 1).detach()
-              for n, s, g, a, b in zip(names, S, gs_up, gt_up, gt_low)}
-    raw = {n: (s - hp["beta"] * (g - a * b / hp["gamma"])).detach() for n, s, g, a, b in zip(names, S, gs_up, gt_up, gt_low)}
+              for n, s, g, a, b in zip(names, S, gs_up, gt_up, gt_low, strict=True)}
+    raw = {n: (s - hp["beta"] * (g - a * b / hp["gamma"])).detach()
+           for n, s, g, a, b in zip(names, S, gs_up, gt_up, gt_low, strict=True)}
     assert any(bool(((r < 0) | (r > 1)).any()) for r in raw.values())  # the clamp has work to do
     for n in names:
         assert torch.allclose(res.scores[n], expect[n], atol=1e-6, rtol=1e-5), n
     if update == "joint":  # the weight step follows the LOWER loss
         g_low = torch.autograd.grad(low, params)
-        new = [p.detach() - hp["alpha"] * (g + hp["weight_decay"] * p.detach()) for p, g in zip(params, g_low)]
+        new = [p.detach() - hp["alpha"] * (g + hp["weight_decay"] * p.detach())
+               for p, g in zip(params, g_low, strict=True)]
         got = res.model.state_dict()
-        for (pn, _), q in zip(m.named_parameters(), new):
+        for (pn, _), q in zip(m.named_parameters(), new, strict=True):
             if pn.endswith(".parametrizations.weight.original"):
                 layer = pn[: -len(".parametrizations.weight.original")]
                 pn, q = layer + ".weight", q * res.masks[layer]
@@ -565,9 +569,10 @@ def test_holdout_selection_keeps_the_best_safe_iterate():
                        holdout=0.25, select_every=10)
     sel = res.config["selection"]
     assert sel["held_out"] == 150 and sel["step"] in (9, 19, 29, 39)
-    # 40 training batches of the 450 kept examples, plus 4 evaluation passes of the held-out 150
+    # 40 training batches of the 450 kept examples (the cycle is endless: range(40) cuts it, strict=False),
+    # plus 4 evaluation passes of the held-out 150
     assert res.cost["examples"] == sum(len(b[1]) for b, _ in zip(train.cycle(train.make_loader(
-        train.subset(ds, torch.arange(450)), 64, shuffle=False)), range(40))) + 4 * 150
+        train.subset(ds, torch.arange(450)), 64, shuffle=False)), range(40), strict=False)) + 4 * 150
     # the returned model is the selected iterate: its held-out accuracy is the recorded one
     perm = torch.randperm(600, generator=torch.Generator().manual_seed(0))
     held = train.subset(ds, perm[:150])
@@ -955,6 +960,6 @@ def test_sgd_of_make_optimizer_is_bit_identical_to_the_loop(wd, momentum):
     loop, _ = run(lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=momentum, weight_decay=wd, foreach=False))
     hooked, calls = run(lambda ps: train.make_optimizer(ps, "sgd", lr=0.05, weight_decay=wd, momentum=momentum),
                         hook=True)
-    assert all(torch.equal(a, b) for a, b in zip(ours, loop)) and len(ours) == len(loop)
-    assert all(torch.equal(a, b) for a, b in zip(hooked, loop)) and calls == 25
+    assert all(torch.equal(a, b) for a, b in zip(ours, loop, strict=True)) and len(ours) == len(loop)
+    assert all(torch.equal(a, b) for a, b in zip(hooked, loop, strict=True)) and calls == 25
     assert train.make_optimizer([nn.Parameter(torch.ones(2))], lr=0.1).param_groups[0]["foreach"] is True

@@ -119,12 +119,12 @@ def test_ablation_switches_remove_the_fairness_terms():
     off = bilevel.bifp(model, ds, constraint=c, fair_mask=False, fair_weights=False, **kw)
     assert c.updates == 0 and c.multipliers.tolist() == [5.0, 5.0]  # untouched
     assert all(torch.equal(ref.masks[n], off.masks[n]) for n in ref.masks)
-    for a, b in zip(ref.model.parameters(), off.model.parameters()):
+    for a, b in zip(ref.model.parameters(), off.model.parameters(), strict=True):
         assert torch.equal(a, b)
     on = bilevel.bifp(model, ds, constraint=FairnessConstraint("accuracy_gap", tau=0.0, init_multiplier=5.0),
                       fair_mask=False, fair_weights=True, **kw)
     assert on.config["constraint"]["updates"] == 10
-    assert any(not torch.equal(a, b) for a, b in zip(ref.model.parameters(), on.model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(ref.model.parameters(), on.model.parameters(), strict=True))
 
 
 def test_constraint_values_have_one_entry_per_one_sided_constraint():

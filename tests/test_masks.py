@@ -92,7 +92,7 @@ def test_ties_broken_by_magnitude_never_by_position(cnn):
     model = mlp()
     sc = MaskScores(model, 0.3, init="constant")  # every score ties: magnitude decides
     assert all(torch.equal(a, b) for a, b in zip(sc.binary_masks().values(),
-                                                  MaskScores(model, 0.3).binary_masks().values()))
+                                                  MaskScores(model, 0.3).binary_masks().values(), strict=True))
     # ties only at the threshold: lower scores are pruned first, then the smallest |w| among the tied
     with torch.no_grad():
         sc.score("0").fill_(0.5)
@@ -369,7 +369,7 @@ def test_cached_topk_equals_fresh_topk_under_score_moves(scope, structured):
                            mask={n: torch.ones_like(m) for n, m in sc.unit_masks().items()})
         fresh._tie = sc._tie
         with torch.no_grad():
-            for (_, a), (_, b) in zip(fresh.items(), sc.items()):
+            for (_, a), (_, b) in zip(fresh.items(), sc.items(), strict=True):
                 a.copy_(b)
         got, want = sc.unit_masks(), fresh.unit_masks()
         assert all(torch.equal(got[n], want[n]) for n in sc.names), it
@@ -564,14 +564,14 @@ def test_state_dict_holds_the_mask_and_loading_restores_it(structured, gate, cnn
     # into a plain model: masks come back as fixed masks, the function is the same
     plain = load_masked(cnn(seed=9, bn=True), state)
     assert all(torch.equal(a, b) for a, b in zip(model_masks(plain).binary_masks().values(),
-                                                  sc.binary_masks().values()))
+                                                  sc.binary_masks().values(), strict=True))
     assert torch.allclose(plain.eval()(x), ref, atol=1e-6)
     # into a masked model with other scores: its mask becomes the saved one
     other = cnn(seed=9, bn=True)
     apply_masks(other, MaskScores(other, 0.6, structured=structured, gate_norm=gate))
     other.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(model_masks(other).binary_masks().values(),
-                                                  sc.binary_masks().values()))
+                                                  sc.binary_masks().values(), strict=True))
     assert torch.allclose(other.eval()(x), ref, atol=1e-6)
     with pytest.raises(ValueError, match="no masks"):
         load_masked(cnn(bn=True), cnn(bn=True).state_dict())
