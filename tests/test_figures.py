@@ -67,6 +67,27 @@ def check_readable(fig):
         box = leg.get_window_extent(renderer)
         for ax in fig.axes:
             assert not overlaps(box, ax.get_window_extent(renderer)), (leg.get_title().get_text(), ax.get_title())
+    # figure-level texts (caption, shared axis label, title) clear of each other; titles and tick
+    # labels of the panels clear of each other
+    fig_texts = [t for t in fig.texts if t.get_visible() and t.get_text().strip()]  # suptitle, supxlabel too
+    boxes = [(t.get_text()[:30], t.get_window_extent(renderer)) for t in fig_texts]
+    boxes += [(ax.get_title()[:30], ax.title.get_window_extent(renderer)) for ax in fig.axes if ax.get_title()]
+    for i, (name_a, a) in enumerate(boxes):
+        for name_b, b in boxes[i + 1:]:
+            assert not overlaps(a, b), (name_a, name_b)
+    for ax in fig.axes:
+        labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        if len(labels) < 2:
+            continue
+        names = [t.get_text() for t in labels]
+        angle = np.deg2rad(labels[0].get_rotation() % 180)
+        if angle == 0:  # level labels: their boxes apart
+            boxes_x = [t.get_window_extent(renderer) for t in labels]
+            assert not any(overlaps(a, b) for i, a in enumerate(boxes_x) for b in boxes_x[i + 1:]), names
+        else:  # slanted labels are parallel lines: their distance is the anchors' spacing times sin(angle)
+            xs = np.sort([t.get_window_extent(renderer).x1 for t in labels])
+            height = labels[0].get_fontsize() * fig.dpi / 72
+            assert np.diff(xs).min() * np.sin(angle) >= height, names
 
 
 @pytest.mark.parametrize("kind", ["sparsity", "tradeoff", "cost", "ablation"])

@@ -336,8 +336,8 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
                 mm, pp = _sparsity_panel(axes[i][col], rs, m, group, ref, colors, spread, decades, hlines)
                 means[col] += mm
                 points[col] += pp
-                if i == 0:
-                    what = "test accuracy (%)" if k == 0 else f"test {SHORT.get(m, m)} (points)"
+                if i == 0:  # two lines: a panel is about 1.4 in wide
+                    what = "test accuracy\n(%)" if k == 0 else f"test {SHORT.get(m, m)}\n(points)"
                     axes[i][col].set_title(what if len(datasets) == 1 else f"{_panel_title(key)}\n{what}")
             handles = [Line2D([], [], color=colors[lab], marker="o", lw=1.4, ms=4.5) for lab in group]
             axes[i][-1].legend(handles, group, loc="center left", bbox_to_anchor=(1.03, 0.5), frameon=False,
@@ -345,9 +345,13 @@ def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     for col in range(ncols):
         axes[0][col].set_ylim(*_column_limits(col % 2 == 0, means[col], points[col]))
         _mark_cut_intervals(points[col], *axes[0][col].get_ylim())
-    for ax in axes[-1]:
-        ax.set_xlabel("sparsity (log-spaced)")
+    fig.supxlabel("sparsity (log-spaced)")  # one label for every column
     axes[0][0].set_xticks(sps_all, [f"{100 * s:g}%" for s in sps_all])
+    for ax in axes[-1]:  # close sparsities (79%, 89.3%) sit close on the log scale: slanted labels
+        ax.tick_params(axis="x", labelrotation=45)
+        for t in ax.get_xticklabels():
+            t.set_horizontalalignment("right")
+            t.set_rotation_mode("anchor")
     axes[0][0].xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     if len(sps_all) > 1:
         axes[0][0].set_xlim(_dodge([sps_all[0]], -0.12 * decades)[0], _dodge([sps_all[-1]], 0.12 * decades)[0])
@@ -503,10 +507,12 @@ def _fig_ablation(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
             ax.set_ylim(0.0, max(top, dense, tau or 0.0) * 1.1 + 1e-3)
             ax.set_title(f"test {SHORT.get(m, m)} (points)")
         _points(ax)
-        ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 4 else 0)
+        slant = len(labels) > 3  # many names under a half-width panel: slanted, anchored at their tick
+        ax.set_xticks(range(len(labels)), labels, rotation=45 if slant else 0, ha="right" if slant else "center",
+                      rotation_mode="anchor")
         ax.grid(False, axis="x")
-        if len(sps) > 1:
-            ax.set_xlabel("bars per method: sparsity " + ", ".join(f"{100 * s:g}%" for s in sps) + " (darker = higher)")
+    if len(sps) > 1:  # one label for both panels, wrapped to the figure
+        fig.supxlabel("bars per method: sparsity " + ", ".join(f"{100 * s:g}%" for s in sps) + "\n(darker = higher)")
     handles, names = [], []
     for ax in axes:
         for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -515,7 +521,7 @@ def _fig_ablation(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
                 names.append(n)
     handles.append(Line2D([], [], color="k", marker=".", ls="none", ms=6))
     names.append("one seed")
-    fig.legend(handles, names, loc="outside upper center", ncol=len(names), frameon=False)
+    fig.legend(handles, names, loc="outside upper center", ncol=min(len(names), 2), frameon=False)
     return fig
 
 
@@ -595,8 +601,7 @@ def _fig_interpolation(results: list, spread: str, plt: Any, cfg: Mapping[str, A
     axes[1].set_title("test accuracy gap (points)")
     axes[1].set_ylim(bottom=0.0)
     _points(axes[1])
-    for ax in axes:
-        ax.set_xlabel("t on the line (1 \u2212 t) \u03b8_a + t \u03b8_b")
+    fig.supxlabel(r"$t$ on the line $(1 - t)\,\theta_a + t\,\theta_b$")  # one label for both panels
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside upper center", ncol=1, frameon=False)
     return fig
@@ -709,6 +714,10 @@ def figure(kind: str, results: Sequence[Mapping[str, Any]] | str | os.PathLike, 
         lines = textwrap.wrap(caption(results) + f" | {SPREAD_TEXT[spread]} (n = {n} seeds)", width_chars)
         fig.text(0.01, 0.005, "\n".join(lines), fontsize=CAPTION_PT, color="0.3", ha="left", va="bottom")
         bottom = 0.012 + 1.25 * CAPTION_PT / 72 * len(lines) / fig.get_figheight()
+        shared_x = getattr(fig, "_supxlabel", None)  # a label shared by the columns goes above the caption
+        if shared_x is not None:
+            fig.supxlabel(shared_x.get_text(), y=bottom, va="bottom")
+            bottom += 1.5 * shared_x.get_fontsize() / 72 / fig.get_figheight()
         engine = fig.get_layout_engine()
         if engine is not None and hasattr(engine, "set") and "rect" in engine.get():
             engine.set(rect=(0, bottom, 1, 1 - bottom))
