@@ -18,6 +18,7 @@ One module per concept (imports point down this list only):
 """
 from __future__ import annotations
 
+from .book_rules import check_claims, check_clean, kernel_fingerprint
 from .config import (
                      CONFIG_KEYS,
                      CONSTRAINT_KINDS,
@@ -47,7 +48,7 @@ from .figures import (
                      register_figure,
 )
 from .profiles import PROFILES, Profile, get_profile, lottery_levels, progress_default, quiet_default
-from .provenance import check_claims, check_clean, device_name, fingerprint, kernel_fingerprint, provenance
+from .provenance import device_name, fingerprint, provenance
 from .results import (
                      SCHEMA,
                      SPLITS,

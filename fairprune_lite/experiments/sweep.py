@@ -34,9 +34,9 @@ import torch
 
 from ..bilevel import PROTOCOLS
 from ..result import to_jsonable
+from .book_rules import check_clean
 from .config import RunSpec, SweepConfig, check_config, check_spec, load_config, sweep_dir
 from .profiles import Profile, log, progress_default, quiet_default
-from .provenance import check_clean
 from .results import ResultError, check_writable, load_result, write_json
 from .run import build_model, default_cache_dir, dense_key, load_splits, pretrain, run
 
