@@ -355,9 +355,11 @@ class ProjectedAscent(Multiplier):
 class NuPI(Multiplier):
     """cooper-optim's ``DenseMultiplier`` moved by its ``nuPI`` controller (Sohrabi et al., ICML
     2024) with gains ``kp`` (proportional) and ``Ki = 1``, error smoothing ``ema_nu`` and step
-    ``lr``, projected onto ``>= 0`` by the multiplier's ``post_step_``; ``max_value`` caps the
-    returned multipliers (cooper's own state is not capped). ``kp = 0, ema_nu = 0`` is projected
-    gradient ascent. The cooper objects are made on the first step, from the current values."""
+    ``lr``, projected onto ``>= 0`` by the multiplier's ``post_step_`` and onto ``<= max_value``
+    here, in cooper's own state too (a cap on the returned values alone would let the state wind
+    up above it, and the multiplier would then stay at the cap for many steps after the violation
+    turned negative). ``kp = 0, ema_nu = 0`` is projected gradient ascent. The cooper objects are
+    made on the first step, from the current values."""
 
     rule = "nupi"
 
@@ -383,7 +385,10 @@ class NuPI(Multiplier):
         mult.weight.grad = violation.to(mult.weight.dtype).clone()
         opt.step()
         mult.post_step_()
-        self.value = self._cap(mult.weight.detach().clone().to(torch.float64))
+        if self.max_value is not None:
+            with torch.no_grad():
+                mult.weight.clamp_(max=self.max_value)
+        self.value = self._cap(mult.weight.detach().clone().to(torch.float64))  # exact in float64
         return self.value.clone()
 
     def load(self, value: Tensor) -> None:

@@ -388,6 +388,20 @@ def test_nupi_multiplier_alone():
         NuPI(2, ema_nu=1.0)
 
 
+def test_nupi_cap_is_a_projection():
+    """max_multiplier projects nuPI's own state, as it does for projected ascent: after many
+    violated steps at the cap, one satisfied step moves the multiplier below the cap at once
+    (with kp = 0 and no smoothing nuPI is projected ascent, step for step)."""
+    pytest.importorskip("cooper")
+    from fairprune_lite.constraints import NuPI, ProjectedAscent
+
+    gda, pi = ProjectedAscent(1, lr=0.5, max_value=0.4), NuPI(1, lr=0.5, max_value=0.4)
+    up, down = torch.tensor([1.0], dtype=torch.float64), torch.tensor([-0.2], dtype=torch.float64)
+    for v in [up] * 20 + [down]:
+        assert torch.allclose(gda.step(v), pi.step(v), atol=1e-6)
+    assert pi.value.item() == pytest.approx(0.3)
+
+
 def test_formulations_alone():
     from fairprune_lite.constraints import Lagrangian, Penalty, ProjectedAscent
 
