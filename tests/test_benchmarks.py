@@ -70,6 +70,7 @@ def test_step_section_is_consistent(quick_run):
     assert res["bifp_vs_masked_sgd"] == entry["bifp_vs_masked_sgd"] == rows["bifp/paper/alternating"]["vs_masked_sgd"]
     assert set(entry["bifp_vs_masked_sgd_by_variant"]) >= {f"{ig}/{u}" for ig in ("paper", "repo", "first_order")
                                                           for u in ("alternating", "joint")}
+    assert entry["fair_floor_vs_masked_sgd"] == pytest.approx(2 * rows["masked_sgd_fair"]["vs_masked_sgd"], abs=2e-3)
 
 
 def test_convergence_section_is_consistent(quick_run):
