@@ -65,12 +65,24 @@ __all__ = [
     "count_pruned",
     "following_norms",
     "load_masked",
+    "score_generator",
 ]
 
 _INITS = ("magnitude", "uniform", "constant")
 _SCOPES = ("global", "layer")
 #: relative size of the magnitude tie-break added to scores initialised from a given mask
 _TIE_BREAK = 1e-3
+#: the random-score stream's constant (any odd 64-bit number; fixed so runs reproduce)
+_SCORE_STREAM = 0x9E3779B97F4A7C15
+
+
+def score_generator(seed: int) -> torch.Generator:
+    """The generator of random mask scores for run ``seed``, on a stream of its own.
+
+    Seeded with ``seed`` itself it would replay the weights' initialisation (a model built with
+    ``manual_seed(seed)`` draws its uniform weights from the same sequence), and "random" scores
+    would be the initial weights rescaled: a magnitude rule in disguise."""
+    return torch.Generator().manual_seed((int(seed) * _SCORE_STREAM + 1) % 2**63)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +243,7 @@ class MaskScores(nn.Module):
               and a global norm ranking empties the layer with the smallest filters first),
               so the first mask is exactly magnitude pruning (global or per layer), the mask
               BiP starts from.
-            * ``"uniform"``: i.i.d. ``U(0, 1)`` from a generator seeded with ``seed`` (the
+            * ``"uniform"``: i.i.d. ``U(0, 1)`` from :func:`score_generator` of ``seed`` (the
               global torch RNG when ``seed`` is None): a random first mask.
             * ``"constant"``: all scores 0.5; the first mask then follows the magnitude
               tie-break (so it equals ``"magnitude"``'s), useful to study the scores' dynamics.
@@ -313,7 +325,7 @@ class MaskScores(nn.Module):
             elif init == "uniform":
                 gen = None
                 if seed is not None:
-                    gen = torch.Generator().manual_seed(int(seed))
+                    gen = score_generator(seed)
                 init_scores = {n: torch.rand(mag[n].shape, generator=gen).to(mag[n]) for n in self.names}
             else:
                 init_scores = {n: torch.full_like(mag[n], 0.5) for n in self.names}

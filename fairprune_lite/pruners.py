@@ -684,7 +684,7 @@ def _batches(ctx: Context, n: int, split: str = "val") -> list:
 # ---------------------------------------------------------------------------------------------
 @register("random", family=BLIND, description="uniformly random mask, then fine-tuning (sanity floor)")
 def _random(ctx: Context) -> MethodOutput:
-    gen = torch.Generator().manual_seed(ctx.seed)
+    gen = masks.score_generator(ctx.seed)  # not the initialisation's stream (scores = initial weights)
     imp = {n: torch.rand(masks.MaskScores(ctx.model, 0.0, structured=ctx.structured, layers=[n]).score(n).shape,
                          generator=gen) for n in ctx.layers()}
     model = ctx.apply(imp)

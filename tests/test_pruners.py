@@ -115,6 +115,27 @@ def test_random_masks_change_with_the_seed():
     assert any(not torch.equal(a.masks[n], b.masks[n]) for n in a.masks)
 
 
+def test_random_scores_are_not_the_initial_weights():
+    """A model built with ``manual_seed(seed)`` draws its first weights from the sequence a
+    generator seeded with ``seed`` replays: random scores must come from a stream of their own,
+    or they are the initial weights rescaled (a magnitude rule). Checked on the first layer, whose
+    weights are the first draws, for the pruner and for ``MaskScores(init="uniform")``."""
+    from fairprune_lite.masks import MaskScores, score_generator
+    from fairprune_lite.models import make_model
+
+    seed = 3
+    model = make_model("mlp", in_shape=(8,), width=16, seed=seed)
+    first, layer = next(iter(masks.prunable_layers(model).items()))
+    w = layer.weight.detach().flatten().clone()
+    replay = torch.rand(w.numel(), generator=torch.Generator().manual_seed(seed))
+    assert torch.corrcoef(torch.stack([w, replay]))[0, 1] > 0.99  # the hazard is real
+    drawn = torch.rand(w.numel(), generator=score_generator(seed))
+    ms = MaskScores(model, 0.5, init="uniform", seed=seed)
+    for scores in (drawn, ms.score(first).detach().flatten()):
+        assert abs(float(torch.corrcoef(torch.stack([w, scores]))[0, 1])) < 0.2
+    assert torch.equal(ms.score(first).detach().flatten(), drawn)  # one definition of the stream
+
+
 @pytest.mark.parametrize("sparsity", [0.2, 0.5, 0.8])
 def test_layerwise_methods_exact_per_layer(sparsity):
     sp, model = _splits(), _mlp()
