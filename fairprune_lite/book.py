@@ -46,7 +46,7 @@ with warnings.catch_warnings():
     from .experiments.run import pretrain as _runner_pretrain
 
 __all__ = ["REPOSITORY", "BRANCH", "RUNTIMES", "install_cell_source", "write_install_cell", "setup", "fit_legends",
-           "FIGURE_STYLE", "min_text_px", "glue", "unfair_problem", "ex_pretrain", "pretrain",
+           "FIGURE_STYLE", "PHONE_COLUMN_PX", "min_text_px", "glue", "unfair_problem", "ex_pretrain", "pretrain",
            "exercises", "chapter_paths", "runner_splits", "pretrain_cnn", "INSTALL_TAG", "prose_numbers", "unbacked_numbers",
            "swapped_feature_problem", "pretrain_mlp", "use_book_style", "CHAPTER_NAME", "stored_runs"]
 
@@ -133,9 +133,13 @@ RUNTIMES = {
     "gpu": ("gpu", "Runtime > Change runtime type > a GPU (T4 or better)"),
 }
 
-#: matplotlib settings of the book's figures: drawn at most 5.2 inches (520 px) wide, so that on a
-#: 390 px phone (a text column of about 358 px) they shrink to no less than 0.69 and 11-13 pt text
-#: (15-18 px) stays at 10 px or more; see :func:`min_text_px`.
+#: the width, in CSS pixels, of the book's text column on a 390 px phone (measured in the built
+#: book: the page's side padding leaves 342 px for a figure)
+PHONE_COLUMN_PX = 342.0
+
+#: matplotlib settings of the book's figures: drawn at most 5.2 inches (520 px) wide, so that in a
+#: phone's 342 px column they shrink to no less than 0.66 and 11-13 pt text (15-18 px) stays at
+#: 10 px or more; see :func:`min_text_px`.
 FIGURE_STYLE: dict[str, Any] = {
     "figure.dpi": 100, "figure.figsize": (5.2, 3.4), "font.size": 13, "axes.titlesize": 13,
     "axes.labelsize": 13, "xtick.labelsize": 12, "ytick.labelsize": 12, "legend.fontsize": 11,
@@ -185,7 +189,7 @@ def setup(runtime: str = "cpu", *, chapter: str | None = None, seed: int = 0, qu
     return profile
 
 
-def min_text_px(fig: Any, *, column_px: float = 358.0) -> float:
+def min_text_px(fig: Any, *, column_px: float = PHONE_COLUMN_PX) -> float:
     """The smallest text height, in CSS pixels, of ``fig`` shown in a column ``column_px`` wide
     (a 390 px phone): font size in points times dpi/72, times the shrink factor
     ``min(1, column_px / image width in pixels)``. The image is what a notebook shows: the inline

@@ -144,7 +144,7 @@ def test_min_text_px_at_phone_width():
         px = book.min_text_px(fig)
         plt.close(fig)
     w = book.FIGURE_STYLE["figure.figsize"][0] * 100
-    assert px == pytest.approx(min(book.FIGURE_STYLE["xtick.labelsize"], book.FIGURE_STYLE["font.size"]) * 100 / 72 * 358 / w)
+    assert px == pytest.approx(min(book.FIGURE_STYLE["xtick.labelsize"], book.FIGURE_STYLE["font.size"]) * 100 / 72 * book.PHONE_COLUMN_PX / w)
     assert px >= 9
     with pytest.raises(ValueError, match="column_px"):
         book.min_text_px(None, column_px=0)

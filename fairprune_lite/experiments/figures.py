@@ -41,13 +41,13 @@ __all__ = ["figure", "figure_from_config", "caption", "iterations_to_fair", "int
 
 COLUMN_WIDTH_IN = 4.8
 """Figure width in inches: 480 px at the 100 dpi of the notebook's inline figures, narrower than the
-book's text column at 1280 px (about 660 px), and scaled to no less than about 0.75 in a 390 px
-phone column (about 358 px), where the smallest text (9 pt, 12.5 px) stays above 9 px."""
+book's text column at 1280 px (about 660 px), and scaled to no less than about 0.71 in a 390 px
+phone's column (342 px), where the smallest text (10 pt, 13.9 px) stays near 10 px."""
 
 STYLE = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10,
          "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 12, "axes.grid": True,
          "grid.alpha": 0.3, "figure.dpi": 100}
-"""Text sizes every kind is drawn with (nothing smaller than 9 pt is written)."""
+"""Text sizes every kind is drawn with (nothing smaller than 10 pt is written: 9.9 px in a phone's column)."""
 
 METRIC_NAMES = {"accuracy": "accuracy", "accuracy_gap": "accuracy gap",
                 "equalized_odds_difference": "equalized-odds difference",
@@ -196,7 +196,7 @@ def _draw_majority(ax: Any, value: float | None, data_low: float, data_high: flo
         (ax.axhline if horizontal else ax.axvline)(value, color="k", ls=":", lw=1.2, label="majority-class baseline")
     else:
         ax.text(0.01, 0.01, f"majority-class baseline {100 * value:.1f}% (below the axis)", transform=ax.transAxes,
-                fontsize=9, color="0.25", ha="left", va="bottom")
+                fontsize=10, color="0.25", ha="left", va="bottom")
 
 
 def _points(ax: Any, axis: str = "y") -> None:
@@ -295,10 +295,10 @@ def _mark_cut_intervals(points: list, lo: float, hi: float) -> None:
     for ax, x, plo, phi, color in points:
         if phi > hi + 1e-9:
             ax.annotate(f"\u2191{100 * phi:.0f}", (x, hi), xytext=(0, -2), textcoords="offset points",
-                        ha="center", va="top", fontsize=9, color=color, annotation_clip=False)
+                        ha="center", va="top", fontsize=10, color=color, annotation_clip=False)
         if plo < lo - 1e-9:
             ax.annotate(f"\u2193{100 * plo:.0f}", (x, lo), xytext=(0, 2), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=9, color=color, annotation_clip=False)
+                        ha="center", va="bottom", fontsize=10, color=color, annotation_clip=False)
 
 
 def _fig_sparsity(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] | None = None) -> Any:
@@ -431,11 +431,11 @@ def _fig_cost(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] | Non
             m, lo, hi = _mean_spread(vals, spread, upper=None)
             ax.bar(i, m, yerr=[[m - lo], [hi - m]], color=colors[label], capsize=3, alpha=0.85)
             ax.plot(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, "k.", ms=5)
-            ax.text(i, hi, f"{len(vals)}/{n_all} seeds\nfair", ha="center", va="bottom", fontsize=9)
+            ax.text(i, hi, f"{len(vals)}/{n_all} seeds\nfair", ha="center", va="bottom", fontsize=10)
             top = max(top, hi, max(vals))
         else:
             ax.bar(i, 0, color="none", edgecolor=colors[label], hatch="//")
-            ax.text(i, 0, f"never fair\n(0/{n_all})", ha="center", va="bottom", fontsize=9)
+            ax.text(i, 0, f"never fair\n(0/{n_all})", ha="center", va="bottom", fontsize=10)
     ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 4 else 0)
     ax.set_ylim(0, top * 1.35)
     ax.set_ylabel("iterations to a fair model")
@@ -603,7 +603,7 @@ def _fig_frontier(results: list, spread: str, plt: Any, cfg: Mapping[str, Any] |
     sp = sorted({r["sparsity_target"] for r in results})
     ax.set_title(f"sparsity {', '.join(f'{100 * s:g}%' for s in sp)}: up and to the left is better")
     handles, texts = ax.get_legend_handles_labels()
-    fig.legend(handles, texts, loc="outside upper center", ncol=2, frameon=False, fontsize=9)
+    fig.legend(handles, texts, loc="outside upper center", ncol=2, frameon=False, fontsize=10)
     return fig
 
 
@@ -620,7 +620,7 @@ register_figure("interpolation", _fig_interpolation)
 register_figure("frontier", _fig_frontier)
 SPREAD_TEXT = {"ci": "bars/bands: 95% t-interval of the mean over seeds, clipped to the metric's range",
                "std": "bars/bands: 1 std over seeds", "minmax": "bars/bands: min-max over seeds"}
-CAPTION_PT = 9.0
+CAPTION_PT = 10.0
 
 
 def figure(kind: str, results: Sequence[Mapping[str, Any]] | str | os.PathLike, *,
