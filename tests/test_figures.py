@@ -56,8 +56,8 @@ def overlaps(a, b):
 
 
 def check_readable(fig):
-    """Column width, no text under 9 px in a phone's column (what the inline image shows, scaled
-    to the book's 342 px), legends clear of every axes."""
+    """Column width, no text under 9 px on a phone (what the inline image shows, scaled to
+    ``book.PHONE_COLUMN_PX``), legends clear of every axes."""
     from fairprune_lite import book
 
     assert fig.get_figwidth() == pytest.approx(F.COLUMN_WIDTH_IN)

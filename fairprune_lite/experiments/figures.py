@@ -41,13 +41,13 @@ __all__ = ["figure", "figure_from_config", "caption", "iterations_to_fair", "int
 
 COLUMN_WIDTH_IN = 4.8
 """Figure width in inches: 480 px at the 100 dpi of the notebook's inline figures, narrower than the
-book's text column at 1280 px (about 660 px), and scaled to no less than about 0.71 in a 390 px
-phone's column (342 px), where the smallest text (10 pt, 13.9 px) stays near 10 px."""
+book's text column at 1280 px (about 660 px), and scaled to no less than about 0.76 on a 390 px
+phone (367 px, ``book.PHONE_COLUMN_PX``), where the smallest text (10 pt, 13.9 px) stays above 10 px."""
 
 STYLE = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10,
          "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 12, "axes.grid": True,
          "grid.alpha": 0.3, "figure.dpi": 100}
-"""Text sizes every kind is drawn with (nothing smaller than 10 pt is written: 9.9 px in a phone's column)."""
+"""Text sizes every kind is drawn with (nothing smaller than 10 pt is written: 10.6 px on a phone)."""
 
 METRIC_NAMES = {"accuracy": "accuracy", "accuracy_gap": "accuracy gap",
                 "equalized_odds_difference": "equalized-odds difference",
