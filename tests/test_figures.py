@@ -151,7 +151,8 @@ def test_sparsity_kind_plots_the_constrained_metric_with_tau():
     rows = F.method_groups(results)
     colors = F._colors([lab for _, g in rows for lab in g])
     axes = np.array(fig.axes).reshape(len(rows), 2)
-    assert "equalized-odds" in axes[0][1].get_title() and "accuracy" in axes[0][0].get_title()
+    assert "EO diff." in axes[0][1].get_title() and "accuracy" in axes[0][0].get_title()
+    check_readable(fig)  # column titles clear of each other (a long metric name ran into its neighbour)
     bifp_row = next(i for i, (_, g) in enumerate(rows) if "BiFP" in g)
     want = [np.mean([r["test"]["equalized_odds_difference"] for r in results
                      if r["label"] == "BiFP" and r["sparsity_target"] == sp]) for sp in (0.5, 0.8, 0.9)]

@@ -205,8 +205,10 @@ def _points(ax: Any, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g}"))
 
 
-SHORT = {"accuracy_gap": "accuracy gap", "equalized_odds_difference": "equalized-odds diff.",
-         "demographic_parity_difference": "dem.-parity diff.", "equal_opportunity_difference": "equal-opp. diff."}
+#: a metric's name in a panel title: short enough for a column of the sparsity kind (the tables'
+#: names: EO for equalized odds, as in :data:`fairprune_lite.experiments.report.SHORT_METRIC`)
+SHORT = {"accuracy_gap": "accuracy gap", "equalized_odds_difference": "EO diff.",
+         "demographic_parity_difference": "DP diff.", "equal_opportunity_difference": "equal-opp. diff."}
 
 
 def _single(values: Iterable[Any]) -> Any:
