@@ -62,8 +62,9 @@ def check_readable(fig):
 
     assert fig.get_figwidth() == pytest.approx(F.COLUMN_WIDTH_IN)
     px = book.min_text_px(fig)
-    small = [(t.get_text(), t.get_fontsize()) for t in texts(fig) if t.get_fontsize() * px / min(
-        x.get_fontsize() for x in texts(fig)) < 9]
+    drawn = texts(fig)
+    smallest_pt = min(t.get_fontsize() for t in drawn)
+    small = [(t.get_text(), t.get_fontsize()) for t in drawn if t.get_fontsize() * px / smallest_pt < 9]
     assert px >= 9, small
     renderer = fig.canvas.get_renderer()
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
